@@ -1,0 +1,90 @@
+# lonc - hand-written GNU make.  `make help` lists the targets.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SBINDIR ?= $(PREFIX)/sbin
+SYSCONFDIR ?= /etc
+MANDIR  ?= $(PREFIX)/share/man
+
+CC      ?= cc
+BUILD   ?= build
+SAN     ?=
+OPT     ?= -O2
+WARN    := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wformat=2 -Wcast-qual -Werror
+CPPFLAGS += -Iinclude -D_GNU_SOURCE -MMD -MP
+CFLAGS  += $(OPT) -g $(WARN) -pthread $(SAN)
+LDFLAGS += -pthread $(SAN)
+LDLIBS  := -lyaml -lgcrypt
+
+LIB_SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS := $(wildcard t/unit/*.c)
+UNIT_BINS := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/t/unit/%.t)
+TOOLS    := $(BUILD)/testlond $(BUILD)/lonc-load
+
+.PHONY: all test check check-tsan demo install clean help deps unit
+
+all: $(BUILD)/lonc $(TOOLS) $(UNIT_BINS)
+
+help:
+	@echo "make            build lonc, the test lond and the tests"
+	@echo "make demo       run lonc against the test lond (etc/lonc-demo.yaml)"
+	@echo "make test       run the test suite (TAP, prove)"
+	@echo "make check      the suite under AddressSanitizer + UBSan"
+	@echo "make check-tsan the suite under ThreadSanitizer"
+	@echo "make install    install (PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))"
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/liblonc.a: $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/lonc: $(BUILD)/obj/main.o $(BUILD)/liblonc.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/testlond: t/lond/testlond.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS) -lgcrypt
+
+$(BUILD)/lonc-load: t/tools/lonc-load.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+$(BUILD)/t/unit/%.t: t/unit/%.c t/unit/tap.h $(BUILD)/liblonc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -It/unit $(CFLAGS) -o $@ $< $(BUILD)/liblonc.a $(LDFLAGS) $(LDLIBS)
+
+# The suite: unit programs, then integration scripts against the real
+# daemon.  LONC_BUILD tells the scripts which binaries to run.
+PROVE ?= prove
+test: deps
+	@$(MAKE) --no-print-directory all
+	LONC_BUILD=$(BUILD) $(PROVE) $(UNIT_BINS) t/integration/*.t
+
+check: deps
+	@$(MAKE) --no-print-directory test BUILD=build-asan OPT=-O1 \
+		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+
+check-tsan: deps
+	@$(MAKE) --no-print-directory test BUILD=build-tsan OPT=-O1 \
+		SAN="-fsanitize=thread -fno-omit-frame-pointer"
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	scripts/demo $(BUILD)
+
+install: $(BUILD)/lonc
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/lonc
+	install -m 0755 $(BUILD)/lonc $(DESTDIR)$(SBINDIR)/lonc
+	install -m 0644 etc/lonc.yaml $(DESTDIR)$(SYSCONFDIR)/lonc/lonc.yaml.example
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/obj/main.d $(UNIT_BINS:.t=.d)

@@ -1,0 +1,44 @@
+/*
+ * client.h - one local client connection (a UNIX socket from Apache).
+ *
+ * A client is owned by exactly one thread at a time: its acceptor while
+ * a request line is being read, then the worker that serves the request,
+ * then the acceptor again.  Ownership passes through the host queue and
+ * acceptor_return(), whose locks order the hand-over, so a client's
+ * fields need no lock of their own.
+ */
+#ifndef LONC_CLIENT_H
+#define LONC_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "linebuf.h"
+#include "util.h"
+
+struct acceptor;
+
+struct client {
+	int fd;
+	struct linebuf in;         /* request bytes; a request is in[0..req_len] */
+	size_t req_len;            /* length of the pending request, no '\n' */
+	struct acceptor *acc;      /* where the client goes back to */
+	int64_t deadline;          /* acceptor: read deadline */
+	int64_t queued_at;         /* when the request entered the queue */
+	struct client *next;       /* acceptor's hand-back list */
+};
+
+/* Wrap an accepted (non-blocking) fd; requests up to max_request bytes. */
+struct client *client_new(int fd, struct acceptor *acc, size_t max_request);
+
+/* Close the fd and free.  NULL is fine. */
+void client_free(struct client *c);
+
+/* Send `text` and a '\n' to the client before deadline.  0 or -1. */
+int client_send_line(struct client *c, const char *text, int64_t deadline) WUR;
+
+/* Send a short lonc-generated answer without waiting (used by the
+ * acceptor thread, which must never block on one client).  0 or -1. */
+int client_send_now(struct client *c, const char *text) WUR;
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * config.h - the daemon's configuration, read from a YAML file.
+ *
+ * A struct config is immutable once loaded: threads share it read-only,
+ * and a reload builds a new one.  Durations are kept in milliseconds,
+ * sizes in bytes.
+ */
+#ifndef LONC_CONFIG_H
+#define LONC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "util.h"
+
+struct host_conf {
+	char *hostname;         /* socket name and DNS name */
+	char **ids;             /* LON-CAPA host IDs served there; ids[0] is
+				   the one the handshake names */
+	size_t n_ids;
+	char *address;          /* literal address, or NULL to resolve */
+	char **aliases;         /* extra socket names */
+	size_t n_aliases;
+	int port;               /* lond's TCP port */
+	int max_connections;    /* pool bound for this host */
+	bool version_step;      /* send version:<v> after the key mode */
+	bool sethost_step;      /* send sethost:<id> after the key mode */
+	int line;               /* where the entry starts in the file */
+};
+
+struct config {
+	char *path;
+	char *host_id;
+	char *socket_dir;
+	char *pid_file;
+	char *log_dir;
+	char *user;
+	int log_level;          /* LOG_* priority */
+	int syslog_facility;    /* LOG_* facility */
+	int lond_port;
+	int max_connections;
+	int max_queue;
+	int retry_attempts;
+	size_t max_request_bytes;
+	size_t max_reply_bytes;
+	int idle_timeout_ms;
+	int connect_timeout_ms;
+	int handshake_timeout_ms;
+	int transaction_timeout_ms;
+	int client_timeout_ms;
+	int client_write_timeout_ms;
+	int queue_timeout_ms;
+	int backoff_initial_ms;
+	int backoff_max_ms;
+	bool version_step;
+	bool sethost_step;
+	struct host_conf *hosts;
+	size_t n_hosts;
+};
+
+/* Load and validate `path`.  On success returns 0 and stores a new
+ * config in *out.  On failure returns -1 and writes one message naming
+ * the file, the line and the key into err. */
+int config_load(const char *path, struct config **out, char *err,
+		size_t errlen) WUR;
+
+/* Free a config from config_load (NULL is fine). */
+void config_free(struct config *cfg);
+
+/* Print a human summary (for `lonc -t`). */
+void config_print(const struct config *cfg, FILE *out);
+
+/* The option table as "name" strings, NULL-terminated, for the check
+ * that every option is documented. */
+const char *const *config_option_names(void);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * daemon.h - process-level duties: detaching from the terminal, the pid
+ * file, and the signal mask.  Called from the main thread only.
+ */
+#ifndef LONC_DAEMON_H
+#define LONC_DAEMON_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "util.h"
+
+/* Fork into the background, start a new session, chdir to /, stdio to
+ * /dev/null.  The parent waits until the child reports readiness (via
+ * daemon_ready) and exits 0, or exits with the child's failure status.
+ * 0 in the child, -1 on error (before forking). */
+int daemon_detach(void) WUR;
+
+/* Tell the waiting parent (if any) that start-up finished: status 0 =
+ * ready, else the exit status it should report. */
+void daemon_ready(int status);
+
+/* Create and lock the pid file and write our pid.  Refuses (with a
+ * message in err) if another live process holds it; replaces a stale
+ * one.  Returns the open fd (kept for the lock) or -1. */
+int pidfile_open(const char *path, char *err, size_t errlen) WUR;
+
+/* Remove the pid file and close its fd. */
+void pidfile_close(const char *path, int fd);
+
+/* Block the signals lonc handles with sigwait and ignore SIGPIPE.  Call
+ * before the first thread starts; fills *set with the handled set. */
+void daemon_block_signals(sigset_t *set);
+
+/* Create a directory and its parents if missing (mode 0755).  0 or -1. */
+int make_dirs(const char *path) WUR;
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * host.h - one remote LON-CAPA machine: its configuration, its request
+ * queue, its acceptor (sockets), its manager and worker threads, its
+ * dead/alive state and its counters.
+ *
+ * Threads: the host's acceptor pushes requests; its manager starts
+ * workers and owns the retry state; workers serve requests; the main
+ * thread starts, stops and reports.  Locks: h->queue.mu (see queue.h)
+ * and h->mu (text fields below).  Lock order: h->mu is a leaf; nothing
+ * else is taken while holding it.
+ */
+#ifndef LONC_HOST_H
+#define LONC_HOST_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "queue.h"
+#include "util.h"
+
+struct acceptor;
+struct client;
+
+/* Counters, updated with relaxed atomics by any thread. */
+struct host_stats {
+	atomic_ulong requests;        /* requests taken from clients */
+	atomic_ulong replied;         /* lond replies relayed */
+	atomic_ulong failed;          /* answered con_lost */
+	atomic_ulong timeouts;        /* transactions that timed out */
+	atomic_ulong rejected;        /* refused at once: queue full, dead */
+	atomic_ulong too_long;        /* requests over max_request_bytes */
+	atomic_ulong client_gone;     /* clients that left before the reply */
+	atomic_ulong connects;        /* successful handshakes */
+	atomic_ulong connect_failures;
+	atomic_ulong refusals;        /* of those: lond said refused / ECONNREFUSED */
+};
+
+struct host {
+	const struct config *cfg;        /* immutable */
+	const struct host_conf *conf;    /* immutable, inside cfg */
+	struct queue queue;
+	struct acceptor *acceptor;
+	pthread_t manager;
+	atomic_bool manager_started;     /* set once by the acceptor thread */
+
+	atomic_bool dead;                /* written by the manager only */
+	atomic_bool reset_requested;     /* reset_retries / SIGUSR1 */
+	atomic_uint close_generation;    /* close_connection_exit bumps it */
+	atomic_int retries_left;         /* for status output */
+
+	struct host_stats stats;
+
+	pthread_mutex_t mu;
+	char peer_version[64];           /* protected by mu */
+	char last_error[160];            /* protected by mu */
+};
+
+/* Create the host and its listening sockets.  NULL (logged) on failure. */
+struct host *host_new(const struct config *cfg, const struct host_conf *conf);
+
+/* Start the acceptor thread.  0 or -1 (logged). */
+int host_start(struct host *h) WUR;
+
+/* Called by the acceptor for every accepted request: start the manager
+ * on first use.  0, or -1 if the thread could not be started. */
+int host_ensure_manager(struct host *h) WUR;
+
+/* Stop taking new clients (closes nothing that is in flight). */
+void host_stop_accepting(struct host *h);
+
+/* Close the queue: workers finish what is queued, then every host
+ * thread ends; waits for them.  After this the host can be freed. */
+void host_shutdown(struct host *h);
+
+/* Remove sockets, free everything. */
+void host_free(struct host *h);
+
+/* Forget the dead state and failure count now (reset_retries, SIGUSR1). */
+void host_reset(struct host *h);
+
+/* Make every connection of this host close as soon as it is idle. */
+void host_close_connections(struct host *h);
+
+/* Answer a client con_lost (or drop it if it is gone), count it, and
+ * hand it back to its acceptor. */
+void host_fail_client(struct host *h, struct client *c);
+
+/* Hand a served client back to its acceptor for its next request. */
+void host_release_client(struct host *h, struct client *c);
+
+/* Record a printf-style last error (for status output). */
+void host_set_error(struct host *h, const char *fmt, ...) PRINTF_LIKE(2, 3);
+
+/* Log one status line for this host at LOG_NOTICE. */
+void host_log_status(struct host *h);
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * lond.h - the lond wire protocol as pure encode/decode functions: the
+ * handshake as a table of named steps, the session key derivation, the
+ * enc: framing and the classification of client requests.  No sockets,
+ * no threads: every function here is unit-tested on its own.
+ */
+#ifndef LONC_LOND_H
+#define LONC_LOND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "crypto.h"
+#include "util.h"
+
+#define LOND_KEY_LEN 16
+#define LOND_LINE_MAX 512       /* longest handshake line we send or accept */
+
+enum lond_step {
+	LOND_STEP_INIT,         /* send init, read the challenge */
+	LOND_STEP_CHALLENGE,    /* echo the challenge, read ok */
+	LOND_STEP_VERSION,      /* send version:<v>, read lond's version */
+	LOND_STEP_SETHOST,      /* send sethost:<id>, read ok */
+	LOND_STEP_EKEY,         /* send ekey, read the buildkey */
+	LOND_STEP_DONE,
+};
+
+struct lond_handshake {
+	/* inputs */
+	const char *our_id;       /* this node's host ID */
+	const char *peer_id;      /* the remote host ID we address */
+	const char *version;      /* what we announce in version: */
+	/* state */
+	enum lond_step plan[8];   /* the steps, in order, ending with DONE */
+	int at;                   /* index into plan */
+	char challenge[LOND_LINE_MAX];
+	char peer_version[64];
+	unsigned char key[LOND_KEY_LEN];
+	bool have_key;
+	bool refused;             /* lond answered "refused" */
+	const char *error;        /* why the handshake failed (static) */
+};
+
+/* Plan an insecure-mode handshake (protocol.md 2.3 and 2.6). */
+void lond_handshake_init(struct lond_handshake *hs, const char *our_id,
+			 const char *peer_id, const char *version,
+			 bool version_step, bool sethost_step);
+
+/* Name of a step, for logs ("init", "challenge", ...). */
+const char *lond_step_name(enum lond_step step);
+
+/* The current step (LOND_STEP_DONE when finished). */
+enum lond_step lond_handshake_step(const struct lond_handshake *hs);
+
+/* Write the current step's request line, '\n' included, into buf.
+ * Returns its length, or -1 if it does not fit. */
+int lond_handshake_request(const struct lond_handshake *hs, char *buf,
+			   size_t n) WUR;
+
+/* Feed lond's reply line (without '\n') to the current step.  Returns 1
+ * when the handshake is complete, 0 when the next step is due, -1 on
+ * failure (hs->error says why, hs->refused if lond said so). */
+int lond_handshake_reply(struct lond_handshake *hs, const char *line,
+			 size_t len) WUR;
+
+/* Perl's pack("H32", s) over the first n characters of s. */
+void lond_pack_h32(const char *s, size_t n, unsigned char out[LOND_KEY_LEN]);
+
+/* The insecure-mode session key (protocol.md 2.3 step 4). */
+void lond_session_key(const char *peer_id, const char *our_id,
+		      const char *buildkey, size_t buildkey_len,
+		      unsigned char key[LOND_KEY_LEN]);
+
+/* A client request, split into its parts. */
+struct lond_request {
+	size_t prefix_len;   /* length of a leading "sethost:<id>:", or 0 */
+	bool encrypt;        /* the command was given as encrypt:<cmd> */
+	const char *cmd;     /* the command to send (after encrypt:) */
+	size_t cmd_len;
+};
+
+/* Split a request line (without '\n'). */
+void lond_parse_request(const char *line, size_t len, struct lond_request *r);
+
+/* Commands lonc answers itself. */
+enum lond_local { LOND_LOCAL_NONE, LOND_LOCAL_RESET_RETRIES,
+		  LOND_LOCAL_CLOSE_CONNECTIONS };
+enum lond_local lond_local_command(const char *line, size_t len);
+
+/* Bytes needed by lond_enc_encode for a command of cmd_len bytes after a
+ * prefix of prefix_len bytes, '\n' included. */
+size_t lond_enc_size(size_t prefix_len, size_t cmd_len);
+
+/* Write prefix + "enc:<len>:<hex>\n" into out (lond_enc_size bytes).
+ * Returns the length written, or -1 if the cipher failed. */
+long lond_enc_encode(struct crypto_idea *c, const char *prefix,
+		     size_t prefix_len, const char *cmd, size_t cmd_len,
+		     char *out) WUR;
+
+/* True when a reply line is enc: framed. */
+bool lond_is_enc(const char *line, size_t len);
+
+/* Decrypt an enc: line (without '\n') in place: on success the plain
+ * text is line[0..*out_len) and 0 is returned; -1 when malformed. */
+int lond_enc_decode(struct crypto_idea *c, char *line, size_t len,
+		    size_t *out_len) WUR;
+
+#endif

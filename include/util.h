@@ -1,0 +1,34 @@
+/*
+ * util.h - small helpers shared by every module: monotonic time,
+ * checked allocation, and string copying that never overflows.
+ */
+#ifndef LONC_UTIL_H
+#define LONC_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LONC_VERSION "0.1.0"
+
+#define WUR __attribute__((warn_unused_result))
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+
+/* Milliseconds on the monotonic clock (never jumps with the wall clock). */
+int64_t now_ms(void);
+
+/* Allocation that aborts the process on exhaustion: lonc cannot make
+ * progress without memory and a NULL check at every site hides bugs. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Copy src into dst of size n, always NUL-terminated; returns strlen(src)
+ * so callers can detect truncation (result >= n). */
+size_t str_copy(char *dst, const char *src, size_t n);
+
+/* Uniform random integer in [0, n) from a per-thread generator seeded
+ * from the OS; for jitter only, not for keys. */
+uint32_t rand_below(uint32_t n);
+
+#endif

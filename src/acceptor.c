@@ -1,0 +1,453 @@
+/*
+ * acceptor.c - one thread per host: accept local clients on the host's
+ * sockets and assemble their request lines.
+ *
+ * The thread polls: an eventfd (wake-ups: returned clients, stop), the
+ * listeners, and every client it is reading from.  A complete request is
+ * either answered here (lonc-local commands, fast failures) or pushed
+ * into the host queue, after which a worker owns the client until it
+ * calls acceptor_return().  Locks: a->mu (the hand-back list and the
+ * stopping flag), a leaf taken for a few instructions at a time.
+ */
+#include "acceptor.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "host.h"
+#include "log.h"
+#include "lond.h"
+#include "net.h"
+
+#define ACCEPT_BACKLOG 512
+#define EMFILE_PAUSE_MS 100
+
+struct acceptor {
+	struct host *h;
+	int nlisten;
+	int *listen_fds;
+	char **paths;
+	int wake_fd;
+	pthread_t thread;
+	bool started;
+
+	pthread_mutex_t mu;
+	struct client *returned;   /* protected by mu */
+	bool stopping;             /* protected by mu */
+
+	/* Owned by the acceptor thread. */
+	struct client **reading;   /* clients whose request we are reading */
+	size_t nreading, capreading;
+	struct pollfd *pfds;
+	size_t cappfds;
+	int64_t listen_paused_until;
+};
+
+static const char *host_name(const struct acceptor *a)
+{
+	return a->h->conf->hostname;
+}
+
+struct acceptor *acceptor_new(struct host *h)
+{
+	const struct host_conf *hc = h->conf;
+	struct acceptor *a = xcalloc(1, sizeof(*a));
+
+	a->h = h;
+	a->wake_fd = -1;
+	pthread_mutex_init(&a->mu, NULL);
+	a->listen_fds = xcalloc(hc->n_aliases + 1, sizeof(int));
+	a->paths = xcalloc(hc->n_aliases + 1, sizeof(char *));
+	for (size_t i = 0; i <= hc->n_aliases; i++) {
+		const char *name = i == 0 ? hc->hostname : hc->aliases[i - 1];
+		size_t len = strlen(h->cfg->socket_dir) + strlen(name) + 2;
+		char *path = xmalloc(len);
+
+		snprintf(path, len, "%s/%s", h->cfg->socket_dir, name);
+		int fd = net_listen_unix(path, 0660, ACCEPT_BACKLOG);
+		if (fd < 0) {
+			log_errno(LOG_ERR, "host=%s event=listen_failed socket=%s",
+				  hc->hostname, path);
+			free(path);
+			acceptor_free(a);
+			return NULL;
+		}
+		a->listen_fds[a->nlisten] = fd;
+		a->paths[a->nlisten++] = path;
+	}
+	a->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (a->wake_fd < 0) {
+		log_errno(LOG_ERR, "host=%s event=eventfd_failed", hc->hostname);
+		acceptor_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+static void wake(struct acceptor *a)
+{
+	uint64_t one = 1;
+	ssize_t n = write(a->wake_fd, &one, sizeof(one));
+
+	(void)n; /* a full counter already means "wake up" */
+}
+
+void acceptor_return(struct acceptor *a, struct client *c)
+{
+	bool was_empty;
+
+	pthread_mutex_lock(&a->mu);
+	if (a->stopping) {
+		pthread_mutex_unlock(&a->mu);
+		client_free(c);
+		return;
+	}
+	was_empty = a->returned == NULL;
+	c->next = a->returned;
+	a->returned = c;
+	pthread_mutex_unlock(&a->mu);
+	if (was_empty)
+		wake(a);
+}
+
+static void add_reading(struct acceptor *a, struct client *c)
+{
+	if (a->nreading == a->capreading) {
+		a->capreading = a->capreading ? 2 * a->capreading : 16;
+		a->reading = xrealloc(a->reading,
+				      a->capreading * sizeof(*a->reading));
+	}
+	c->deadline = now_ms() + a->h->cfg->client_timeout_ms;
+	a->reading[a->nreading++] = c;
+}
+
+/* Answer a lonc-generated line; a client that cannot take it at once is
+ * dropped (the acceptor never waits on one client).  Returns false when
+ * the client was closed. */
+static bool answer_now(struct acceptor *a, struct client *c, const char *text)
+{
+	if (client_send_now(c, text) == 0)
+		return true;
+	log_msg(LOG_INFO, "host=%s event=client_write_failed answer=%s",
+		host_name(a), text);
+	client_free(c);
+	return false;
+}
+
+/* Handle the complete request line held by c.  Returns true when the
+ * acceptor still owns the client (answered here), false when it went
+ * into the queue or was closed. */
+static bool dispatch(struct acceptor *a, struct client *c, size_t len)
+{
+	struct host *h = a->h;
+
+	switch (lond_local_command(c->in.data, len)) {
+	case LOND_LOCAL_RESET_RETRIES:
+		host_reset(h);
+		linebuf_consume(&c->in, len + 1);
+		return answer_now(a, c, "ok");
+	case LOND_LOCAL_CLOSE_CONNECTIONS:
+		host_close_connections(h);
+		linebuf_consume(&c->in, len + 1);
+		return answer_now(a, c, "ok");
+	case LOND_LOCAL_NONE:
+		break;
+	}
+	atomic_fetch_add_explicit(&h->stats.requests, 1, memory_order_relaxed);
+	if (atomic_load(&h->dead)) {
+		atomic_fetch_add_explicit(&h->stats.rejected, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&h->stats.failed, 1,
+					  memory_order_relaxed);
+		linebuf_consume(&c->in, len + 1);
+		return answer_now(a, c, "con_lost");
+	}
+	c->req_len = len;
+	c->queued_at = now_ms();
+	if (host_ensure_manager(h) == 0) {
+		switch (queue_push(&h->queue, c)) {
+		case QUEUE_OK:
+			return false;
+		case QUEUE_FULL:
+			log_msg(LOG_WARNING, "host=%s event=queue_full max_queue=%d",
+				host_name(a), h->cfg->max_queue);
+			break;
+		default:
+			break;
+		}
+	}
+	atomic_fetch_add_explicit(&h->stats.rejected, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->stats.failed, 1, memory_order_relaxed);
+	linebuf_consume(&c->in, len + 1);
+	return answer_now(a, c, "con_lost");
+}
+
+/* Act on whatever complete lines c holds.  Returns true when the client
+ * should stay in the reading set. */
+static bool process(struct acceptor *a, struct client *c)
+{
+	size_t len;
+
+	for (;;) {
+		if (linebuf_has_line(&c->in, &len)) {
+			if (!dispatch(a, c, len))
+				return false;
+			continue;
+		}
+		if (linebuf_overflowed(&c->in)) {
+			atomic_fetch_add_explicit(&a->h->stats.too_long, 1,
+						  memory_order_relaxed);
+			log_msg(LOG_WARNING,
+				"host=%s event=request_too_long max_request_bytes=%zu",
+				host_name(a), a->h->cfg->max_request_bytes);
+			/* The rest of the line cannot be told from a next
+			 * request: answer and close. */
+			if (client_send_now(c, "error:request_too_long") < 0)
+				log_msg(LOG_INFO, "host=%s event=client_write_failed",
+					host_name(a));
+			client_free(c);
+			return false;
+		}
+		return true;
+	}
+}
+
+/* Read what a client sent.  Returns true when it stays in the set. */
+static bool read_client(struct acceptor *a, struct client *c)
+{
+	for (;;) {
+		ssize_t n = linebuf_fill(&c->in, c->fd);
+
+		if (n > 0 || n == LINEBUF_FULL) {
+			if (!process(a, c))
+				return false;
+			if (n == LINEBUF_FULL)
+				return true;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return true;
+		if (n < 0)
+			log_errno(LOG_DEBUG, "host=%s event=client_read_failed",
+				  host_name(a));
+		else if (c->in.len > 0)
+			log_msg(LOG_INFO, "host=%s event=client_eof_partial bytes=%zu",
+				host_name(a), c->in.len);
+		client_free(c);
+		return false;
+	}
+}
+
+static void accept_clients(struct acceptor *a, int lfd)
+{
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				log_errno(LOG_ERR, "host=%s event=accept_failed pause_ms=%d",
+					  host_name(a), EMFILE_PAUSE_MS);
+				a->listen_paused_until = now_ms() + EMFILE_PAUSE_MS;
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+				   errno != EINTR && errno != ECONNABORTED) {
+				log_errno(LOG_WARNING, "host=%s event=accept_failed",
+					  host_name(a));
+			}
+			return;
+		}
+		struct client *c = client_new(fd, a, a->h->cfg->max_request_bytes);
+		/* The request usually follows the connect at once: try to
+		 * read it now and save a trip through poll. */
+		c->deadline = now_ms() + a->h->cfg->client_timeout_ms;
+		if (read_client(a, c))
+			add_reading(a, c);
+	}
+}
+
+/* Take back the clients that workers returned. */
+static bool take_returned(struct acceptor *a)
+{
+	uint64_t v;
+	ssize_t n = read(a->wake_fd, &v, sizeof(v));
+	struct client *list, *next;
+	bool stopping;
+
+	(void)n;
+	pthread_mutex_lock(&a->mu);
+	list = a->returned;
+	a->returned = NULL;
+	stopping = a->stopping;
+	pthread_mutex_unlock(&a->mu);
+	for (struct client *c = list; c; c = next) {
+		next = c->next;
+		c->next = NULL;
+		if (stopping) {
+			client_free(c);
+			continue;
+		}
+		linebuf_consume(&c->in, c->req_len + 1);
+		c->req_len = 0;
+		/* A pipelined next request may already be here. */
+		if (process(a, c))
+			add_reading(a, c);
+	}
+	return !stopping;
+}
+
+static int64_t next_deadline(struct acceptor *a, int64_t now)
+{
+	int64_t next = -1;
+
+	for (size_t i = 0; i < a->nreading; i++)
+		if (next < 0 || a->reading[i]->deadline < next)
+			next = a->reading[i]->deadline;
+	if (a->listen_paused_until > now &&
+	    (next < 0 || a->listen_paused_until < next))
+		next = a->listen_paused_until;
+	return next;
+}
+
+static void expire_clients(struct acceptor *a, int64_t now)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < a->nreading; i++) {
+		struct client *c = a->reading[i];
+
+		if (c->deadline <= now) {
+			log_msg(LOG_INFO,
+				"host=%s event=client_timeout reason=client_read bytes=%zu",
+				host_name(a), c->in.len);
+			client_free(c);
+			continue;
+		}
+		a->reading[j++] = c;
+	}
+	a->nreading = j;
+}
+
+static void *acceptor_main(void *arg)
+{
+	struct acceptor *a = arg;
+
+	for (;;) {
+		size_t nfixed = 1 + (size_t)a->nlisten;
+		size_t need = nfixed + a->nreading;
+		int64_t now = now_ms();
+		bool listening = a->listen_paused_until <= now;
+
+		if (need > a->cappfds) {
+			a->cappfds = need * 2;
+			a->pfds = xrealloc(a->pfds, a->cappfds * sizeof(*a->pfds));
+		}
+		a->pfds[0] = (struct pollfd){ .fd = a->wake_fd, .events = POLLIN };
+		for (int i = 0; i < a->nlisten; i++)
+			a->pfds[1 + i] = (struct pollfd){
+				.fd = listening ? a->listen_fds[i] : -1,
+				.events = POLLIN };
+		for (size_t i = 0; i < a->nreading; i++)
+			a->pfds[nfixed + i] = (struct pollfd){
+				.fd = a->reading[i]->fd, .events = POLLIN };
+		int64_t deadline = next_deadline(a, now);
+		int timeout = deadline < 0 ? -1 :
+			      deadline <= now ? 0 : (int)(deadline - now);
+		int rc = poll(a->pfds, need, timeout);
+		if (rc < 0 && errno != EINTR) {
+			log_errno(LOG_ERR, "host=%s event=poll_failed", host_name(a));
+			usleep(10000);
+			continue;
+		}
+		/* Clients first: the set is rebuilt from the survivors.
+		 * New and returned clients are appended after the scan. */
+		size_t n = a->nreading, j = 0;
+		struct client **set = a->reading;
+		for (size_t i = 0; i < n; i++) {
+			struct client *c = set[i];
+			short re = rc > 0 ? a->pfds[nfixed + i].revents : 0;
+
+			if (re && !read_client(a, c))
+				continue;
+			set[j++] = c;
+		}
+		a->nreading = j;
+		if (rc > 0 && (a->pfds[0].revents & POLLIN) && !take_returned(a))
+			break;
+		for (int i = 0; rc > 0 && i < a->nlisten; i++)
+			if (a->pfds[1 + i].revents & POLLIN)
+				accept_clients(a, a->listen_fds[i]);
+		expire_clients(a, now_ms());
+	}
+	for (size_t i = 0; i < a->nreading; i++)
+		client_free(a->reading[i]);
+	a->nreading = 0;
+	return NULL;
+}
+
+int acceptor_start(struct acceptor *a)
+{
+	pthread_attr_t attr;
+	int rc;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 128 * 1024);
+	rc = pthread_create(&a->thread, &attr, acceptor_main, a);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		log_msg(LOG_ERR, "host=%s event=thread_failed thread=acceptor error=\"%s\"",
+			host_name(a), strerror(rc));
+		return -1;
+	}
+	a->started = true;
+	return 0;
+}
+
+void acceptor_stop(struct acceptor *a)
+{
+	if (!a->started)
+		return;
+	pthread_mutex_lock(&a->mu);
+	a->stopping = true;
+	pthread_mutex_unlock(&a->mu);
+	wake(a);
+	pthread_join(a->thread, NULL);
+	a->started = false;
+	for (int i = 0; i < a->nlisten; i++) {
+		close(a->listen_fds[i]);
+		a->listen_fds[i] = -1;
+	}
+}
+
+void acceptor_free(struct acceptor *a)
+{
+	if (!a)
+		return;
+	acceptor_stop(a);
+	for (int i = 0; i < a->nlisten; i++) {
+		if (a->listen_fds[i] >= 0)
+			close(a->listen_fds[i]);
+		unlink(a->paths[i]);
+		free(a->paths[i]);
+	}
+	/* Clients returned after the thread ended. */
+	for (struct client *c = a->returned, *next; c; c = next) {
+		next = c->next;
+		client_free(c);
+	}
+	if (a->wake_fd >= 0)
+		close(a->wake_fd);
+	pthread_mutex_destroy(&a->mu);
+	free(a->listen_fds);
+	free(a->paths);
+	free(a->reading);
+	free(a->pfds);
+	free(a);
+}

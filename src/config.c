@@ -1,0 +1,597 @@
+/*
+ * config.c - YAML configuration loader.  The only file that includes
+ * <yaml.h>.  One option table describes every top-level key (name, type,
+ * default, bounds); defaults go through the same parser as file values,
+ * so a default can never be of the wrong type.  Called from the main
+ * thread only (start-up and reload); takes no locks.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <yaml.h>
+
+#include "log.h"
+
+enum opt_type { T_STR, T_INT, T_SIZE, T_MS, T_BOOL, T_LEVEL, T_FACILITY };
+
+struct option {
+	const char *name;
+	enum opt_type type;
+	size_t offset;
+	const char *def;        /* NULL: required */
+	long long min, max;     /* for numbers (ms for durations) */
+};
+
+#define OPT(n, t, d, lo, hi) { #n, t, offsetof(struct config, n), d, lo, hi }
+#define OPT_MS(n, key, d, lo, hi) { key, T_MS, offsetof(struct config, n), d, lo, hi }
+#define DAY_MS (86400LL * 1000)
+
+static const struct option options[] = {
+	OPT(host_id, T_STR, NULL, 0, 0),
+	OPT(socket_dir, T_STR, NULL, 0, 0),
+	OPT(pid_file, T_STR, "/var/run/lonc.pid", 0, 0),
+	OPT(log_dir, T_STR, "/home/httpd/perl/logs", 0, 0),
+	OPT(user, T_STR, "www", 0, 0),
+	OPT(log_level, T_LEVEL, "info", 0, 0),
+	OPT(syslog_facility, T_FACILITY, "daemon", 0, 0),
+	OPT(lond_port, T_INT, "5663", 1, 65535),
+	OPT(max_connections, T_INT, "10", 1, 1000),
+	OPT(max_queue, T_INT, "1024", 1, 1000000),
+	OPT(retry_attempts, T_INT, "5", 1, 1000),
+	OPT(max_request_bytes, T_SIZE, "16M", 64, 1LL << 31),
+	OPT(max_reply_bytes, T_SIZE, "1G", 64, 1LL << 40),
+	OPT_MS(idle_timeout_ms, "idle_timeout", "300", 100, DAY_MS),
+	OPT_MS(connect_timeout_ms, "connect_timeout", "10", 10, DAY_MS),
+	OPT_MS(handshake_timeout_ms, "handshake_timeout", "10", 10, DAY_MS),
+	OPT_MS(transaction_timeout_ms, "transaction_timeout", "120", 10, DAY_MS),
+	OPT_MS(client_timeout_ms, "client_timeout", "30", 10, DAY_MS),
+	OPT_MS(client_write_timeout_ms, "client_write_timeout", "30", 10, DAY_MS),
+	OPT_MS(queue_timeout_ms, "queue_timeout", "60", 10, DAY_MS),
+	OPT_MS(backoff_initial_ms, "backoff_initial", "5", 10, DAY_MS),
+	OPT_MS(backoff_max_ms, "backoff_max", "300", 10, DAY_MS),
+	OPT(version_step, T_BOOL, "true", 0, 0),
+	OPT(sethost_step, T_BOOL, "true", 0, 0),
+};
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* Keys of a hosts: entry; checked by hand below. */
+static const char *const host_keys[] = {
+	"hostname", "ids", "address", "port", "aliases", "max_connections",
+	"version_step", "sethost_step", NULL,
+};
+
+const char *const *config_option_names(void)
+{
+	static const char *names[N_OPTIONS + 2 + 8];
+	size_t n = 0;
+
+	if (!names[0]) {
+		for (size_t i = 0; i < N_OPTIONS; i++)
+			names[n++] = options[i].name;
+		names[n++] = "hosts";
+		names[n] = NULL;
+	}
+	return names;
+}
+
+struct loader {
+	const char *path;
+	yaml_document_t doc;
+	char *err;
+	size_t errlen;
+	bool seen[N_OPTIONS];
+};
+
+static int fail(struct loader *ld, const yaml_node_t *node, const char *key,
+		const char *fmt, ...) PRINTF_LIKE(4, 5);
+
+static int fail(struct loader *ld, const yaml_node_t *node, const char *key,
+		const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (key)
+		snprintf(ld->err, ld->errlen, "%s:%lu: key '%s': %s", ld->path,
+			 node ? (unsigned long)node->start_mark.line + 1 : 0UL,
+			 key, msg);
+	else
+		snprintf(ld->err, ld->errlen, "%s:%lu: %s", ld->path,
+			 node ? (unsigned long)node->start_mark.line + 1 : 0UL,
+			 msg);
+	return -1;
+}
+
+static const char *scalar(const yaml_node_t *node)
+{
+	return node && node->type == YAML_SCALAR_NODE ?
+		(const char *)node->data.scalar.value : NULL;
+}
+
+static int parse_ll(const char *s, long long *out)
+{
+	char *end;
+
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* "2.5" seconds -> 2500 ms.  Plain decimal only: no exponents. */
+static int parse_ms(const char *s, long long *out)
+{
+	long long whole = 0, frac = 0, scale = 1000;
+	const char *p = s;
+
+	if (!*p)
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		whole = whole * 10 + (*p - '0');
+		if (whole > DAY_MS)
+			return -1;
+	}
+	if (*p == '.') {
+		p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return -1;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (scale > 1) {
+				scale /= 10;
+				frac += (*p - '0') * scale;
+			}
+		}
+	}
+	if (*p || p == s)
+		return -1;
+	*out = whole * 1000 + frac;
+	return 0;
+}
+
+/* "4096", "64K", "16M", "1G" -> bytes. */
+static int parse_size(const char *s, long long *out)
+{
+	char *end;
+
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || v < 0)
+		return -1;
+	long long mult = 1;
+	switch (*end) {
+	case '\0': break;
+	case 'k': case 'K': mult = 1LL << 10; end++; break;
+	case 'm': case 'M': mult = 1LL << 20; end++; break;
+	case 'g': case 'G': mult = 1LL << 30; end++; break;
+	default: return -1;
+	}
+	if (*end || v > LLONG_MAX / mult)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off")) {
+		*out = false;
+		return 0;
+	}
+	return -1;
+}
+
+static const char *type_name(enum opt_type t)
+{
+	switch (t) {
+	case T_STR: return "a string";
+	case T_INT: return "an integer";
+	case T_SIZE: return "a size in bytes (e.g. 4096, 64K, 16M)";
+	case T_MS: return "a duration in seconds (e.g. 10 or 0.5)";
+	case T_BOOL: return "true or false";
+	case T_LEVEL: return "a log level (err, warning, notice, info, debug)";
+	case T_FACILITY: return "a syslog facility (daemon, user, local0..local7)";
+	}
+	return "?";
+}
+
+/* Store text value `s` for option `o` into cfg; node is for messages. */
+static int set_option(struct loader *ld, struct config *cfg,
+		      const struct option *o, const char *s,
+		      const yaml_node_t *node)
+{
+	char *field = (char *)cfg + o->offset;
+	long long v = 0;
+	int rc = 0;
+
+	switch (o->type) {
+	case T_STR:
+		if (!*s)
+			return fail(ld, node, o->name, "must not be empty");
+		free(*(char **)field);
+		*(char **)field = xstrdup(s);
+		return 0;
+	case T_BOOL:
+		if (parse_bool(s, (bool *)field) < 0)
+			return fail(ld, node, o->name, "expected %s, got '%s'",
+				    type_name(o->type), s);
+		return 0;
+	case T_LEVEL:
+		if ((*(int *)field = log_level_from_name(s)) < 0)
+			return fail(ld, node, o->name, "expected %s, got '%s'",
+				    type_name(o->type), s);
+		return 0;
+	case T_FACILITY:
+		if ((*(int *)field = log_facility_from_name(s)) < 0)
+			return fail(ld, node, o->name, "expected %s, got '%s'",
+				    type_name(o->type), s);
+		return 0;
+	case T_INT: rc = parse_ll(s, &v); break;
+	case T_SIZE: rc = parse_size(s, &v); break;
+	case T_MS: rc = parse_ms(s, &v); break;
+	}
+	if (rc < 0)
+		return fail(ld, node, o->name, "expected %s, got '%s'",
+			    type_name(o->type), s);
+	if (v < o->min || v > o->max) {
+		if (o->type == T_MS)
+			return fail(ld, node, o->name,
+				    "%s is out of range (%.3g to %lld seconds)",
+				    s, (double)o->min / 1000, o->max / 1000);
+		return fail(ld, node, o->name,
+			    "%s is out of range (%lld to %lld)", s, o->min,
+			    o->max);
+	}
+	if (o->type == T_SIZE)
+		*(size_t *)field = (size_t)v;
+	else
+		*(int *)field = (int)v;
+	return 0;
+}
+
+static const struct option *find_option(const char *name)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (!strcmp(options[i].name, name))
+			return &options[i];
+	return NULL;
+}
+
+/* A sequence of non-empty scalars -> NULL-free string array. */
+static int load_strings(struct loader *ld, yaml_node_t *node, const char *key,
+			char ***out, size_t *n)
+{
+	if (node->type != YAML_SEQUENCE_NODE)
+		return fail(ld, node, key, "expected a list");
+	size_t cnt = (size_t)(node->data.sequence.items.top -
+			      node->data.sequence.items.start);
+	*out = xcalloc(cnt + 1, sizeof(char *));
+	*n = 0;
+	for (yaml_node_item_t *it = node->data.sequence.items.start;
+	     it < node->data.sequence.items.top; it++) {
+		yaml_node_t *item = yaml_document_get_node(&ld->doc, *it);
+		const char *s = scalar(item);
+
+		if (!s || !*s)
+			return fail(ld, item, key,
+				    "list items must be non-empty strings");
+		(*out)[(*n)++] = xstrdup(s);
+	}
+	return 0;
+}
+
+/* A socket name becomes a file name under socket_dir. */
+static bool valid_socket_name(const char *s)
+{
+	if (!*s || !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (; *s; s++)
+		if (*s == '/' || (unsigned char)*s <= ' ' || *s == 0x7f)
+			return false;
+	return true;
+}
+
+static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
+		     struct host_conf *h)
+{
+	h->line = (int)node->start_mark.line + 1;
+	h->port = 0;
+	h->max_connections = 0;
+	h->version_step = cfg->version_step;
+	h->sethost_step = cfg->sethost_step;
+	if (node->type != YAML_MAPPING_NODE)
+		return fail(ld, node, "hosts",
+			    "each entry must be a mapping with hostname and ids");
+	for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
+	     p < node->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(&ld->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(&ld->doc, p->value);
+		const char *k = scalar(kn), *v = scalar(vn);
+		long long n;
+
+		if (!k)
+			return fail(ld, kn, "hosts", "keys must be strings");
+		bool known = false;
+		for (const char *const *hk = host_keys; *hk; hk++)
+			known |= !strcmp(*hk, k);
+		if (!known)
+			return fail(ld, kn, k, "unknown key in hosts entry");
+		if (!strcmp(k, "ids")) {
+			if (load_strings(ld, vn, k, &h->ids, &h->n_ids) < 0)
+				return -1;
+			continue;
+		}
+		if (!strcmp(k, "aliases")) {
+			if (load_strings(ld, vn, k, &h->aliases,
+					 &h->n_aliases) < 0)
+				return -1;
+			continue;
+		}
+		if (!v)
+			return fail(ld, vn, k, "expected a single value");
+		if (!strcmp(k, "hostname")) {
+			if (!valid_socket_name(v))
+				return fail(ld, vn, k,
+					    "'%s' cannot name a socket file", v);
+			free(h->hostname);
+			h->hostname = xstrdup(v);
+		} else if (!strcmp(k, "address")) {
+			if (!*v)
+				return fail(ld, vn, k, "must not be empty");
+			free(h->address);
+			h->address = xstrdup(v);
+		} else if (!strcmp(k, "port")) {
+			if (parse_ll(v, &n) < 0 || n < 1 || n > 65535)
+				return fail(ld, vn, k,
+					    "expected a port 1..65535, got '%s'", v);
+			h->port = (int)n;
+		} else if (!strcmp(k, "max_connections")) {
+			if (parse_ll(v, &n) < 0 || n < 1 || n > 1000)
+				return fail(ld, vn, k,
+					    "expected an integer 1..1000, got '%s'", v);
+			h->max_connections = (int)n;
+		} else {
+			bool *b = !strcmp(k, "version_step") ? &h->version_step
+							     : &h->sethost_step;
+			if (parse_bool(v, b) < 0)
+				return fail(ld, vn, k,
+					    "expected true or false, got '%s'", v);
+		}
+	}
+	if (!h->hostname)
+		return fail(ld, node, "hostname", "missing in hosts entry");
+	if (!h->ids || h->n_ids == 0)
+		return fail(ld, node, "ids",
+			    "missing in hosts entry '%s' (at least one host ID)",
+			    h->hostname);
+	for (size_t i = 0; i < h->n_aliases; i++)
+		if (!valid_socket_name(h->aliases[i]))
+			return fail(ld, node, "aliases",
+				    "'%s' cannot name a socket file",
+				    h->aliases[i]);
+	if (!h->port)
+		h->port = cfg->lond_port;
+	if (!h->max_connections)
+		h->max_connections = cfg->max_connections;
+	return 0;
+}
+
+static int load_hosts(struct loader *ld, struct config *cfg, yaml_node_t *node)
+{
+	if (node->type != YAML_SEQUENCE_NODE)
+		return fail(ld, node, "hosts", "expected a list of hosts");
+	size_t cnt = (size_t)(node->data.sequence.items.top -
+			      node->data.sequence.items.start);
+	cfg->hosts = xcalloc(cnt, sizeof(struct host_conf));
+	for (yaml_node_item_t *it = node->data.sequence.items.start;
+	     it < node->data.sequence.items.top; it++) {
+		yaml_node_t *item = yaml_document_get_node(&ld->doc, *it);
+
+		if (load_host(ld, cfg, item, &cfg->hosts[cfg->n_hosts++]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Every socket name (hostnames and aliases) must be unique and fit
+ * into sun_path together with socket_dir. */
+static int check_socket_names(struct loader *ld, struct config *cfg)
+{
+	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 2 -
+		     strlen(cfg->socket_dir);
+
+	for (size_t i = 0; i < cfg->n_hosts; i++) {
+		struct host_conf *h = &cfg->hosts[i];
+
+		for (size_t a = 0; a <= h->n_aliases; a++) {
+			const char *name = a == 0 ? h->hostname : h->aliases[a - 1];
+
+			if (strlen(name) > max || !strcmp(name, "delayed"))
+				goto bad_name;
+			for (size_t j = 0; j <= i; j++) {
+				struct host_conf *o = &cfg->hosts[j];
+				size_t lim = j == i ? a : o->n_aliases + 1;
+
+				for (size_t b = 0; b < lim; b++) {
+					const char *other = b == 0 ? o->hostname :
+								     o->aliases[b - 1];
+					if (!strcmp(name, other)) {
+						snprintf(ld->err, ld->errlen,
+							 "%s:%d: key 'hosts': socket name '%s' is used twice (also at line %d)",
+							 ld->path, h->line, name, o->line);
+						return -1;
+					}
+				}
+			}
+			continue;
+bad_name:
+			snprintf(ld->err, ld->errlen,
+				 "%s:%d: key 'hosts': socket name '%s' is reserved or too long for socket_dir",
+				 ld->path, h->line, name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int load_root(struct loader *ld, struct config *cfg)
+{
+	yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
+	yaml_node_t *hosts = NULL;
+
+	if (!root)
+		return fail(ld, NULL, NULL, "the file is empty");
+	if (root->type != YAML_MAPPING_NODE)
+		return fail(ld, root, NULL, "the top level must be a mapping of keys");
+	for (yaml_node_pair_t *p = root->data.mapping.pairs.start;
+	     p < root->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(&ld->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(&ld->doc, p->value);
+		const char *k = scalar(kn);
+
+		if (!k)
+			return fail(ld, kn, NULL, "keys must be strings");
+		if (!strcmp(k, "hosts")) {
+			if (hosts)
+				return fail(ld, kn, k, "given twice");
+			hosts = vn;
+			continue;
+		}
+		const struct option *o = find_option(k);
+		if (!o)
+			return fail(ld, kn, k, "unknown key");
+		if (ld->seen[o - options])
+			return fail(ld, kn, k, "given twice");
+		ld->seen[o - options] = true;
+		const char *v = scalar(vn);
+		if (!v)
+			return fail(ld, vn, k, "expected %s", type_name(o->type));
+		if (set_option(ld, cfg, o, v, vn) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (!ld->seen[i] && !options[i].def)
+			return fail(ld, root, options[i].name,
+				    "required but missing");
+	if (!hosts)
+		return fail(ld, root, "hosts", "required but missing");
+	if (cfg->backoff_initial_ms > cfg->backoff_max_ms)
+		return fail(ld, root, "backoff_initial",
+			    "must not exceed backoff_max");
+	if (load_hosts(ld, cfg, hosts) < 0)
+		return -1;
+	return check_socket_names(ld, cfg);
+}
+
+int config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+	struct loader ld = { .path = path, .err = err, .errlen = errlen };
+	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	yaml_parser_t parser;
+	int rc = -1;
+	FILE *f;
+
+	cfg->path = xstrdup(path);
+	/* Defaults first, through the same parser as file values. */
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (options[i].def &&
+		    set_option(&ld, cfg, &options[i], options[i].def, NULL) < 0)
+			goto out_cfg;
+	f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		goto out_cfg;
+	}
+	if (!yaml_parser_initialize(&parser)) {
+		snprintf(err, errlen, "%s: cannot initialise the YAML parser", path);
+		goto out_file;
+	}
+	yaml_parser_set_input_file(&parser, f);
+	if (!yaml_parser_load(&parser, &ld.doc)) {
+		snprintf(err, errlen, "%s:%lu: YAML syntax error: %s", path,
+			 (unsigned long)parser.problem_mark.line + 1,
+			 parser.problem ? parser.problem : "unknown");
+		goto out_parser;
+	}
+	rc = load_root(&ld, cfg);
+	yaml_document_delete(&ld.doc);
+out_parser:
+	yaml_parser_delete(&parser);
+out_file:
+	fclose(f);
+out_cfg:
+	if (rc < 0) {
+		config_free(cfg);
+		return -1;
+	}
+	*out = cfg;
+	return 0;
+}
+
+static void free_strings(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < cfg->n_hosts; i++) {
+		struct host_conf *h = &cfg->hosts[i];
+
+		free(h->hostname);
+		free(h->address);
+		free_strings(h->ids, h->n_ids);
+		free_strings(h->aliases, h->n_aliases);
+	}
+	free(cfg->hosts);
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (options[i].type == T_STR)
+			free(*(char **)((char *)cfg + options[i].offset));
+	free(cfg->path);
+	free(cfg);
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+	fprintf(out, "config %s: OK\n", cfg->path);
+	fprintf(out, "host_id %s, socket_dir %s, %zu host(s)\n", cfg->host_id,
+		cfg->socket_dir, cfg->n_hosts);
+	fprintf(out, "pool: max_connections %d, max_queue %d, idle_timeout %.1fs\n",
+		cfg->max_connections, cfg->max_queue, cfg->idle_timeout_ms / 1000.0);
+	fprintf(out, "timeouts: connect %.1fs, handshake %.1fs, transaction %.1fs, client %.1fs, queue %.1fs\n",
+		cfg->connect_timeout_ms / 1000.0, cfg->handshake_timeout_ms / 1000.0,
+		cfg->transaction_timeout_ms / 1000.0, cfg->client_timeout_ms / 1000.0,
+		cfg->queue_timeout_ms / 1000.0);
+	for (size_t i = 0; i < cfg->n_hosts; i++) {
+		const struct host_conf *h = &cfg->hosts[i];
+
+		fprintf(out, "  host %s -> %s:%d ids=", h->hostname,
+			h->address ? h->address : h->hostname, h->port);
+		for (size_t j = 0; j < h->n_ids; j++)
+			fprintf(out, "%s%s", j ? "," : "", h->ids[j]);
+		if (h->n_aliases) {
+			fprintf(out, " aliases=");
+			for (size_t j = 0; j < h->n_aliases; j++)
+				fprintf(out, "%s%s", j ? "," : "", h->aliases[j]);
+		}
+		fprintf(out, " max_connections=%d\n", h->max_connections);
+	}
+}

@@ -1,0 +1,321 @@
+/*
+ * lond.c - lond's wire protocol, encode and decode only.
+ *
+ * The handshake is a plan (a list of named steps) walked by
+ * lond_handshake_request/reply, so each reconstructed step of
+ * protocol.md can be changed or switched off on its own.  The caller
+ * (worker.c) does the I/O.  Pure functions; no locks, no globals.
+ */
+#include "lond.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const step_names[] = {
+	[LOND_STEP_INIT] = "init",
+	[LOND_STEP_CHALLENGE] = "challenge",
+	[LOND_STEP_VERSION] = "version",
+	[LOND_STEP_SETHOST] = "sethost",
+	[LOND_STEP_EKEY] = "ekey",
+	[LOND_STEP_DONE] = "done",
+};
+
+const char *lond_step_name(enum lond_step step)
+{
+	return step_names[step];
+}
+
+void lond_handshake_init(struct lond_handshake *hs, const char *our_id,
+			 const char *peer_id, const char *version,
+			 bool version_step, bool sethost_step)
+{
+	int n = 0;
+
+	memset(hs, 0, sizeof(*hs));
+	hs->our_id = our_id;
+	hs->peer_id = peer_id;
+	hs->version = version;
+	hs->plan[n++] = LOND_STEP_INIT;
+	hs->plan[n++] = LOND_STEP_CHALLENGE;
+	if (version_step)
+		hs->plan[n++] = LOND_STEP_VERSION;
+	if (sethost_step)
+		hs->plan[n++] = LOND_STEP_SETHOST;
+	hs->plan[n++] = LOND_STEP_EKEY;
+	hs->plan[n] = LOND_STEP_DONE;
+}
+
+enum lond_step lond_handshake_step(const struct lond_handshake *hs)
+{
+	return hs->plan[hs->at];
+}
+
+int lond_handshake_request(const struct lond_handshake *hs, char *buf, size_t n)
+{
+	int len;
+
+	switch (lond_handshake_step(hs)) {
+	case LOND_STEP_INIT:
+		len = snprintf(buf, n, "init\n");
+		break;
+	case LOND_STEP_CHALLENGE:
+		len = snprintf(buf, n, "%s\n", hs->challenge);
+		break;
+	case LOND_STEP_VERSION:
+		len = snprintf(buf, n, "version:%s\n", hs->version);
+		break;
+	case LOND_STEP_SETHOST:
+		len = snprintf(buf, n, "sethost:%s\n", hs->peer_id);
+		break;
+	case LOND_STEP_EKEY:
+		len = snprintf(buf, n, "ekey\n");
+		break;
+	default:
+		return -1;
+	}
+	return len < 0 || (size_t)len >= n ? -1 : len;
+}
+
+static bool is_line(const char *line, size_t len, const char *word)
+{
+	return len == strlen(word) && memcmp(line, word, len) == 0;
+}
+
+static bool all_digits(const char *s, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+/* Printable, no separators: what a buildkey or version may contain. */
+static bool is_token(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!isgraph((unsigned char)s[i]))
+			return false;
+	return len > 0;
+}
+
+static int step_fail(struct lond_handshake *hs, const char *why)
+{
+	hs->error = why;
+	return -1;
+}
+
+int lond_handshake_reply(struct lond_handshake *hs, const char *line, size_t len)
+{
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (is_line(line, len, "refused")) {
+		hs->refused = true;
+		return step_fail(hs, "lond refused the connection");
+	}
+	switch (lond_handshake_step(hs)) {
+	case LOND_STEP_INIT:
+		if (!all_digits(line, len) || len >= sizeof(hs->challenge))
+			return step_fail(hs, "the challenge is not a line of digits");
+		memcpy(hs->challenge, line, len);
+		hs->challenge[len] = '\0';
+		break;
+	case LOND_STEP_CHALLENGE:
+	case LOND_STEP_SETHOST:
+		if (!is_line(line, len, "ok"))
+			return step_fail(hs, lond_handshake_step(hs) == LOND_STEP_SETHOST ?
+					 "sethost was not answered ok" :
+					 "the challenge was not answered ok");
+		break;
+	case LOND_STEP_VERSION:
+		if (!is_token(line, len))
+			return step_fail(hs, "the version reply is not a printable word");
+		if (len >= sizeof(hs->peer_version))
+			len = sizeof(hs->peer_version) - 1;
+		memcpy(hs->peer_version, line, len);
+		hs->peer_version[len] = '\0';
+		break;
+	case LOND_STEP_EKEY:
+		if (!is_token(line, len) || len > 64)
+			return step_fail(hs, "the ekey reply is not a key word");
+		lond_session_key(hs->peer_id, hs->our_id, line, len, hs->key);
+		hs->have_key = true;
+		break;
+	default:
+		return step_fail(hs, "handshake already finished");
+	}
+	hs->at++;
+	return lond_handshake_step(hs) == LOND_STEP_DONE ? 1 : 0;
+}
+
+void lond_pack_h32(const char *s, size_t n, unsigned char out[LOND_KEY_LEN])
+{
+	memset(out, 0, LOND_KEY_LEN);
+	if (n > 2 * LOND_KEY_LEN)
+		n = 2 * LOND_KEY_LEN;
+	for (size_t i = 0; i < n; i++) {
+		unsigned c = (unsigned char)s[i];
+		unsigned nib = isalpha(c) ? ((c & 0x0f) + 9) & 0x0f : c & 0x0f;
+
+		out[i / 2] |= (unsigned char)(i % 2 ? nib : nib << 4);
+	}
+}
+
+void lond_session_key(const char *peer_id, const char *our_id,
+		      const char *buildkey, size_t buildkey_len,
+		      unsigned char key[LOND_KEY_LEN])
+{
+	char ids[2 * 256];
+	char s[2 * LOND_KEY_LEN];
+	size_t nids = 0, n = 0;
+
+	/* <peer id><our id>, upper-cased, G..P and Q..Z mapped to digits. */
+	for (const char *p = peer_id; *p && nids < sizeof(ids) / 2; p++)
+		ids[nids++] = *p;
+	for (const char *p = our_id; *p && nids < sizeof(ids); p++)
+		ids[nids++] = *p;
+	for (size_t i = 0; i < nids; i++) {
+		int c = toupper((unsigned char)ids[i]);
+
+		if (c >= 'G' && c <= 'P')
+			c = '0' + (c - 'G');
+		else if (c >= 'Q' && c <= 'Z')
+			c = '0' + (c - 'Q');
+		ids[i] = (char)c;
+	}
+	/* (ids . buildkey) three times, first 32 characters. */
+	for (int rep = 0; rep < 3 && n < sizeof(s); rep++) {
+		for (size_t i = 0; i < nids && n < sizeof(s); i++)
+			s[n++] = ids[i];
+		for (size_t i = 0; i < buildkey_len && n < sizeof(s); i++)
+			s[n++] = buildkey[i];
+	}
+	lond_pack_h32(s, n, key);
+}
+
+void lond_parse_request(const char *line, size_t len, struct lond_request *r)
+{
+	static const char sethost[] = "sethost:", encrypt[] = "encrypt:";
+	size_t sl = sizeof(sethost) - 1, el = sizeof(encrypt) - 1;
+
+	r->prefix_len = 0;
+	if (len > sl && memcmp(line, sethost, sl) == 0) {
+		const char *colon = memchr(line + sl, ':', len - sl);
+
+		/* Only "sethost:<id>:<rest>" carries a prefix; a bare
+		 * "sethost:<id>" is an ordinary command. */
+		if (colon && colon > line + sl)
+			r->prefix_len = (size_t)(colon - line) + 1;
+	}
+	r->cmd = line + r->prefix_len;
+	r->cmd_len = len - r->prefix_len;
+	r->encrypt = r->cmd_len >= el && memcmp(r->cmd, encrypt, el) == 0;
+	if (r->encrypt) {
+		r->cmd += el;
+		r->cmd_len -= el;
+	}
+}
+
+enum lond_local lond_local_command(const char *line, size_t len)
+{
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (is_line(line, len, "reset_retries"))
+		return LOND_LOCAL_RESET_RETRIES;
+	if (is_line(line, len, "close_connection_exit"))
+		return LOND_LOCAL_CLOSE_CONNECTIONS;
+	return LOND_LOCAL_NONE;
+}
+
+size_t lond_enc_size(size_t prefix_len, size_t cmd_len)
+{
+	size_t blocks = cmd_len / CRYPTO_IDEA_BLOCK + 1;
+
+	/* prefix "enc:" <len> ":" hex "\n" */
+	return prefix_len + 4 + 20 + 1 + blocks * 2 * CRYPTO_IDEA_BLOCK + 1;
+}
+
+static const char hexdigits[] = "0123456789abcdef";
+
+long lond_enc_encode(struct crypto_idea *c, const char *prefix,
+		     size_t prefix_len, const char *cmd, size_t cmd_len,
+		     char *out)
+{
+	size_t blocks = cmd_len / CRYPTO_IDEA_BLOCK + 1;
+	size_t plain_len = blocks * CRYPTO_IDEA_BLOCK;
+	char *p = out;
+
+	memcpy(p, prefix, prefix_len);
+	p += prefix_len;
+	p += sprintf(p, "enc:%zu:", cmd_len);
+	/* Encrypt in the tail of the hex area, then expand to hex from the
+	 * front: hex takes twice the room, so it never overtakes. */
+	unsigned char *raw = (unsigned char *)p + plain_len;
+	memcpy(raw, cmd, cmd_len);
+	memset(raw + cmd_len, ' ', plain_len - cmd_len);
+	if (crypto_idea_encrypt(c, raw, plain_len) < 0)
+		return -1;
+	for (size_t i = 0; i < plain_len; i++) {
+		unsigned char b = raw[i];
+
+		p[2 * i] = hexdigits[b >> 4];
+		p[2 * i + 1] = hexdigits[b & 15];
+	}
+	p += 2 * plain_len;
+	*p++ = '\n';
+	return (long)(p - out);
+}
+
+bool lond_is_enc(const char *line, size_t len)
+{
+	return len >= 4 && memcmp(line, "enc:", 4) == 0;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int lond_enc_decode(struct crypto_idea *c, char *line, size_t len, size_t *out_len)
+{
+	size_t i = 4, plain = 0;
+
+	if (!lond_is_enc(line, len))
+		return -1;
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (i >= len || !isdigit((unsigned char)line[i]))
+		return -1;
+	for (; i < len && isdigit((unsigned char)line[i]); i++) {
+		plain = plain * 10 + (size_t)(line[i] - '0');
+		if (plain > len)
+			return -1;
+	}
+	if (i >= len || line[i] != ':')
+		return -1;
+	i++;
+	size_t hex_len = len - i;
+	if (hex_len == 0 || hex_len % (2 * CRYPTO_IDEA_BLOCK) ||
+	    hex_len / 2 < plain)
+		return -1;
+	unsigned char *raw = (unsigned char *)line;
+	for (size_t j = 0; j < hex_len / 2; j++) {
+		int hi = hexval((unsigned char)line[i + 2 * j]);
+		int lo = hexval((unsigned char)line[i + 2 * j + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -1;
+		raw[j] = (unsigned char)(hi << 4 | lo);
+	}
+	if (crypto_idea_decrypt(c, raw, hex_len / 2) < 0)
+		return -1;
+	*out_len = plain;
+	return 0;
+}

@@ -1,0 +1,92 @@
+/*
+ * util.c - monotonic time, checked allocation, safe string copy and a
+ * cheap per-thread random generator for timing jitter.  No locks.
+ */
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void oom(size_t n)
+{
+	fprintf(stderr, "lonc: out of memory allocating %zu bytes\n", n);
+	abort();
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (!p)
+		oom(n);
+	return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (!p)
+		oom(n * size);
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (!q)
+		oom(n);
+	return q;
+}
+
+char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = xmalloc(n);
+
+	memcpy(p, s, n);
+	return p;
+}
+
+size_t str_copy(char *dst, const char *src, size_t n)
+{
+	size_t len = strlen(src);
+
+	if (n) {
+		size_t m = len < n - 1 ? len : n - 1;
+
+		memcpy(dst, src, m);
+		dst[m] = '\0';
+	}
+	return len;
+}
+
+uint32_t rand_below(uint32_t n)
+{
+	static _Thread_local uint64_t state;
+
+	if (n == 0)
+		return 0;
+	if (state == 0) {
+		if (getrandom(&state, sizeof(state), 0) != sizeof(state))
+			state = (uint64_t)now_ms() ^ (uint64_t)(uintptr_t)&state;
+		state |= 1;
+	}
+	/* xorshift64*: plenty for spreading timers apart. */
+	state ^= state >> 12;
+	state ^= state << 25;
+	state ^= state >> 27;
+	return (uint32_t)(((state * 2685821657736338717ULL) >> 32) % n);
+}

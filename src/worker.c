@@ -1,0 +1,429 @@
+/*
+ * worker.c - a worker thread: one lond connection, blocking I/O bounded
+ * by poll deadlines, one transaction at a time.
+ *
+ * Life: connect -> handshake (table in lond.c) -> loop { pop a client,
+ * send its request (enc:-framed for encrypt:), relay the reply } -> close.
+ * Replies are relayed as they arrive: a reply that fits in the read
+ * buffer goes to the client in one write; a longer one is streamed in
+ * buffer-sized pieces, so a huge dump never sits in memory whole.  An
+ * enc: reply must be whole to be decrypted and is the one exception.
+ *
+ * Locks: none of its own; it takes h->queue.mu (in queue calls) and
+ * h->mu (host_set_error), never across I/O.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "crypto.h"
+#include "host.h"
+#include "log.h"
+#include "lond.h"
+#include "net.h"
+
+#define WORKER_RBUF (64 * 1024)
+#define WORKER_STACK (256 * 1024)
+
+struct worker {
+	struct host *h;
+	unsigned id;
+	pthread_t thread;
+	atomic_bool finished;
+	struct worker_result result;
+
+	/* Owned by the worker thread. */
+	int fd;
+	struct crypto_idea *cipher;
+	char *rbuf;                /* reply buffer */
+	size_t rcap;
+	char *wbuf;                /* enc: request buffer */
+	size_t wcap;
+	unsigned generation;       /* h->close_generation at connect */
+};
+
+enum txn_rc {
+	TXN_OK,          /* reply relayed (or client gone); connection fine */
+	TXN_BROKEN,      /* the connection is unusable; client answered */
+};
+
+static const char *hname(const struct worker *w)
+{
+	return w->h->conf->hostname;
+}
+
+static const char *connect_target(const struct worker *w)
+{
+	return w->h->conf->address ? w->h->conf->address : w->h->conf->hostname;
+}
+
+/* Read one line of at most LOND_LINE_MAX bytes during the handshake.
+ * Handshake replies are short and lond sends nothing unasked, so we
+ * read into w->rbuf and expect exactly one line. */
+static int read_handshake_line(struct worker *w, size_t *len, int64_t deadline)
+{
+	size_t have = 0;
+
+	for (;;) {
+		ssize_t n = net_read(w->fd, w->rbuf + have,
+				     LOND_LINE_MAX - have, deadline);
+		if (n <= 0) {
+			if (n == 0)
+				errno = ECONNRESET;
+			return -1;
+		}
+		char *nl = memchr(w->rbuf + have, '\n', (size_t)n);
+		have += (size_t)n;
+		if (nl) {
+			*len = (size_t)(nl - w->rbuf);
+			if (*len + 1 != have) {
+				errno = EPROTO;
+				return -1;
+			}
+			return 0;
+		}
+		if (have >= LOND_LINE_MAX) {
+			errno = EMSGSIZE;
+			return -1;
+		}
+	}
+}
+
+static void set_result(struct worker *w, bool refused, bool timed_out,
+		       const char *fmt, ...) PRINTF_LIKE(4, 5);
+
+static void set_result(struct worker *w, bool refused, bool timed_out,
+		       const char *fmt, ...)
+{
+	va_list ap;
+
+	w->result.ok = false;
+	w->result.refused = refused;
+	w->result.timed_out = timed_out;
+	va_start(ap, fmt);
+	vsnprintf(w->result.reason, sizeof(w->result.reason), fmt, ap);
+	va_end(ap);
+}
+
+static int handshake(struct worker *w)
+{
+	const struct host_conf *hc = w->h->conf;
+	const struct config *cfg = w->h->cfg;
+	struct lond_handshake hs;
+	const char *why = NULL;
+	char line[LOND_LINE_MAX];
+	int64_t deadline = now_ms() + cfg->connect_timeout_ms;
+
+	w->fd = net_connect_tcp(connect_target(w), hc->port, deadline, &why);
+	if (w->fd < 0) {
+		set_result(w, errno == ECONNREFUSED, errno == ETIMEDOUT,
+			   "connect to %s port %d: %s", connect_target(w),
+			   hc->port, why);
+		return -1;
+	}
+	lond_handshake_init(&hs, cfg->host_id, hc->ids[0], LONC_VERSION,
+			    hc->version_step, hc->sethost_step);
+	deadline = now_ms() + cfg->handshake_timeout_ms;
+	for (;;) {
+		enum lond_step step = lond_handshake_step(&hs);
+		int len = lond_handshake_request(&hs, line, sizeof(line));
+		size_t rlen;
+
+		if (len < 0) {
+			set_result(w, false, false, "handshake step %s: line too long",
+				   lond_step_name(step));
+			return -1;
+		}
+		if (net_write_all(w->fd, line, (size_t)len, deadline) < 0 ||
+		    read_handshake_line(w, &rlen, deadline) < 0) {
+			set_result(w, false, errno == ETIMEDOUT,
+				   "handshake step %s: %s", lond_step_name(step),
+				   errno == ETIMEDOUT ? "timed out" :
+				   errno == ECONNRESET ? "connection closed" :
+				   errno == EPROTO ? "extra data after the reply" :
+				   errno == EMSGSIZE ? "reply line too long" :
+				   strerror(errno));
+			return -1;
+		}
+		int rc = lond_handshake_reply(&hs, w->rbuf, rlen);
+		if (rc < 0) {
+			set_result(w, hs.refused, false, "handshake step %s: %s",
+				   lond_step_name(step), hs.error);
+			return -1;
+		}
+		if (rc == 1)
+			break;
+	}
+	w->cipher = crypto_idea_new(hs.key);
+	memset(&hs.key, 0, sizeof(hs.key));
+	if (!w->cipher) {
+		set_result(w, false, false, "cannot set up the IDEA cipher");
+		return -1;
+	}
+	pthread_mutex_lock(&w->h->mu);
+	str_copy(w->h->peer_version, hs.peer_version, sizeof(w->h->peer_version));
+	pthread_mutex_unlock(&w->h->mu);
+	w->result.ok = true;
+	return 0;
+}
+
+/* Send the client's request, encrypting encrypt: requests.  0 or -1. */
+static int send_request(struct worker *w, struct client *c, int64_t deadline)
+{
+	struct lond_request r;
+
+	lond_parse_request(c->in.data, c->req_len, &r);
+	if (!r.encrypt)
+		return net_write_all(w->fd, c->in.data, c->req_len + 1, deadline);
+	size_t need = lond_enc_size(r.prefix_len, r.cmd_len);
+	if (need > w->wcap) {
+		free(w->wbuf);
+		w->wcap = need;
+		w->wbuf = xmalloc(need);
+	}
+	long len = lond_enc_encode(w->cipher, c->in.data, r.prefix_len, r.cmd,
+				   r.cmd_len, w->wbuf);
+	if (len < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	int rc = net_write_all(w->fd, w->wbuf, (size_t)len, deadline);
+	/* The plain text of an encrypt: request must not linger. */
+	memset(w->wbuf, 0, (size_t)len);
+	return rc;
+}
+
+/* Write to the client unless it already failed; remembers failure. */
+static void to_client(struct worker *w, struct client *c, bool *client_ok,
+		      const char *p, size_t n)
+{
+	if (!*client_ok)
+		return;
+	if (net_write_all(c->fd, p, n,
+			  now_ms() + w->h->cfg->client_write_timeout_ms) < 0) {
+		log_errno(LOG_INFO, "host=%s worker=%u event=client_write_failed",
+			  hname(w), w->id);
+		*client_ok = false;
+	}
+}
+
+static void fail_txn(struct worker *w, struct client *c, bool streamed,
+		     const char *what)
+{
+	struct host *h = w->h;
+
+	log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=%s%s",
+		hname(w), w->id, what, streamed ? " client=closed_mid_reply" : "");
+	host_set_error(h, "transaction: %s", what);
+	if (streamed) {
+		/* Part of the reply already went out; a con_lost now would
+		 * be read as data.  Closing tells the client it is cut off. */
+		atomic_fetch_add_explicit(&h->stats.failed, 1, memory_order_relaxed);
+		client_free(c);
+		return;
+	}
+	host_fail_client(h, c);
+}
+
+/* One transaction for client c. */
+static enum txn_rc serve(struct worker *w, struct client *c)
+{
+	struct host *h = w->h;
+	const struct config *cfg = h->cfg;
+	int64_t deadline = now_ms() + cfg->transaction_timeout_ms;
+	size_t have = 0, scanned = 0, streamed = 0;
+	bool client_ok = true, is_enc = false;
+	char *nl = NULL;
+
+	if (net_peer_closed(c->fd)) {
+		atomic_fetch_add_explicit(&h->stats.client_gone, 1, memory_order_relaxed);
+		client_free(c);
+		return TXN_OK;
+	}
+	if (now_ms() - c->queued_at > cfg->queue_timeout_ms) {
+		atomic_fetch_add_explicit(&h->stats.timeouts, 1, memory_order_relaxed);
+		log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=queue_timeout",
+			hname(w), w->id);
+		host_fail_client(h, c);
+		return TXN_OK;
+	}
+	if (send_request(w, c, deadline) < 0) {
+		fail_txn(w, c, false, errno == ETIMEDOUT ? "send_timeout" : "send_failed");
+		return TXN_BROKEN;
+	}
+	for (;;) {
+		if (have == w->rcap) {
+			if (is_enc) {
+				/* An enc: reply is decrypted whole. */
+				w->rcap *= 2;
+				w->rbuf = xrealloc(w->rbuf, w->rcap);
+			} else {
+				to_client(w, c, &client_ok, w->rbuf, have);
+				streamed += have;
+				have = scanned = 0;
+			}
+		}
+		ssize_t n = net_read(w->fd, w->rbuf + have, w->rcap - have, deadline);
+		if (n <= 0) {
+			bool timeout = n < 0 && errno == ETIMEDOUT;
+
+			if (timeout)
+				atomic_fetch_add_explicit(&h->stats.timeouts, 1,
+							  memory_order_relaxed);
+			fail_txn(w, c, streamed > 0, timeout ? "transaction_timeout" :
+				 n == 0 ? "closed_by_lond" : "read_failed");
+			return TXN_BROKEN;
+		}
+		have += (size_t)n;
+		if (streamed == 0 && have >= 4 && !is_enc)
+			is_enc = lond_is_enc(w->rbuf, have);
+		nl = memchr(w->rbuf + scanned, '\n', have - scanned);
+		if (nl)
+			break;
+		scanned = have;
+		if (streamed + have > cfg->max_reply_bytes) {
+			fail_txn(w, c, streamed > 0, "reply_too_long");
+			return TXN_BROKEN;
+		}
+	}
+	size_t len = (size_t)(nl - w->rbuf);   /* line length in rbuf, no '\n' */
+	bool extra = have > len + 1;
+	if (is_enc) {
+		size_t plain;
+
+		if (lond_enc_decode(w->cipher, w->rbuf, len, &plain) < 0) {
+			fail_txn(w, c, false, "bad_enc_reply");
+			return TXN_BROKEN;
+		}
+		w->rbuf[plain] = '\n';
+		to_client(w, c, &client_ok, w->rbuf, plain + 1);
+		memset(w->rbuf, 0, plain + 1);
+	} else {
+		to_client(w, c, &client_ok, w->rbuf, len + 1);
+	}
+	atomic_fetch_add_explicit(&h->stats.replied, 1, memory_order_relaxed);
+	if (client_ok) {
+		host_release_client(h, c);
+	} else {
+		atomic_fetch_add_explicit(&h->stats.client_gone, 1, memory_order_relaxed);
+		client_free(c);
+	}
+	if (extra) {
+		/* lond sent more than one line: the stream is out of step. */
+		log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
+			hname(w), w->id);
+		host_set_error(h, "lond sent data after a reply");
+		return TXN_BROKEN;
+	}
+	return TXN_OK;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct host *h = w->h;
+	const struct config *cfg = h->cfg;
+	const char *why = "closed";
+
+	w->rcap = WORKER_RBUF;
+	w->rbuf = xmalloc(w->rcap);
+	w->generation = atomic_load(&h->close_generation);
+	if (handshake(w) < 0) {
+		if (w->fd >= 0)
+			close(w->fd);
+		w->fd = -1;
+		free(w->rbuf);
+		w->rbuf = NULL;
+		atomic_store(&w->finished, true);
+		queue_worker_exit(&h->queue, true);
+		return NULL;
+	}
+	log_msg(LOG_INFO, "host=%s worker=%u event=connected", hname(w), w->id);
+	queue_worker_connected(&h->queue);
+	for (;;) {
+		/* Jitter spreads the closing of connections that went idle
+		 * together over a tenth of the idle timeout. */
+		int64_t idle = cfg->idle_timeout_ms +
+			       rand_below((uint32_t)cfg->idle_timeout_ms / 10 + 1);
+		void *item;
+		enum queue_rc rc = queue_pop(&h->queue, now_ms() + idle, &item);
+
+		if (rc == QUEUE_TIMEOUT) {
+			why = "idle";
+			break;
+		}
+		if (rc == QUEUE_CLOSED) {
+			why = "shutdown";
+			break;
+		}
+		if (rc == QUEUE_OK && serve(w, item) == TXN_BROKEN) {
+			why = "broken";
+			break;
+		}
+		if (atomic_load(&h->close_generation) != w->generation) {
+			why = "close_requested";
+			break;
+		}
+	}
+	log_msg(LOG_INFO, "host=%s worker=%u event=disconnected reason=%s",
+		hname(w), w->id, why);
+	close(w->fd);
+	w->fd = -1;
+	crypto_idea_free(w->cipher);
+	w->cipher = NULL;
+	free(w->rbuf);
+	w->rbuf = NULL;
+	free(w->wbuf);
+	w->wbuf = NULL;
+	atomic_store(&w->finished, true);
+	queue_worker_exit(&h->queue, false);
+	return NULL;
+}
+
+struct worker *worker_start(struct host *h, unsigned id)
+{
+	struct worker *w = xcalloc(1, sizeof(*w));
+	pthread_attr_t attr;
+	int rc;
+
+	w->h = h;
+	w->id = id;
+	w->fd = -1;
+	queue_worker_start(&h->queue);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, WORKER_STACK);
+	rc = pthread_create(&w->thread, &attr, worker_main, w);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		log_msg(LOG_ERR, "host=%s event=thread_failed thread=worker error=\"%s\"",
+			h->conf->hostname, strerror(rc));
+		queue_worker_exit(&h->queue, true);
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+const struct worker_result *worker_result(const struct worker *w)
+{
+	return &w->result;
+}
+
+bool worker_finished(const struct worker *w)
+{
+	return atomic_load(&w->finished);
+}
+
+void worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+	free(w);
+}

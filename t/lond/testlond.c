@@ -1,0 +1,1533 @@
+/*
+ * testlond -- the test lond for lonc.
+ *
+ * A small, fast stand-in for LON-CAPA's lond: it speaks the lond side of the
+ * lonc -> lond wire protocol (doc: /work/shared/protocol.md section 2), plus
+ * a set of test commands (echo, delay, bytes, hang, ...) and switchable
+ * faults, so that lonc's tests, demo and benchmark have a peer to talk to.
+ *
+ * Threads:
+ *   - the main thread parses the command line, listens, prints
+ *     "ready port=<N>" on stdout and accepts connections; it waits in
+ *     pselect() with SIGTERM/SIGINT unblocked, and exits with status 0 when
+ *     one of them arrives;
+ *   - every accepted TCP connection is served by its own detached thread
+ *     (small stack, blocking I/O), as the real lond forks per connection.
+ *     These threads run with SIGTERM/SIGINT blocked.
+ * Shared state is limited to the read-only configuration (set before the
+ * first thread starts), the global fault (atomic) and the statistics
+ * counters (atomic).
+ *
+ * Per connection: the first line is either "ctl:<cmd>" (one answer, close)
+ * or an init line that selects a handshake mode from the mode table (ssl,
+ * local, insecure). After the handshake, setup commands (version:, sethost:,
+ * ekey) and normal commands are served one line at a time.
+ *
+ * Keys never appear in the log.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <gcrypt.h>
+
+/* ------------------------------------------------------------------------ */
+/* Constants                                                                */
+/* ------------------------------------------------------------------------ */
+
+#define TESTLOND_VERSION "testlond-1.0"
+
+#define THREAD_STACK_SIZE   (256u * 1024u)
+#define READ_BUF_INITIAL    (16u * 1024u)
+#define READ_BUF_MAX        (256u * 1024u * 1024u) /* longest line: 256 MiB - 1 */
+#define BUF_TRIM_THRESHOLD  (1u * 1024u * 1024u)
+#define PATTERN_CHUNK       (26u * 2520u) /* multiple of 26: chunks start at 'a' */
+#define BYTES_MAX           (1ull << 30)  /* bytes:/closemid: up to 1 GiB */
+#define SLEEP_MS_MAX        86400000ull   /* delay:/drip: up to one day */
+#define HOST_ID_MAX         255u
+#define PEER_VERSION_MAX    63u
+#define GARBAGE_LEN         64u
+#define BUILDKEY_DIGITS     10u
+#define IDEA_KEY_LEN        16u
+#define IDEA_BLOCK_LEN      8u
+#define LISTEN_BACKLOG      4096
+
+/* ------------------------------------------------------------------------ */
+/* Configuration (written by main before any thread starts, then read-only) */
+/* ------------------------------------------------------------------------ */
+
+struct config {
+    const char *port;
+    const char *bind_addr;
+    const char *host_id;
+    const char *client_id;
+    bool quiet;
+};
+
+static struct config g_config = {
+    .port = "0",
+    .bind_addr = "127.0.0.1",
+    .host_id = "testlond",
+    .client_id = "lonc-test",
+    .quiet = false,
+};
+
+static char g_pattern[PATTERN_CHUNK];
+
+/* ------------------------------------------------------------------------ */
+/* Faults                                                                   */
+/* ------------------------------------------------------------------------ */
+
+enum fault {
+    FAULT_NONE,
+    FAULT_REFUSE,
+    FAULT_HANG_HANDSHAKE,
+    FAULT_GARBAGE_HANDSHAKE,
+    FAULT_CLOSE_HANDSHAKE,
+    FAULT_CLOSE_AFTER_REPLY,
+    FAULT_NO_INSECURE,
+};
+
+struct fault_name {
+    const char *name;
+    enum fault fault;
+};
+
+static const struct fault_name fault_names[] = {
+    { "none", FAULT_NONE },
+    { "refuse", FAULT_REFUSE },
+    { "hang_handshake", FAULT_HANG_HANDSHAKE },
+    { "garbage_handshake", FAULT_GARBAGE_HANDSHAKE },
+    { "close_handshake", FAULT_CLOSE_HANDSHAKE },
+    { "close_after_reply", FAULT_CLOSE_AFTER_REPLY },
+    { "no_insecure", FAULT_NO_INSECURE },
+};
+
+static atomic_int g_fault = FAULT_NONE;
+
+static bool fault_lookup(const char *name, size_t len, enum fault *out)
+{
+    for (size_t i = 0; i < sizeof fault_names / sizeof fault_names[0]; i++) {
+        if (strlen(fault_names[i].name) == len &&
+            memcmp(fault_names[i].name, name, len) == 0) {
+            *out = fault_names[i].fault;
+            return true;
+        }
+    }
+    return false;
+}
+
+static enum fault current_fault(void)
+{
+    return (enum fault)atomic_load(&g_fault);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Statistics                                                               */
+/* ------------------------------------------------------------------------ */
+
+struct stats {
+    atomic_ullong connections;
+    atomic_llong active;
+    atomic_llong max_active;
+    atomic_ullong handshakes;
+    atomic_ullong requests;
+    atomic_ullong encrypted;
+};
+
+static struct stats g_stats;
+static atomic_ullong g_conn_ids; /* log ids, never reset */
+
+static void stats_conn_opened(void)
+{
+    atomic_fetch_add(&g_stats.connections, 1);
+    long long now = atomic_fetch_add(&g_stats.active, 1) + 1;
+    long long max = atomic_load(&g_stats.max_active);
+    while (now > max &&
+           !atomic_compare_exchange_weak(&g_stats.max_active, &max, now)) {
+    }
+}
+
+static void stats_conn_closed(void)
+{
+    atomic_fetch_sub(&g_stats.active, 1);
+}
+
+static void stats_reset(void)
+{
+    atomic_store(&g_stats.connections, 0);
+    atomic_store(&g_stats.handshakes, 0);
+    atomic_store(&g_stats.requests, 0);
+    atomic_store(&g_stats.encrypted, 0);
+    atomic_store(&g_stats.max_active, atomic_load(&g_stats.active));
+}
+
+static int stats_format(char *buf, size_t size)
+{
+    return snprintf(buf, size,
+                    "connections=%llu active=%lld max_active=%lld "
+                    "handshakes=%llu requests=%llu encrypted=%llu",
+                    atomic_load(&g_stats.connections),
+                    atomic_load(&g_stats.active),
+                    atomic_load(&g_stats.max_active),
+                    atomic_load(&g_stats.handshakes),
+                    atomic_load(&g_stats.requests),
+                    atomic_load(&g_stats.encrypted));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Logging: one write() per line, to stderr                                 */
+/* ------------------------------------------------------------------------ */
+
+static void log_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void log_event(const char *fmt, ...)
+{
+    if (g_config.quiet)
+        return;
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "testlond[%ld]: ", (long)getpid());
+    if (n < 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        return;
+    size_t len = (size_t)n + (size_t)m;
+    if (len > sizeof buf - 2)
+        len = sizeof buf - 2;
+    buf[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, buf, len);
+    (void)w;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+static bool has_prefix(const char *s, size_t len, const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    return len >= plen && memcmp(s, prefix, plen) == 0;
+}
+
+static bool equals(const char *s, size_t len, const char *word)
+{
+    return strlen(word) == len && memcmp(s, word, len) == 0;
+}
+
+/* Strict decimal: digits only, at least one, value <= max. */
+static bool parse_u64(const char *s, size_t len, unsigned long long max,
+                      unsigned long long *out)
+{
+    if (len == 0)
+        return false;
+    unsigned long long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static bool hex_decode(const char *hex, size_t hex_len, unsigned char *out)
+{
+    for (size_t i = 0; i < hex_len / 2; i++) {
+        int hi = hex_value(hex[2 * i]);
+        int lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return true;
+}
+
+static void hex_encode(const unsigned char *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 0x0F];
+    }
+}
+
+static void sleep_ms(unsigned long long ms)
+{
+    struct timespec ts = {
+        .tv_sec = (time_t)(ms / 1000),
+        .tv_nsec = (long)(ms % 1000) * 1000000L,
+    };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Growable buffer                                                          */
+/* ------------------------------------------------------------------------ */
+
+struct growbuf {
+    char *data;
+    size_t cap;
+};
+
+static bool growbuf_reserve(struct growbuf *b, size_t need)
+{
+    if (need <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2)
+            return false;
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return false;
+    b->data = p;
+    b->cap = cap;
+    return true;
+}
+
+static void growbuf_trim(struct growbuf *b)
+{
+    if (b->cap > BUF_TRIM_THRESHOLD) {
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Buffered line reader                                                     */
+/* ------------------------------------------------------------------------ */
+
+struct line_reader {
+    char *buf;
+    size_t cap;
+    size_t start; /* first unconsumed byte */
+    size_t scan;  /* bytes before this were searched for '\n' already */
+    size_t end;   /* end of buffered data */
+};
+
+enum read_status { READ_OK, READ_EOF, READ_ERROR, READ_TOO_LONG, READ_NOMEM };
+
+static bool reader_init(struct line_reader *r)
+{
+    memset(r, 0, sizeof *r);
+    r->buf = malloc(READ_BUF_INITIAL);
+    if (!r->buf)
+        return false;
+    r->cap = READ_BUF_INITIAL;
+    return true;
+}
+
+static void reader_free(struct line_reader *r)
+{
+    free(r->buf);
+    r->buf = NULL;
+}
+
+/* Give back a large buffer once it holds no pending data. */
+static void reader_trim(struct line_reader *r)
+{
+    if (r->cap <= BUF_TRIM_THRESHOLD || r->start != r->end)
+        return;
+    char *p = malloc(READ_BUF_INITIAL);
+    if (!p)
+        return;
+    free(r->buf);
+    r->buf = p;
+    r->cap = READ_BUF_INITIAL;
+    r->start = r->scan = r->end = 0;
+}
+
+/* Make room for more input: compact, or grow up to READ_BUF_MAX. */
+static enum read_status reader_make_room(struct line_reader *r)
+{
+    if (r->start > 0) {
+        size_t pending = r->end - r->start;
+        memmove(r->buf, r->buf + r->start, pending);
+        r->scan -= r->start;
+        r->end = pending;
+        r->start = 0;
+        if (r->end < r->cap)
+            return READ_OK;
+    }
+    if (r->cap >= READ_BUF_MAX)
+        return READ_TOO_LONG;
+    size_t cap = r->cap * 2 > READ_BUF_MAX ? READ_BUF_MAX : r->cap * 2;
+    char *p = realloc(r->buf, cap);
+    if (!p)
+        return READ_NOMEM;
+    r->buf = p;
+    r->cap = cap;
+    return READ_OK;
+}
+
+/*
+ * Read one line. On READ_OK *line points into the reader's buffer, is
+ * NUL-terminated in place of its '\n' (a trailing '\r' is dropped too) and
+ * stays valid until the next call. A partial line before EOF is dropped.
+ */
+static enum read_status read_line(int fd, struct line_reader *r,
+                                  char **line, size_t *len)
+{
+    for (;;) {
+        char *nl = memchr(r->buf + r->scan, '\n', r->end - r->scan);
+        if (nl) {
+            char *s = r->buf + r->start;
+            size_t n = (size_t)(nl - s);
+            r->start = r->scan = (size_t)(nl - r->buf) + 1;
+            if (n > 0 && s[n - 1] == '\r')
+                n--;
+            s[n] = '\0';
+            *line = s;
+            *len = n;
+            return READ_OK;
+        }
+        r->scan = r->end;
+        if (r->start == r->end)
+            r->start = r->scan = r->end = 0;
+        if (r->end == r->cap) {
+            enum read_status st = reader_make_room(r);
+            if (st != READ_OK)
+                return st;
+        }
+        ssize_t got = read(fd, r->buf + r->end, r->cap - r->end);
+        if (got == 0)
+            return READ_EOF;
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return READ_ERROR;
+        }
+        r->end += (size_t)got;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static bool write_iov(int fd, struct iovec *iov, int count)
+{
+    while (count > 0) {
+        ssize_t n = writev(fd, iov, count);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        size_t done = (size_t)n;
+        while (count > 0 && done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            count--;
+        }
+        if (count > 0) {
+            iov->iov_base = (char *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+    return true;
+}
+
+static bool write_all(int fd, const void *data, size_t len)
+{
+    struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+    return write_iov(fd, &iov, 1);
+}
+
+/* Send data followed by '\n' with a single writev(). */
+static bool send_line(int fd, const char *data, size_t len)
+{
+    struct iovec iov[2] = {
+        { .iov_base = (void *)data, .iov_len = len },
+        { .iov_base = (void *)"\n", .iov_len = 1 },
+    };
+    return write_iov(fd, iov, 2);
+}
+
+static bool send_str(int fd, const char *s)
+{
+    return send_line(fd, s, strlen(s));
+}
+
+/* n bytes of "abc...z" repeated, optionally followed by '\n'. */
+static bool send_pattern(int fd, unsigned long long n, bool newline)
+{
+    while (n > PATTERN_CHUNK) {
+        if (!write_all(fd, g_pattern, PATTERN_CHUNK))
+            return false;
+        n -= PATTERN_CHUNK;
+    }
+    struct iovec iov[2] = {
+        { .iov_base = g_pattern, .iov_len = (size_t)n },
+        { .iov_base = (void *)"\n", .iov_len = 1 },
+    };
+    return write_iov(fd, iov, newline ? 2 : 1);
+}
+
+/* 64 random bytes without '\n', then '\n'. */
+static bool send_garbage(int fd)
+{
+    unsigned char raw[GARBAGE_LEN];
+    char out[GARBAGE_LEN];
+    size_t n = 0;
+    gcry_create_nonce(raw, sizeof raw);
+    for (size_t i = 0; i < sizeof raw; i++) {
+        if (raw[i] != '\n')
+            out[n++] = (char)raw[i];
+    }
+    return send_line(fd, out, n);
+}
+
+/* Read and discard until the peer closes. */
+static void drain_until_eof(int fd)
+{
+    char tmp[4096];
+    for (;;) {
+        ssize_t n = read(fd, tmp, sizeof tmp);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        return;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Session key derivation (protocol.md 2.3 step 4)                          */
+/* ------------------------------------------------------------------------ */
+
+static bool is_ascii_letter(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* Upper-case, then G..P -> 0..9 and Q..Z -> 0..9. */
+static char map_host_char(char ch)
+{
+    unsigned char c = (unsigned char)ch;
+    if (c >= 'a' && c <= 'z')
+        c = (unsigned char)(c - 'a' + 'A');
+    if (c >= 'G' && c <= 'P')
+        return (char)('0' + (c - 'G'));
+    if (c >= 'Q' && c <= 'Z')
+        return (char)('0' + (c - 'Q'));
+    return (char)c;
+}
+
+/* Perl's pack("H*") nibble of one character. */
+static unsigned char pack_h_nibble(char ch)
+{
+    unsigned char c = (unsigned char)ch;
+    if (is_ascii_letter(c))
+        return (unsigned char)(((c & 0x0F) + 9) & 0x0F);
+    return (unsigned char)(c & 0x0F);
+}
+
+/* Perl's pack("H32", s): s may be shorter (zero nibbles) or longer. */
+static void pack_h32(const char *s, size_t len, unsigned char key[IDEA_KEY_LEN])
+{
+    memset(key, 0, IDEA_KEY_LEN);
+    for (size_t i = 0; i < len && i < 2 * IDEA_KEY_LEN; i++) {
+        unsigned char nib = pack_h_nibble(s[i]);
+        key[i / 2] |= (unsigned char)((i % 2 == 0) ? nib << 4 : nib);
+    }
+}
+
+/*
+ * t = map(uc(lond_id . client_id)) . buildkey; u = t.t.t; key = pack("H32",
+ * first 32 chars of u). Built without allocation: char i of u is t[i % |t|].
+ */
+static void derive_session_key(const char *lond_id, size_t lond_len,
+                               const char *client_id, size_t client_len,
+                               const char *buildkey, size_t build_len,
+                               unsigned char key[IDEA_KEY_LEN])
+{
+    char u[2 * IDEA_KEY_LEN];
+    size_t host_len = lond_len + client_len;
+    size_t t_len = host_len + build_len;
+    size_t u_len = 0;
+    if (t_len > 0) {
+        size_t three_t = t_len > SIZE_MAX / 3 ? SIZE_MAX : 3 * t_len;
+        u_len = three_t < sizeof u ? three_t : sizeof u;
+    }
+    for (size_t i = 0; i < u_len; i++) {
+        size_t j = i % t_len;
+        if (j < lond_len)
+            u[i] = map_host_char(lond_id[j]);
+        else if (j < host_len)
+            u[i] = map_host_char(client_id[j - lond_len]);
+        else
+            u[i] = buildkey[j - host_len];
+    }
+    pack_h32(u, u_len, key);
+}
+
+/* ------------------------------------------------------------------------ */
+/* IDEA (libgcrypt, ECB)                                                    */
+/* ------------------------------------------------------------------------ */
+
+static bool cipher_set_key(gcry_cipher_hd_t *hd, bool *have,
+                           const unsigned char key[IDEA_KEY_LEN])
+{
+    if (!*have) {
+        if (gcry_cipher_open(hd, GCRY_CIPHER_IDEA, GCRY_CIPHER_MODE_ECB, 0))
+            return false;
+    }
+    if (gcry_cipher_setkey(*hd, key, IDEA_KEY_LEN)) {
+        gcry_cipher_close(*hd);
+        *have = false;
+        return false;
+    }
+    *have = true;
+    return true;
+}
+
+/* Published IDEA test vector; proves the cipher setup at startup. */
+static bool idea_self_test(void)
+{
+    static const unsigned char key[IDEA_KEY_LEN] = {
+        0x00, 0x01, 0x00, 0x02, 0x00, 0x03, 0x00, 0x04,
+        0x00, 0x05, 0x00, 0x06, 0x00, 0x07, 0x00, 0x08,
+    };
+    static const unsigned char plain[IDEA_BLOCK_LEN] = {
+        0x00, 0x00, 0x00, 0x01, 0x00, 0x02, 0x00, 0x03,
+    };
+    static const unsigned char expect[IDEA_BLOCK_LEN] = {
+        0x11, 0xfb, 0xed, 0x2b, 0x01, 0x98, 0x6d, 0xe5,
+    };
+    gcry_cipher_hd_t hd;
+    bool have = false;
+    unsigned char out[IDEA_BLOCK_LEN];
+    if (!cipher_set_key(&hd, &have, key))
+        return false;
+    bool ok = gcry_cipher_encrypt(hd, out, sizeof out, plain, sizeof plain) == 0 &&
+              memcmp(out, expect, sizeof out) == 0;
+    gcry_cipher_close(hd);
+    return ok;
+}
+
+static bool crypto_init(void)
+{
+    if (!gcry_check_version(GCRYPT_VERSION))
+        return false;
+    gcry_control(GCRYCTL_DISABLE_SECMEM, 0);
+    gcry_control(GCRYCTL_INITIALIZATION_FINISHED, 0);
+    return idea_self_test();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connection state                                                         */
+/* ------------------------------------------------------------------------ */
+
+struct conn {
+    int fd;
+    unsigned long long id;
+    char peer[INET6_ADDRSTRLEN + 8];
+    struct line_reader in;
+    struct growbuf out;     /* encrypted replies */
+    struct growbuf scratch; /* padded plaintext for encryption */
+    struct growbuf plain;   /* decrypted requests */
+    char selected_host[HOST_ID_MAX + 1];
+    const char *req_host;   /* sethost:<id>:<rest> override, or NULL */
+    size_t req_host_len;
+    char peer_version[PEER_VERSION_MAX + 1];
+    bool have_key;
+    gcry_cipher_hd_t cipher;
+    unsigned long long requests;
+};
+
+static struct conn *conn_new(int fd, const struct sockaddr_storage *addr,
+                             socklen_t addr_len)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (!reader_init(&c->in)) {
+        free(c);
+        return NULL;
+    }
+    c->fd = fd;
+    c->id = atomic_fetch_add(&g_conn_ids, 1) + 1;
+    snprintf(c->selected_host, sizeof c->selected_host, "%s", g_config.host_id);
+    char host[INET6_ADDRSTRLEN] = "?";
+    char serv[8] = "?";
+    getnameinfo((const struct sockaddr *)addr, addr_len, host, sizeof host,
+                serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(c->peer, sizeof c->peer, "%s:%s", host, serv);
+    return c;
+}
+
+static void conn_free(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    if (c->have_key)
+        gcry_cipher_close(c->cipher);
+    reader_free(&c->in);
+    free(c->out.data);
+    free(c->scratch.data);
+    free(c->plain.data);
+    free(c);
+}
+
+static void conn_effective_host(const struct conn *c, const char **id, size_t *len)
+{
+    if (c->req_host) {
+        *id = c->req_host;
+        *len = c->req_host_len;
+    } else {
+        *id = c->selected_host;
+        *len = strlen(c->selected_host);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Commands                                                                 */
+/* ------------------------------------------------------------------------ */
+
+enum action { ACT_CONTINUE, ACT_CLOSE };
+
+typedef enum action (*command_fn)(struct conn *c, char *arg, size_t len, int depth);
+
+static enum action dispatch(struct conn *c, char *cmd, size_t len, int depth);
+
+static enum action reply(struct conn *c, const char *data, size_t len)
+{
+    return send_line(c->fd, data, len) ? ACT_CONTINUE : ACT_CLOSE;
+}
+
+static enum action reply_str(struct conn *c, const char *s)
+{
+    return reply(c, s, strlen(s));
+}
+
+/* Split "<num>:<rest>" with num <= max. */
+static bool split_number(char *arg, size_t len, unsigned long long max,
+                         unsigned long long *num, char **rest, size_t *rest_len)
+{
+    char *colon = memchr(arg, ':', len);
+    if (!colon)
+        return false;
+    size_t num_len = (size_t)(colon - arg);
+    if (!parse_u64(arg, num_len, max, num))
+        return false;
+    *rest = colon + 1;
+    *rest_len = len - num_len - 1;
+    return true;
+}
+
+static enum action cmd_ping(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)arg, (void)len, (void)depth;
+    return reply_str(c, "pong");
+}
+
+static enum action cmd_echo(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    return reply(c, arg, len);
+}
+
+static enum action cmd_delay(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    unsigned long long ms;
+    char *rest;
+    size_t rest_len;
+    if (!split_number(arg, len, SLEEP_MS_MAX, &ms, &rest, &rest_len))
+        return reply_str(c, "error:bad_arg");
+    sleep_ms(ms);
+    return reply(c, rest, rest_len);
+}
+
+static enum action cmd_bytes(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    unsigned long long n;
+    if (!parse_u64(arg, len, BYTES_MAX, &n))
+        return reply_str(c, "error:bad_arg");
+    return send_pattern(c->fd, n, true) ? ACT_CONTINUE : ACT_CLOSE;
+}
+
+static enum action cmd_hang(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)arg, (void)len, (void)depth;
+    drain_until_eof(c->fd);
+    return ACT_CLOSE;
+}
+
+static enum action cmd_close(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)c, (void)arg, (void)len, (void)depth;
+    return ACT_CLOSE;
+}
+
+static enum action cmd_closemid(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    unsigned long long n;
+    if (!parse_u64(arg, len, BYTES_MAX, &n))
+        return reply_str(c, "error:bad_arg");
+    send_pattern(c->fd, n, false);
+    return ACT_CLOSE;
+}
+
+static enum action cmd_garbage(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)arg, (void)len, (void)depth;
+    return send_garbage(c->fd) ? ACT_CONTINUE : ACT_CLOSE;
+}
+
+static enum action cmd_drip(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    unsigned long long ms;
+    char *rest;
+    size_t rest_len;
+    if (!split_number(arg, len, SLEEP_MS_MAX, &ms, &rest, &rest_len))
+        return reply_str(c, "error:bad_arg");
+    rest[rest_len] = '\n'; /* the byte after rest is the line's NUL: in bounds */
+    for (size_t i = 0; i <= rest_len; i++) {
+        if (i > 0)
+            sleep_ms(ms);
+        if (!write_all(c->fd, rest + i, 1))
+            return ACT_CLOSE;
+    }
+    return ACT_CONTINUE;
+}
+
+static enum action cmd_whoami(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)arg, (void)len, (void)depth;
+    const char *id;
+    size_t id_len;
+    conn_effective_host(c, &id, &id_len);
+    return reply(c, id, id_len);
+}
+
+static enum action cmd_refused(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)arg, (void)len, (void)depth;
+    return reply_str(c, "refused");
+}
+
+static enum action cmd_version(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    size_t keep = len < PEER_VERSION_MAX ? len : PEER_VERSION_MAX;
+    memcpy(c->peer_version, arg, keep);
+    c->peer_version[keep] = '\0';
+    log_event("conn %llu peer version %s", c->id, c->peer_version);
+    return reply_str(c, TESTLOND_VERSION);
+}
+
+static enum action cmd_ekey(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)arg, (void)len, (void)depth;
+    char buildkey[BUILDKEY_DIGITS];
+    unsigned char rnd[BUILDKEY_DIGITS];
+    unsigned char key[IDEA_KEY_LEN];
+    const char *id;
+    size_t id_len;
+    conn_effective_host(c, &id, &id_len);
+    gcry_create_nonce(rnd, sizeof rnd);
+    for (size_t i = 0; i < sizeof rnd; i++)
+        buildkey[i] = (char)('0' + rnd[i] % 10);
+    derive_session_key(id, id_len, g_config.client_id, strlen(g_config.client_id),
+                       buildkey, sizeof buildkey, key);
+    bool ok = cipher_set_key(&c->cipher, &c->have_key, key);
+    memset(key, 0, sizeof key);
+    if (!ok)
+        return reply_str(c, "error:key");
+    log_event("conn %llu session key set (ekey, host %.*s)", c->id,
+              (int)id_len, id);
+    return reply(c, buildkey, sizeof buildkey);
+}
+
+/* sethost:<id> selects the host; sethost:<id>:<rest> answers <rest> as <id>. */
+static enum action cmd_sethost(struct conn *c, char *arg, size_t len, int depth)
+{
+    char *colon = memchr(arg, ':', len);
+    size_t id_len = colon ? (size_t)(colon - arg) : len;
+    if (id_len == 0 || id_len > HOST_ID_MAX)
+        return reply_str(c, "error:bad_host");
+    if (!colon) {
+        memcpy(c->selected_host, arg, id_len);
+        c->selected_host[id_len] = '\0';
+        log_event("conn %llu sethost %s", c->id, c->selected_host);
+        return reply_str(c, "ok");
+    }
+    const char *saved = c->req_host;
+    size_t saved_len = c->req_host_len;
+    c->req_host = arg;
+    c->req_host_len = id_len;
+    enum action a = dispatch(c, colon + 1, len - id_len - 1, depth);
+    c->req_host = saved;
+    c->req_host_len = saved_len;
+    return a;
+}
+
+/* Decode and decrypt enc:<len>:<hex> into c->plain; NULL on bad framing. */
+static char *decrypt_request(struct conn *c, const char *arg, size_t len,
+                             size_t *plain_len)
+{
+    const char *colon = memchr(arg, ':', len);
+    if (!colon || !c->have_key)
+        return NULL;
+    unsigned long long n;
+    size_t hex_len = len - (size_t)(colon - arg) - 1;
+    if (!parse_u64(arg, (size_t)(colon - arg), hex_len / 2, &n))
+        return NULL;
+    size_t blocks = (size_t)n / IDEA_BLOCK_LEN + 1;
+    size_t bytes = blocks * IDEA_BLOCK_LEN;
+    if (hex_len != 2 * bytes || !growbuf_reserve(&c->plain, bytes + 1))
+        return NULL;
+    unsigned char *p = (unsigned char *)c->plain.data;
+    if (!hex_decode(colon + 1, hex_len, p) ||
+        gcry_cipher_decrypt(c->cipher, p, bytes, NULL, 0) != 0)
+        return NULL;
+    for (size_t i = (size_t)n; i < bytes; i++) {
+        if (p[i] != ' ')
+            return NULL; /* padding must be spaces: catches a wrong key */
+    }
+    p[n] = '\0';
+    *plain_len = (size_t)n;
+    return c->plain.data;
+}
+
+static enum action cmd_enc(struct conn *c, char *arg, size_t len, int depth)
+{
+    if (depth > 0)
+        return reply_str(c, "error:bad_enc"); /* no nested enc: */
+    size_t plain_len;
+    char *plain = decrypt_request(c, arg, len, &plain_len);
+    if (!plain)
+        return reply_str(c, "error:bad_enc");
+    atomic_fetch_add(&g_stats.encrypted, 1);
+    return dispatch(c, plain, plain_len, depth + 1);
+}
+
+/* Answer enc:<len>:<hex>, framed like a request (protocol.md 2.7). */
+static enum action cmd_encecho(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    if (!c->have_key)
+        return reply_str(c, "error:no_key");
+    size_t bytes = (len / IDEA_BLOCK_LEN + 1) * IDEA_BLOCK_LEN;
+    char head[32];
+    int head_len = snprintf(head, sizeof head, "enc:%zu:", len);
+    if (head_len < 0 || !growbuf_reserve(&c->scratch, bytes) ||
+        !growbuf_reserve(&c->out, (size_t)head_len + 2 * bytes))
+        return reply_str(c, "error:no_memory");
+    unsigned char *p = (unsigned char *)c->scratch.data;
+    memcpy(p, arg, len);
+    memset(p + len, ' ', bytes - len);
+    if (gcry_cipher_encrypt(c->cipher, p, bytes, NULL, 0) != 0)
+        return reply_str(c, "error:key");
+    memcpy(c->out.data, head, (size_t)head_len);
+    hex_encode(p, bytes, c->out.data + head_len);
+    return reply(c, c->out.data, (size_t)head_len + 2 * bytes);
+}
+
+struct command {
+    const char *name; /* exact name, or prefix when it ends in ':' */
+    command_fn fn;
+};
+
+static const struct command commands[] = {
+    { "ping", cmd_ping },
+    { "echo:", cmd_echo },
+    { "delay:", cmd_delay },
+    { "bytes:", cmd_bytes },
+    { "hang", cmd_hang },
+    { "close", cmd_close },
+    { "closemid:", cmd_closemid },
+    { "garbage", cmd_garbage },
+    { "drip:", cmd_drip },
+    { "whoami", cmd_whoami },
+    { "enc:", cmd_enc },
+    { "encecho:", cmd_encecho },
+    { "sethost:", cmd_sethost },
+    { "refused_cmd", cmd_refused },
+    { "version:", cmd_version },
+    { "ekey", cmd_ekey },
+};
+
+/* cmd[len] must be writable (it is the line's terminating NUL). */
+static enum action dispatch(struct conn *c, char *cmd, size_t len, int depth)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const char *name = commands[i].name;
+        size_t name_len = strlen(name);
+        bool prefix = name[name_len - 1] == ':';
+        if (prefix ? has_prefix(cmd, len, name) : equals(cmd, len, name))
+            return commands[i].fn(c, cmd + name_len, len - name_len, depth);
+    }
+    return reply_str(c, "unknown_cmd");
+}
+
+/* Setup steps (version:, ekey, sethost:<id>) are not counted as requests. */
+static bool is_setup_command(const char *cmd, size_t len)
+{
+    if (has_prefix(cmd, len, "version:") || equals(cmd, len, "ekey"))
+        return true;
+    return has_prefix(cmd, len, "sethost:") &&
+           memchr(cmd + 8, ':', len - 8) == NULL;
+}
+
+static const char *serve_requests(struct conn *c)
+{
+    for (;;) {
+        char *line;
+        size_t len;
+        enum read_status st = read_line(c->fd, &c->in, &line, &len);
+        if (st == READ_EOF)
+            return "eof";
+        if (st == READ_TOO_LONG) {
+            send_str(c->fd, "error:request_too_long");
+            return "request too long";
+        }
+        if (st != READ_OK)
+            return st == READ_NOMEM ? "out of memory" : "read error";
+        bool setup = is_setup_command(line, len);
+        if (!setup) {
+            atomic_fetch_add(&g_stats.requests, 1);
+            c->requests++;
+        }
+        if (dispatch(c, line, len, 0) == ACT_CLOSE)
+            return "closed by command or write error";
+        if (!setup && current_fault() == FAULT_CLOSE_AFTER_REPLY)
+            return "fault close_after_reply";
+        reader_trim(&c->in);
+        growbuf_trim(&c->out);
+        growbuf_trim(&c->scratch);
+        growbuf_trim(&c->plain);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handshake (table-driven: one entry per key mode)                         */
+/* ------------------------------------------------------------------------ */
+
+enum hs_result { HS_OK, HS_CLOSE };
+
+struct hs_mode {
+    const char *name;
+    const char *exact;   /* init line equal to this ... */
+    const char *prefix;  /* ... or starting with this (argument follows) */
+    bool insecure;       /* refused under fault no_insecure */
+    enum hs_result (*run)(struct conn *c, const char *arg, size_t len);
+};
+
+static void handshake_done(struct conn *c, const char *mode)
+{
+    atomic_fetch_add(&g_stats.handshakes, 1);
+    log_event("conn %llu handshake ok mode=%s", c->id, mode);
+}
+
+/* Challenge, echoed back by the peer, answered "ok". */
+static enum hs_result hs_challenge(struct conn *c, const char *arg, size_t len)
+{
+    (void)arg, (void)len;
+    char challenge[64];
+    snprintf(challenge, sizeof challenge, "%ld%lld", (long)getpid(),
+             (long long)time(NULL));
+    if (!send_str(c->fd, challenge))
+        return HS_CLOSE;
+    char *line;
+    size_t line_len;
+    if (read_line(c->fd, &c->in, &line, &line_len) != READ_OK)
+        return HS_CLOSE;
+    if (!equals(line, line_len, challenge)) {
+        log_event("conn %llu challenge answered wrongly: refused", c->id);
+        send_str(c->fd, "refused");
+        return HS_CLOSE;
+    }
+    handshake_done(c, "insecure");
+    return send_str(c->fd, "ok") ? HS_OK : HS_CLOSE;
+}
+
+/* Read the key file (32 hex digits, optional newline) and unlink it. */
+static bool read_local_key(const char *path, unsigned char key[IDEA_KEY_LEN])
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return false;
+    struct stat sb;
+    char buf[40];
+    ssize_t n = -1;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        n = read(fd, buf, sizeof buf);
+        unlink(path);
+    }
+    close(fd);
+    size_t len = n > 0 ? (size_t)n : 0;
+    if (len > 0 && buf[len - 1] == '\n')
+        len--;
+    if (len > 0 && buf[len - 1] == '\r')
+        len--;
+    if (len != 2 * IDEA_KEY_LEN)
+        return false;
+    return hex_decode(buf, len, key);
+}
+
+static enum hs_result hs_local(struct conn *c, const char *arg, size_t len)
+{
+    unsigned char key[IDEA_KEY_LEN];
+    bool ok = len > 0 && memchr(arg, '\0', len) == NULL &&
+              read_local_key(arg, key) &&
+              cipher_set_key(&c->cipher, &c->have_key, key);
+    memset(key, 0, sizeof key);
+    if (!ok) {
+        log_event("conn %llu local key file unusable: refused", c->id);
+        send_str(c->fd, "refused");
+        return HS_CLOSE;
+    }
+    handshake_done(c, "local");
+    return send_str(c->fd, "ok:local") ? HS_OK : HS_CLOSE;
+}
+
+/*
+ * Order matters: the first matching entry wins. "init:ssl" answers a
+ * challenge (as a lond without certificates does) until TLS is added; it
+ * then becomes insecure = false with its own run function.
+ */
+static const struct hs_mode hs_modes[] = {
+    { "ssl", "init:ssl", "init:ssl:", true, hs_challenge },
+    { "local", NULL, "init:local:", false, hs_local },
+    { "insecure", "init", "init::", true, hs_challenge },
+};
+
+static const struct hs_mode *hs_lookup(const char *line, size_t len,
+                                       const char **arg, size_t *arg_len)
+{
+    for (size_t i = 0; i < sizeof hs_modes / sizeof hs_modes[0]; i++) {
+        const struct hs_mode *m = &hs_modes[i];
+        if (m->exact && equals(line, len, m->exact)) {
+            *arg = line + len;
+            *arg_len = 0;
+            return m;
+        }
+        if (m->prefix && has_prefix(line, len, m->prefix)) {
+            size_t plen = strlen(m->prefix);
+            *arg = line + plen;
+            *arg_len = len - plen;
+            return m;
+        }
+    }
+    return NULL;
+}
+
+/* Answer garbage instead of the handshake; refuse whatever comes back. */
+static enum hs_result hs_garbage(struct conn *c)
+{
+    if (!send_garbage(c->fd))
+        return HS_CLOSE;
+    char *line;
+    size_t len;
+    if (read_line(c->fd, &c->in, &line, &len) == READ_OK)
+        send_str(c->fd, "refused");
+    return HS_CLOSE;
+}
+
+static enum hs_result run_handshake(struct conn *c, const char *line, size_t len)
+{
+    enum fault f = current_fault();
+    switch (f) {
+    case FAULT_CLOSE_HANDSHAKE:
+        log_event("conn %llu fault close_handshake", c->id);
+        return HS_CLOSE;
+    case FAULT_HANG_HANDSHAKE:
+        log_event("conn %llu fault hang_handshake", c->id);
+        drain_until_eof(c->fd);
+        return HS_CLOSE;
+    case FAULT_REFUSE:
+        log_event("conn %llu fault refuse", c->id);
+        send_str(c->fd, "refused");
+        return HS_CLOSE;
+    default:
+        break;
+    }
+    const char *arg;
+    size_t arg_len;
+    const struct hs_mode *m = hs_lookup(line, len, &arg, &arg_len);
+    if (!m) {
+        log_event("conn %llu bad init line: refused", c->id);
+        send_str(c->fd, "refused");
+        return HS_CLOSE;
+    }
+    log_event("conn %llu init mode=%s", c->id, m->name);
+    if (f == FAULT_NO_INSECURE && m->insecure) {
+        log_event("conn %llu fault no_insecure: refused", c->id);
+        send_str(c->fd, "refused");
+        return HS_CLOSE;
+    }
+    if (f == FAULT_GARBAGE_HANDSHAKE) {
+        log_event("conn %llu fault garbage_handshake", c->id);
+        return hs_garbage(c);
+    }
+    return m->run(c, arg, arg_len);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Control connections                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void serve_control(struct conn *c, const char *cmd, size_t len)
+{
+    char buf[256];
+    const char *answer = buf;
+    enum fault f;
+    if (equals(cmd, len, "stats")) {
+        stats_format(buf, sizeof buf);
+    } else if (equals(cmd, len, "reset")) {
+        stats_reset();
+        answer = "ok";
+    } else if (equals(cmd, len, "ping")) {
+        answer = "pong";
+    } else if (has_prefix(cmd, len, "fault=")) {
+        if (fault_lookup(cmd + 6, len - 6, &f)) {
+            atomic_store(&g_fault, (int)f);
+            log_event("ctl fault=%.*s", (int)(len - 6), cmd + 6);
+            answer = "ok";
+        } else {
+            answer = "error:unknown_fault";
+        }
+    } else {
+        answer = "error:unknown_ctl";
+    }
+    send_str(c->fd, answer);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connection thread                                                        */
+/* ------------------------------------------------------------------------ */
+
+static void serve_connection(struct conn *c)
+{
+    char *line;
+    size_t len;
+    if (read_line(c->fd, &c->in, &line, &len) != READ_OK)
+        return; /* closed or garbage before any line: not a connection */
+    if (has_prefix(line, len, "ctl:")) {
+        serve_control(c, line + 4, len - 4);
+        return;
+    }
+    stats_conn_opened();
+    log_event("conn %llu open peer=%s", c->id, c->peer);
+    const char *why = "handshake failed";
+    if (run_handshake(c, line, len) == HS_OK)
+        why = serve_requests(c);
+    stats_conn_closed();
+    log_event("conn %llu closed (%s) requests=%llu peer_version=%s", c->id, why,
+              c->requests, c->peer_version[0] ? c->peer_version : "-");
+}
+
+static void *conn_thread(void *arg)
+{
+    struct conn *c = arg;
+    serve_connection(c);
+    conn_free(c);
+    return NULL;
+}
+
+static void set_socket_options(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void start_connection(const pthread_attr_t *attr, int fd,
+                             const struct sockaddr_storage *addr, socklen_t addr_len)
+{
+    set_socket_options(fd);
+    struct conn *c = conn_new(fd, addr, addr_len);
+    if (!c) {
+        log_event("out of memory: dropping connection");
+        close(fd);
+        return;
+    }
+    pthread_t tid;
+    int err = pthread_create(&tid, attr, conn_thread, c);
+    if (err != 0) {
+        log_event("pthread_create: %s: dropping connection", strerror(err));
+        conn_free(c);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Listening socket, signals, accept loop                                   */
+/* ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t g_stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    g_stop_signal = sig;
+}
+
+/* Block SIGTERM/SIGINT (inherited by every thread); return the old mask. */
+static void setup_signals(sigset_t *wait_mask)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, wait_mask);
+    sigdelset(wait_mask, SIGTERM);
+    sigdelset(wait_mask, SIGINT);
+}
+
+static int open_listener(const char *addr, const char *port)
+{
+    struct addrinfo hints, *res, *ai;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int err = getaddrinfo(addr, port, &hints, &res);
+    if (err != 0) {
+        fprintf(stderr, "testlond: %s port %s: %s\n", addr, port, gai_strerror(err));
+        return -1;
+    }
+    int fd = -1;
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            listen(fd, LISTEN_BACKLOG) == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        fprintf(stderr, "testlond: cannot listen on %s port %s: %s\n", addr, port,
+                strerror(errno));
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+/* Wait for a connection or a stop signal; false once a signal arrived. */
+static bool wait_readable(int fd, const sigset_t *wait_mask)
+{
+    for (;;) {
+        if (g_stop_signal)
+            return false;
+        fd_set rd;
+        FD_ZERO(&rd);
+        FD_SET(fd, &rd);
+        int n = pselect(fd + 1, &rd, NULL, NULL, NULL, wait_mask);
+        if (n > 0)
+            return true;
+        if (n < 0 && errno != EINTR)
+            return true; /* let accept() report the problem */
+    }
+}
+
+static void accept_loop(int listen_fd, const sigset_t *wait_mask)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    size_t stack = THREAD_STACK_SIZE;
+    if (stack < (size_t)PTHREAD_STACK_MIN)
+        stack = (size_t)PTHREAD_STACK_MIN;
+    pthread_attr_setstacksize(&attr, stack);
+
+    while (wait_readable(listen_fd, wait_mask)) {
+        struct sockaddr_storage addr;
+        socklen_t addr_len = sizeof addr;
+        int fd = accept4(listen_fd, (struct sockaddr *)&addr, &addr_len,
+                         SOCK_CLOEXEC);
+        if (fd >= 0) {
+            start_connection(&attr, fd, &addr, addr_len);
+            continue;
+        }
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+            errno == ENOMEM) {
+            log_event("accept: %s", strerror(errno));
+            sleep_ms(10);
+        }
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: testlond [--port N] [--bind ADDR] [--host-id ID] "
+            "[--client-id ID]\n"
+            "                [--fault NAME] [--quiet]\n"
+            "  --port N        TCP port, 0 (default) picks a free one\n"
+            "  --bind ADDR     listen address (default 127.0.0.1; ::1 works)\n"
+            "  --host-id ID    this lond's host ID (default testlond)\n"
+            "  --client-id ID  the lonc's host ID, for ekey (default lonc-test)\n"
+            "  --fault NAME    initial fault: none refuse hang_handshake\n"
+            "                  garbage_handshake close_handshake\n"
+            "                  close_after_reply no_insecure\n"
+            "  --quiet         no log lines on stderr\n"
+            "Prints \"ready port=<N>\" on stdout once listening.\n");
+}
+
+static bool parse_args(int argc, char **argv)
+{
+    static const struct option options[] = {
+        { "port", required_argument, NULL, 'p' },
+        { "bind", required_argument, NULL, 'b' },
+        { "host-id", required_argument, NULL, 'H' },
+        { "client-id", required_argument, NULL, 'C' },
+        { "fault", required_argument, NULL, 'f' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    unsigned long long port;
+    enum fault f;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'p':
+            if (!parse_u64(optarg, strlen(optarg), 65535, &port)) {
+                fprintf(stderr, "testlond: bad port: %s\n", optarg);
+                return false;
+            }
+            g_config.port = optarg;
+            break;
+        case 'b':
+            g_config.bind_addr = optarg;
+            break;
+        case 'H':
+            if (strlen(optarg) == 0 || strlen(optarg) > HOST_ID_MAX) {
+                fprintf(stderr, "testlond: bad host id\n");
+                return false;
+            }
+            g_config.host_id = optarg;
+            break;
+        case 'C':
+            g_config.client_id = optarg;
+            break;
+        case 'f':
+            if (!fault_lookup(optarg, strlen(optarg), &f)) {
+                fprintf(stderr, "testlond: unknown fault: %s\n", optarg);
+                return false;
+            }
+            atomic_store(&g_fault, (int)f);
+            break;
+        case 'q':
+            g_config.quiet = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            return false;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "testlond: unexpected argument: %s\n", argv[optind]);
+        return false;
+    }
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    if (!parse_args(argc, argv)) {
+        usage(stderr);
+        return 2;
+    }
+    if (!crypto_init()) {
+        fprintf(stderr, "testlond: libgcrypt IDEA unavailable or self-test failed\n");
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof g_pattern; i++)
+        g_pattern[i] = (char)('a' + i % 26);
+
+    sigset_t wait_mask;
+    setup_signals(&wait_mask);
+    int listen_fd = open_listener(g_config.bind_addr, g_config.port);
+    if (listen_fd < 0)
+        return 1;
+    printf("ready port=%d\n", bound_port(listen_fd));
+    fflush(stdout);
+    log_event("listening on %s port %d, host id %s", g_config.bind_addr,
+              bound_port(listen_fd), g_config.host_id);
+
+    accept_loop(listen_fd, &wait_mask);
+
+    log_event("signal %d: exiting", (int)g_stop_signal);
+    close(listen_fd);
+    return 0;
+}
