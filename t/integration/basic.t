@@ -1,0 +1,69 @@
+#!/usr/bin/perl
+# One request end to end, lazy connection, lonc-local commands, and an
+# over-long request, against the real daemon and the test lond.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::More;
+use LoncTest;
+
+watchdog(120);
+my $lond = start_lond();
+my $cfg = write_config(
+    max_request_bytes => 4096,
+    hosts => [ { hostname => 'lond1', port => $lond->{port},
+                 aliases => ['testlond'] } ],
+);
+my $lonc = start_lonc($cfg);
+my $sock = "$lonc->{socket_dir}/lond1";
+
+ok(-S $sock, 'socket for the host exists');
+ok(-S "$lonc->{socket_dir}/testlond", 'socket for the alias exists');
+is(lond_stats($lond)->{connections}, 0, 'no connection to lond before the first request');
+
+is(request($sock, 'ping'), 'pong', 'ping answered pong through lonc');
+is(lond_stats($lond)->{connections}, 1, 'first request opened one connection');
+is(lond_stats($lond)->{handshakes}, 1, 'and completed one handshake');
+is(request($sock, 'echo:hello world'), 'hello world', 'echo relayed byte for byte');
+is(request("$lonc->{socket_dir}/testlond", 'echo:via alias'), 'via alias', 'alias socket serves the same host');
+is(request($sock, 'whoami'), 'testlond', 'sethost selected the host ID from ids');
+is(request($sock, 'nosuchcommand'), 'unknown_cmd', "lond's own answers are relayed");
+is(lond_stats($lond)->{connections}, 1, 'sequential requests reuse the pooled connection');
+
+# Several requests on one client connection, sent at once (pipelined).
+{
+    my $s = unix_connect($sock) or die "connect: $!";
+    print $s "echo:one\necho:two\necho:three\n";
+    my @r = map { my $l = <$s>; chomp $l if defined $l; $l } 1 .. 3;
+    is_deeply(\@r, [qw(one two three)], 'pipelined requests answered in order');
+    print $s "echo:after\n";
+    my $l = <$s>;
+    chomp $l;
+    is($l, 'after', 'a client may send its next request after its reply');
+    close $s;
+}
+
+# Long request within the limit, and one past it.
+my $big = 'x' x 4000;
+is(request($sock, "echo:$big"), $big, 'request just under max_request_bytes is served');
+is(request($sock, 'echo:' . ('y' x 5000)), 'error:request_too_long', 'over-long request is refused');
+is(request($sock, 'echo:still alive'), 'still alive', 'daemon goes on after an over-long request');
+
+# Large reply, streamed.
+my $r = request($sock, 'bytes:1000000', 30);
+is(length($r // ''), 1000000, 'a 1 MB reply arrives whole');
+is(substr($r // '', 0, 30), substr('abcdefghijklmnopqrstuvwxyz' x 2, 0, 30), 'with the right content');
+
+# lonc-local commands are answered by lonc and never forwarded.
+my $before = lond_stats($lond)->{requests};
+is(request($sock, 'reset_retries'), 'ok', 'reset_retries answered ok');
+is(request($sock, 'close_connection_exit'), 'ok', 'close_connection_exit answered ok');
+is(lond_stats($lond)->{requests}, $before, 'local commands did not reach lond');
+wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'connections closed');
+is(lond_stats($lond)->{active}, 0, 'close_connection_exit dropped the connections');
+is(request($sock, 'ping'), 'pong', 'a new connection is made on demand afterwards');
+
+is(stop_lonc($lonc), 0, 'SIGTERM: lonc exits 0');
+ok(!-e $sock, 'socket removed at exit');
+done_testing();
