@@ -102,11 +102,11 @@ static int fail(struct loader *ld, const yaml_node_t *node, const char *key,
 	va_end(ap);
 	if (key)
 		snprintf(ld->err, ld->errlen, "%s:%lu: key '%s': %s", ld->path,
-			 node ? (unsigned long)node->start_mark.line + 1 : 0UL,
+			 node ? (unsigned long)node->start_mark.line + 1 : 1UL,
 			 key, msg);
 	else
 		snprintf(ld->err, ld->errlen, "%s:%lu: %s", ld->path,
-			 node ? (unsigned long)node->start_mark.line + 1 : 0UL,
+			 node ? (unsigned long)node->start_mark.line + 1 : 1UL,
 			 msg);
 	return -1;
 }
@@ -522,9 +522,16 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	}
 	yaml_parser_set_input_file(&parser, f);
 	if (!yaml_parser_load(&parser, &ld.doc)) {
-		snprintf(err, errlen, "%s:%lu: YAML syntax error: %s", path,
-			 (unsigned long)parser.problem_mark.line + 1,
-			 parser.problem ? parser.problem : "unknown");
+		if (parser.context)
+			snprintf(err, errlen, "%s:%lu: YAML syntax error: %s (%s at line %lu)",
+				 path, (unsigned long)parser.problem_mark.line + 1,
+				 parser.problem ? parser.problem : "unknown",
+				 parser.context,
+				 (unsigned long)parser.context_mark.line + 1);
+		else
+			snprintf(err, errlen, "%s:%lu: YAML syntax error: %s", path,
+				 (unsigned long)parser.problem_mark.line + 1,
+				 parser.problem ? parser.problem : "unknown");
 		goto out_parser;
 	}
 	rc = load_root(&ld, cfg);

@@ -1,0 +1,63 @@
+#!/usr/bin/perl
+# The command line: --version, -t on good and broken configs, exit
+# status 2 for a broken config with nothing started, a second instance
+# refused by the pid file lock.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::More;
+use LoncTest;
+
+watchdog(60);
+my $lonc = build_dir() . '/lonc';
+
+like(`$lonc --version`, qr/^lonc \d+\.\d+\.\d+$/m, '--version prints the version');
+
+my $good = write_config(name => 'good', hosts => [ { hostname => 'h1', port => 5663 } ]);
+my $out = `$lonc -t -c $good 2>&1`;
+is($? >> 8, 0, '-t on a good config exits 0');
+like($out, qr/config .*good\.yaml: OK/, '-t prints OK');
+like($out, qr/host h1 -> 127\.0\.0\.1:5663 ids=testlond/, '-t summarises the hosts');
+
+my $dir = tmp_dir();
+open my $fh, '>', "$dir/broken.yaml" or die;
+print $fh "host_id: x\nsocket_dir: $dir/broken-sockets\nmax_connections: lots\nhosts: []\n";
+close $fh;
+$out = `$lonc -t -c $dir/broken.yaml 2>&1`;
+is($? >> 8, 2, '-t on a broken config exits 2');
+like($out, qr/broken\.yaml:3: key 'max_connections': expected an integer/, 'names file, line and key');
+$out = `$lonc -c $dir/broken.yaml --foreground 2>&1`;
+is($? >> 8, 2, 'the daemon refuses a broken config with status 2');
+ok(!-e "$dir/broken-sockets", 'and starts nothing (no socket directory)');
+
+$out = `$lonc -c $dir/nonexistent.yaml --foreground 2>&1`;
+is($? >> 8, 2, 'a missing config file is status 2');
+like($out, qr/nonexistent\.yaml: cannot open/, 'with a clear message');
+
+$out = `$lonc --no-such-option 2>&1`;
+is($? >> 8, 2, 'an unknown option is status 2');
+
+# Second instance: the pid file is locked by the first.
+my $l = start_lonc($good);
+ok(-S "$l->{socket_dir}/h1", 'first instance listening');
+$out = `$lonc -c $good --foreground 2>&1`;
+isnt($? >> 8, 0, 'a second instance refuses to start');
+like($out, qr/another lonc is running/, 'and says why');
+ok(-S "$l->{socket_dir}/h1", 'the first instance keeps its socket');
+is(stop_lonc($l), 0, 'first instance stops cleanly');
+ok(!-e "$dir/good.pid", 'pid file removed');
+
+# Daemon mode: detaches, writes its pid file, stops on SIGTERM.
+system($lonc, '-c', $good);
+is($? >> 8, 0, 'daemon mode: the parent reports a successful start');
+ok(-s "$dir/good.pid", 'pid file written');
+open my $pf, '<', "$dir/good.pid" or die;
+chomp(my $pid = <$pf>);
+close $pf;
+ok(kill(0, $pid), 'daemon is running');
+ok(-S "$dir/sockets/h1", 'daemon is listening');
+kill 'TERM', $pid;
+wait_for(sub { !kill(0, $pid) }, 10, 'daemon exit');
+ok(!-e "$dir/good.pid", 'daemon removed its pid file');
+done_testing();

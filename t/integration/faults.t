@@ -1,0 +1,68 @@
+#!/usr/bin/perl
+# Failures answer con_lost and never hang: lond down, dead-host fast
+# failure and automatic recovery, transactions that break or time out.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::More;
+use Time::HiRes qw(time);
+use LoncTest;
+
+watchdog(180);
+my $down_port = free_port();
+my $lond = start_lond();
+my $cfg = write_config(
+    retry_attempts => 3,
+    backoff_initial => 0.3,
+    backoff_max => 0.6,
+    transaction_timeout => 1,
+    hosts => [
+        { hostname => 'down', port => $down_port },
+        { hostname => 'up', port => $lond->{port} },
+    ],
+);
+my $lonc = start_lonc($cfg);
+my $down = "$lonc->{socket_dir}/down";
+my $up = "$lonc->{socket_dir}/up";
+
+# lond down: every attempt is refused at once.
+my $t0 = time;
+is(request($down, 'ping'), 'con_lost', 'lond down: con_lost');
+cmp_ok(time - $t0, '<', 5, 'lond down: answered quickly, not after a timeout');
+is(request($down, 'ping'), 'con_lost', 'second attempt: con_lost') for 1 .. 2;
+wait_for(sub { log_text($lonc->{log}) =~ /host=down event=host_dead/ }, 10, 'host_dead');
+like(log_text($lonc->{log}), qr/host=down event=connect_failed kind=refused/,
+     'the log says the attempts were refused');
+is(request($down, 'ping'), 'con_lost', 'dead host: con_lost at once');
+like(log_text($lonc->{log}), qr/host=down event=host_dead attempts=3/, 'dead after retry_attempts');
+is(request($up, 'ping'), 'pong', 'another host is not affected');
+
+# Recovery by itself: bring lond up on that port; a probe after the
+# backoff finds it.
+my $late = start_lond(port => $down_port);
+wait_for(sub { log_text($lonc->{log}) =~ /host=down event=host_alive/ }, 20, 'automatic recovery');
+is(request($down, 'ping'), 'pong', 'recovered host serves requests without a signal');
+
+# Transactions that break.
+$t0 = time;
+is(request($up, 'hang'), 'con_lost', 'lond never answers: con_lost');
+cmp_ok(time - $t0, '<', 8, 'after about transaction_timeout');
+like(log_text($lonc->{log}), qr/host=up worker=\d+ event=transaction_failed reason=transaction_timeout/,
+     'timeout logged with its reason');
+is(request($up, 'close'), 'con_lost', 'lond closes without answering: con_lost');
+is(request($up, 'closemid:100'), 'con_lost', 'lond closes mid-reply: con_lost');
+my $g = request($up, 'garbage');
+ok(defined $g && length $g > 0, 'a garbage reply line is relayed as a line');
+is(request($up, 'echo:fine'), 'fine', 'the daemon still serves the next request');
+
+# A client that vanishes while its request is in flight.
+{
+    my $s = unix_connect($up) or die;
+    print $s "delay:300:late\n";
+    close $s;
+}
+is(request($up, 'echo:next'), 'next', 'a vanished client does not disturb the next one');
+
+is(stop_lonc($lonc), 0, 'clean shutdown');
+done_testing();
