@@ -14,6 +14,9 @@
 
 #include "util.h"
 
+/* How a connection gets its session key (protocol.md 2.2-2.5). */
+enum key_mode { KEY_AUTO, KEY_SSL, KEY_INSECURE, KEY_LOCAL };
+
 struct host_conf {
 	char *hostname;         /* socket name and DNS name */
 	char **ids;             /* LON-CAPA host IDs served there; ids[0] is
@@ -24,6 +27,8 @@ struct host_conf {
 	size_t n_aliases;
 	int port;               /* lond's TCP port */
 	int max_connections;    /* pool bound for this host */
+	enum key_mode key_mode; /* resolved: never KEY_AUTO after loading */
+	char *tls_name;         /* name lond's certificate must carry */
 	bool version_step;      /* send version:<v> after the key mode */
 	bool sethost_step;      /* send sethost:<id> after the key mode */
 	int line;               /* where the entry starts in the file */
@@ -55,6 +60,13 @@ struct config {
 	int backoff_max_ms;
 	bool version_step;
 	bool sethost_step;
+	int key_mode;           /* enum key_mode */
+	bool allow_insecure;    /* auto may pick insecure; ssl may fall back */
+	char *tls_ca_file;      /* tls: ca_file */
+	char *tls_cert_file;    /* tls: cert_file */
+	char *tls_key_file;     /* tls: key_file */
+	bool tls_verify_hostname;
+	char *local_key_dir;    /* where local-mode key files are written */
 	struct host_conf *hosts;
 	size_t n_hosts;
 };
@@ -67,6 +79,9 @@ int config_load(const char *path, struct config **out, char *err,
 
 /* Free a config from config_load (NULL is fine). */
 void config_free(struct config *cfg);
+
+/* "auto", "ssl", "insecure", "local". */
+const char *config_key_mode_name(enum key_mode m);
 
 /* Print a human summary (for `lonc -t`). */
 void config_print(const struct config *cfg, FILE *out);

@@ -18,7 +18,8 @@
 
 #include "log.h"
 
-enum opt_type { T_STR, T_INT, T_SIZE, T_MS, T_BOOL, T_LEVEL, T_FACILITY };
+enum opt_type { T_STR, T_INT, T_SIZE, T_MS, T_BOOL, T_LEVEL, T_FACILITY,
+		T_KEYMODE, T_OPTSTR };
 
 struct option {
 	const char *name;
@@ -30,6 +31,7 @@ struct option {
 
 #define OPT(n, t, d, lo, hi) { #n, t, offsetof(struct config, n), d, lo, hi }
 #define OPT_MS(n, key, d, lo, hi) { key, T_MS, offsetof(struct config, n), d, lo, hi }
+#define OPT_AS(n, key, t, d) { key, t, offsetof(struct config, n), d, 0, 0 }
 #define DAY_MS (86400LL * 1000)
 
 static const struct option options[] = {
@@ -57,14 +59,40 @@ static const struct option options[] = {
 	OPT_MS(backoff_max_ms, "backoff_max", "300", 10, DAY_MS),
 	OPT(version_step, T_BOOL, "true", 0, 0),
 	OPT(sethost_step, T_BOOL, "true", 0, 0),
+	OPT(key_mode, T_KEYMODE, "auto", 0, 0),
+	OPT(allow_insecure, T_BOOL, "false", 0, 0),
+	OPT(local_key_dir, T_STR, "/var/lib/lonc/keys", 0, 0),
+	/* The tls: mapping; its keys are "tls.<name>". */
+	OPT_AS(tls_ca_file, "tls.ca_file", T_OPTSTR, ""),
+	OPT_AS(tls_cert_file, "tls.cert_file", T_OPTSTR, ""),
+	OPT_AS(tls_key_file, "tls.key_file", T_OPTSTR, ""),
+	OPT_AS(tls_verify_hostname, "tls.verify_hostname", T_BOOL, "true"),
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
 /* Keys of a hosts: entry; checked by hand below. */
 static const char *const host_keys[] = {
 	"hostname", "ids", "address", "port", "aliases", "max_connections",
-	"version_step", "sethost_step", NULL,
+	"version_step", "sethost_step", "key_mode", "tls_name", NULL,
 };
+
+static const char *const key_mode_names[] = {
+	[KEY_AUTO] = "auto", [KEY_SSL] = "ssl", [KEY_INSECURE] = "insecure",
+	[KEY_LOCAL] = "local",
+};
+
+const char *config_key_mode_name(enum key_mode m)
+{
+	return key_mode_names[m];
+}
+
+static int parse_key_mode(const char *s)
+{
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(s, key_mode_names[i]))
+			return i;
+	return -1;
+}
 
 const char *const *config_option_names(void)
 {
@@ -205,6 +233,8 @@ static const char *type_name(enum opt_type t)
 	case T_BOOL: return "true or false";
 	case T_LEVEL: return "a log level (err, warning, notice, info, debug)";
 	case T_FACILITY: return "a syslog facility (daemon, user, local0..local7)";
+	case T_KEYMODE: return "a key mode (auto, ssl, insecure, local)";
+	case T_OPTSTR: return "a string";
 	}
 	return "?";
 }
@@ -222,8 +252,15 @@ static int set_option(struct loader *ld, struct config *cfg,
 	case T_STR:
 		if (!*s)
 			return fail(ld, node, o->name, "must not be empty");
+		/* fall through */
+	case T_OPTSTR:
 		free(*(char **)field);
 		*(char **)field = xstrdup(s);
+		return 0;
+	case T_KEYMODE:
+		if ((*(int *)field = parse_key_mode(s)) < 0)
+			return fail(ld, node, o->name, "expected %s, got '%s'",
+				    type_name(o->type), s);
 		return 0;
 	case T_BOOL:
 		if (parse_bool(s, (bool *)field) < 0)
@@ -305,6 +342,39 @@ static bool valid_socket_name(const char *s)
 	return true;
 }
 
+static bool tls_configured(const struct config *cfg)
+{
+	return *cfg->tls_ca_file && *cfg->tls_cert_file && *cfg->tls_key_file;
+}
+
+/* auto: local for this node's own lond (its ids include host_id), ssl
+ * when certificates are configured, insecure only if allowed. */
+static int resolve_key_mode(struct loader *ld, const struct config *cfg,
+			    struct host_conf *h, const yaml_node_t *node)
+{
+	if (h->key_mode == KEY_AUTO) {
+		bool own = false;
+
+		for (size_t i = 0; i < h->n_ids; i++)
+			own |= !strcmp(h->ids[i], cfg->host_id);
+		if (own)
+			h->key_mode = KEY_LOCAL;
+		else if (tls_configured(cfg))
+			h->key_mode = KEY_SSL;
+		else if (cfg->allow_insecure)
+			h->key_mode = KEY_INSECURE;
+		else
+			return fail(ld, node, "key_mode",
+				    "host '%s': auto finds no usable key mode (no tls: certificates and allow_insecure is false)",
+				    h->hostname);
+	}
+	if (h->key_mode == KEY_SSL && !tls_configured(cfg))
+		return fail(ld, node, "tls",
+			    "host '%s' uses ssl but tls: ca_file, cert_file and key_file are not all set",
+			    h->hostname);
+	return 0;
+}
+
 static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 		     struct host_conf *h)
 {
@@ -313,6 +383,7 @@ static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 	h->max_connections = 0;
 	h->version_step = cfg->version_step;
 	h->sethost_step = cfg->sethost_step;
+	h->key_mode = (enum key_mode)cfg->key_mode;
 	if (node->type != YAML_MAPPING_NODE)
 		return fail(ld, node, "hosts",
 			    "each entry must be a mapping with hostname and ids");
@@ -359,6 +430,18 @@ static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 				return fail(ld, vn, k,
 					    "expected a port 1..65535, got '%s'", v);
 			h->port = (int)n;
+		} else if (!strcmp(k, "key_mode")) {
+			int m = parse_key_mode(v);
+
+			if (m < 0)
+				return fail(ld, vn, k, "expected %s, got '%s'",
+					    type_name(T_KEYMODE), v);
+			h->key_mode = (enum key_mode)m;
+		} else if (!strcmp(k, "tls_name")) {
+			if (!*v)
+				return fail(ld, vn, k, "must not be empty");
+			free(h->tls_name);
+			h->tls_name = xstrdup(v);
 		} else if (!strcmp(k, "max_connections")) {
 			if (parse_ll(v, &n) < 0 || n < 1 || n > 1000)
 				return fail(ld, vn, k,
@@ -383,6 +466,10 @@ static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 			return fail(ld, node, "aliases",
 				    "'%s' cannot name a socket file",
 				    h->aliases[i]);
+	if (resolve_key_mode(ld, cfg, h, node) < 0)
+		return -1;
+	if (!h->tls_name)
+		h->tls_name = xstrdup(h->hostname);
 	if (!h->port)
 		h->port = cfg->lond_port;
 	if (!h->max_connections)
@@ -448,6 +535,41 @@ bad_name:
 	return 0;
 }
 
+/* Set one option from a key/value node pair, once. */
+static int load_option(struct loader *ld, struct config *cfg,
+		       const struct option *o, yaml_node_t *kn, yaml_node_t *vn)
+{
+	if (ld->seen[o - options])
+		return fail(ld, kn, o->name, "given twice");
+	ld->seen[o - options] = true;
+	const char *v = scalar(vn);
+	if (!v)
+		return fail(ld, vn, o->name, "expected %s", type_name(o->type));
+	return set_option(ld, cfg, o, v, vn);
+}
+
+static int load_tls(struct loader *ld, struct config *cfg, yaml_node_t *node)
+{
+	if (node->type != YAML_MAPPING_NODE)
+		return fail(ld, node, "tls",
+			    "expected a mapping of ca_file, cert_file, key_file, verify_hostname");
+	for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
+	     p < node->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(&ld->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(&ld->doc, p->value);
+		const char *k = scalar(kn);
+		char name[64];
+
+		snprintf(name, sizeof(name), "tls.%s", k ? k : "");
+		const struct option *o = k ? find_option(name) : NULL;
+		if (!o)
+			return fail(ld, kn, name, "unknown key");
+		if (load_option(ld, cfg, o, kn, vn) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int load_root(struct loader *ld, struct config *cfg)
 {
 	yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
@@ -471,16 +593,15 @@ static int load_root(struct loader *ld, struct config *cfg)
 			hosts = vn;
 			continue;
 		}
+		if (!strcmp(k, "tls")) {
+			if (load_tls(ld, cfg, vn) < 0)
+				return -1;
+			continue;
+		}
 		const struct option *o = find_option(k);
-		if (!o)
+		if (!o || strchr(k, '.'))
 			return fail(ld, kn, k, "unknown key");
-		if (ld->seen[o - options])
-			return fail(ld, kn, k, "given twice");
-		ld->seen[o - options] = true;
-		const char *v = scalar(vn);
-		if (!v)
-			return fail(ld, vn, k, "expected %s", type_name(o->type));
-		if (set_option(ld, cfg, o, v, vn) < 0)
+		if (load_option(ld, cfg, o, kn, vn) < 0)
 			return -1;
 	}
 	for (size_t i = 0; i < N_OPTIONS; i++)
@@ -565,12 +686,13 @@ void config_free(struct config *cfg)
 
 		free(h->hostname);
 		free(h->address);
+		free(h->tls_name);
 		free_strings(h->ids, h->n_ids);
 		free_strings(h->aliases, h->n_aliases);
 	}
 	free(cfg->hosts);
 	for (size_t i = 0; i < N_OPTIONS; i++)
-		if (options[i].type == T_STR)
+		if (options[i].type == T_STR || options[i].type == T_OPTSTR)
 			free(*(char **)((char *)cfg + options[i].offset));
 	free(cfg->path);
 	free(cfg);
@@ -599,6 +721,7 @@ void config_print(const struct config *cfg, FILE *out)
 			for (size_t j = 0; j < h->n_aliases; j++)
 				fprintf(out, "%s%s", j ? "," : "", h->aliases[j]);
 		}
-		fprintf(out, " max_connections=%d\n", h->max_connections);
+		fprintf(out, " key_mode=%s max_connections=%d\n",
+			config_key_mode_name(h->key_mode), h->max_connections);
 	}
 }

@@ -115,6 +115,7 @@ sub write_config {
         transaction_timeout => 10,
         backoff_initial => 0.2,
         backoff_max => 1,
+        allow_insecure => 'true',
         %o,
     );
     my $y = '';

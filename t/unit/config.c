@@ -28,7 +28,10 @@ static void check_valid(void)
 	is_int(cfg->connect_timeout_ms, 2500, "fractional seconds become ms");
 	is_int(cfg->max_request_bytes, 64 * 1024, "size with K suffix");
 	is_int(cfg->max_queue, 500, "max_queue");
-	is_int(cfg->n_hosts, 2, "two hosts");
+	is_int(cfg->n_hosts, 3, "three hosts");
+	is_int(cfg->hosts[0].key_mode, KEY_INSECURE, "auto without tls: insecure (allowed)");
+	is_int(cfg->hosts[2].key_mode, KEY_LOCAL, "auto for our own host ID: local");
+	is_str(cfg->hosts[0].tls_name, "lon1.example.edu", "tls_name defaults to hostname");
 	is_str(cfg->hosts[0].hostname, "lon1.example.edu", "first hostname");
 	is_int(cfg->hosts[0].n_ids, 2, "first host has two ids");
 	is_str(cfg->hosts[0].ids[1], "msul3", "second id");
@@ -58,6 +61,26 @@ static void check_defaults(void)
 	is_int(cfg->idle_timeout_ms, 300000, "default idle_timeout 300 s");
 	is_int(cfg->log_level, LOG_INFO, "default log level");
 	is_str(cfg->pid_file, "/var/run/lonc.pid", "default pid_file");
+	config_free(cfg);
+}
+
+static void check_tls(void)
+{
+	struct config *cfg;
+	char err[512] = "";
+
+	ok(config_load(FIXTURES "/tls.yaml", &cfg, err, sizeof(err)) == 0,
+	   "tls.yaml loads");
+	if (!cfg) {
+		printf("# %s\n", err);
+		return;
+	}
+	is_str(cfg->tls_ca_file, "/ca.pem", "tls: ca_file");
+	is_str(cfg->tls_key_file, "/key.pem", "tls: key_file");
+	ok(!cfg->tls_verify_hostname, "tls: verify_hostname false");
+	is_int(cfg->hosts[0].key_mode, KEY_SSL, "auto with certificates: ssl");
+	is_int(cfg->hosts[1].key_mode, KEY_INSECURE, "explicit per-host insecure is kept");
+	is_str(cfg->hosts[1].tls_name, "other.name", "per-host tls_name");
 	config_free(cfg);
 }
 
@@ -124,11 +147,39 @@ static void check_missing_file(void)
 	   "the message names the file");
 }
 
+/* Every option of the table appears as "name:" in the example config. */
+static void check_documented(void)
+{
+	FILE *f = fopen("etc/lonc.yaml", "r");
+	static char text[65536];
+	size_t n = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
+
+	if (f)
+		fclose(f);
+	text[n] = '\0';
+	ok(n > 0, "etc/lonc.yaml is readable");
+	for (const char *const *o = config_option_names(); *o; o++) {
+		char key[128], name[160];
+
+		const char *dot = strchr(*o, '.');
+
+		/* tls.ca_file is "ca_file:" indented under "tls:". */
+		if (dot)
+			snprintf(key, sizeof(key), "\n  %s:", dot + 1);
+		else
+			snprintf(key, sizeof(key), "\n%s:", *o);
+		snprintf(name, sizeof(name), "option %s is in etc/lonc.yaml", *o);
+		ok(strstr(text, key) != NULL, name);
+	}
+}
+
 int main(void)
 {
 	check_valid();
 	check_defaults();
+	check_tls();
 	check_errors();
 	check_missing_file();
+	check_documented();
 	done_testing();
 }
