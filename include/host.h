@@ -23,6 +23,7 @@
 
 struct acceptor;
 struct client;
+struct crypto_tls;
 
 /* Counters, updated with relaxed atomics by any thread. */
 struct host_stats {
@@ -56,10 +57,14 @@ struct host {
 	pthread_mutex_t mu;
 	char peer_version[64];           /* protected by mu */
 	char last_error[160];            /* protected by mu */
+	char key_mode_used[24];          /* protected by mu */
+	struct crypto_tls *tls;          /* shared TLS context, or NULL */
 };
 
-/* Create the host and its listening sockets.  NULL (logged) on failure. */
-struct host *host_new(const struct config *cfg, const struct host_conf *conf);
+/* Create the host and its listening sockets; tls is the shared TLS
+ * client context (NULL when no host uses ssl).  NULL (logged) on failure. */
+struct host *host_new(const struct config *cfg, const struct host_conf *conf,
+		      struct crypto_tls *tls);
 
 /* Start the acceptor thread.  0 or -1 (logged). */
 int host_start(struct host *h) WUR;

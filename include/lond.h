@@ -18,6 +18,10 @@
 
 enum lond_step {
 	LOND_STEP_INIT,         /* send init, read the challenge */
+	LOND_STEP_INIT_SSL,     /* send init:ssl, read ok:ssl (or a challenge) */
+	LOND_STEP_TLS,          /* no line: the caller runs TLS and feeds the
+				   key line read over it */
+	LOND_STEP_INIT_LOCAL,   /* send init:local:<path>, read ok:local */
 	LOND_STEP_CHALLENGE,    /* echo the challenge, read ok */
 	LOND_STEP_VERSION,      /* send version:<v>, read lond's version */
 	LOND_STEP_SETHOST,      /* send sethost:<id>, read ok */
@@ -25,11 +29,18 @@ enum lond_step {
 	LOND_STEP_DONE,
 };
 
+enum lond_mode { LOND_MODE_INSECURE, LOND_MODE_SSL, LOND_MODE_LOCAL };
+
 struct lond_handshake {
 	/* inputs */
+	enum lond_mode mode;
 	const char *our_id;       /* this node's host ID */
 	const char *peer_id;      /* the remote host ID we address */
 	const char *version;      /* what we announce in version: */
+	bool version_step, sethost_step;
+	bool allow_insecure;      /* ssl: continue insecure after a challenge */
+	const char *local_path;   /* local: the key file's path */
+	char local_key[33];       /* local: the key's 32 hex digits */
 	/* state */
 	enum lond_step plan[8];   /* the steps, in order, ending with DONE */
 	int at;                   /* index into plan */
@@ -38,13 +49,16 @@ struct lond_handshake {
 	unsigned char key[LOND_KEY_LEN];
 	bool have_key;
 	bool refused;             /* lond answered "refused" */
+	bool fell_back;           /* ssl answered by a challenge: insecure */
 	const char *error;        /* why the handshake failed (static) */
 };
 
-/* Plan an insecure-mode handshake (protocol.md 2.3 and 2.6). */
-void lond_handshake_init(struct lond_handshake *hs, const char *our_id,
-			 const char *peer_id, const char *version,
-			 bool version_step, bool sethost_step);
+/* Plan a handshake (protocol.md 2.2-2.6).  Set hs->allow_insecure
+ * (ssl) or hs->local_path and hs->local_key (local) afterwards. */
+void lond_handshake_init(struct lond_handshake *hs, enum lond_mode mode,
+			 const char *our_id, const char *peer_id,
+			 const char *version, bool version_step,
+			 bool sethost_step);
 
 /* Name of a step, for logs ("init", "challenge", ...). */
 const char *lond_step_name(enum lond_step step);
@@ -53,7 +67,8 @@ const char *lond_step_name(enum lond_step step);
 enum lond_step lond_handshake_step(const struct lond_handshake *hs);
 
 /* Write the current step's request line, '\n' included, into buf.
- * Returns its length, or -1 if it does not fit. */
+ * Returns its length, 0 for LOND_STEP_TLS (nothing to send), or -1 if
+ * it does not fit. */
 int lond_handshake_request(const struct lond_handshake *hs, char *buf,
 			   size_t n) WUR;
 
@@ -62,6 +77,9 @@ int lond_handshake_request(const struct lond_handshake *hs, char *buf,
  * failure (hs->error says why, hs->refused if lond said so). */
 int lond_handshake_reply(struct lond_handshake *hs, const char *line,
 			 size_t len) WUR;
+
+/* "insecure", "ssl", "local". */
+const char *lond_mode_name(enum lond_mode mode);
 
 /* Perl's pack("H32", s) over the first n characters of s. */
 void lond_pack_h32(const char *s, size_t n, unsigned char out[LOND_KEY_LEN]);

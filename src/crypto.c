@@ -1,13 +1,23 @@
 /*
- * crypto.c - IDEA-ECB through libgcrypt, and random bytes.  A cipher
- * handle belongs to one worker (one lond connection), so no locks;
- * libgcrypt itself is thread-safe once initialised by crypto_init().
+ * crypto.c - the only file that includes OpenSSL or libgcrypt.
+ * IDEA-ECB through libgcrypt; TLS client contexts, the TLS part of the
+ * ssl key exchange and random bytes through OpenSSL.  A cipher handle
+ * and an SSL object belong to one worker (one lond connection); an
+ * SSL_CTX is shared read-only.  Both libraries are thread-safe once
+ * initialised by crypto_init(); no locks of our own.
  */
 #include "crypto.h"
 
+#include <errno.h>
 #include <gcrypt.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <sys/random.h>
+#include <string.h>
 
 struct crypto_idea {
 	gcry_cipher_hd_t hd;
@@ -21,6 +31,8 @@ int crypto_init(void)
 	 * would need privileges and buys nothing here. */
 	gcry_control(GCRYCTL_DISABLE_SECMEM, 0);
 	gcry_control(GCRYCTL_INITIALIZATION_FINISHED, 0);
+	if (OPENSSL_init_ssl(0, NULL) != 1)
+		return -1;
 	return 0;
 }
 
@@ -64,6 +76,182 @@ int crypto_idea_decrypt(struct crypto_idea *c, unsigned char *buf, size_t n)
 
 int crypto_random(void *buf, size_t n)
 {
-	gcry_randomize(buf, n, GCRY_STRONG_RANDOM);
-	return 0;
+	return RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
+}
+
+struct crypto_tls {
+	SSL_CTX *ctx;
+	bool verify_hostname;
+};
+
+/* The newest OpenSSL error as text ("" when none). */
+static void ssl_error(char *out, size_t n)
+{
+	unsigned long e = ERR_get_error();
+
+	if (e)
+		ERR_error_string_n(e, out, n);
+	else
+		snprintf(out, n, "%s", errno ? strerror(errno) : "unknown");
+	ERR_clear_error();
+}
+
+struct crypto_tls *crypto_tls_new(const char *ca_file, const char *cert_file,
+				  const char *key_file, bool verify_hostname,
+				  char *err, size_t errlen)
+{
+	struct crypto_tls *t = xcalloc(1, sizeof(*t));
+	char why[256];
+	const char *what;
+
+	t->verify_hostname = verify_hostname;
+	t->ctx = SSL_CTX_new(TLS_client_method());
+	what = "cannot create a TLS context";
+	if (!t->ctx)
+		goto fail;
+	SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+	/* No session tickets or resumption: each key exchange is fresh. */
+	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_options(t->ctx, SSL_OP_NO_TICKET);
+	what = ca_file;
+	if (SSL_CTX_load_verify_locations(t->ctx, ca_file, NULL) != 1)
+		goto fail;
+	what = cert_file;
+	if (SSL_CTX_use_certificate_chain_file(t->ctx, cert_file) != 1)
+		goto fail;
+	what = key_file;
+	if (SSL_CTX_use_PrivateKey_file(t->ctx, key_file, SSL_FILETYPE_PEM) != 1)
+		goto fail;
+	what = "the key does not match the certificate";
+	if (SSL_CTX_check_private_key(t->ctx) != 1)
+		goto fail;
+	return t;
+fail:
+	ssl_error(why, sizeof(why));
+	snprintf(err, errlen, "%s: %s", what, why);
+	crypto_tls_free(t);
+	return NULL;
+}
+
+void crypto_tls_free(struct crypto_tls *t)
+{
+	if (!t)
+		return;
+	SSL_CTX_free(t->ctx);
+	free(t);
+}
+
+/* After an SSL call returned rc <= 0: wait for what it wants.  0 to
+ * retry, -1 on a real error or the deadline. */
+static int tls_wait(SSL *ssl, int fd, int rc, int64_t deadline)
+{
+	struct pollfd p = { .fd = fd };
+
+	switch (SSL_get_error(ssl, rc)) {
+	case SSL_ERROR_WANT_READ: p.events = POLLIN; break;
+	case SSL_ERROR_WANT_WRITE: p.events = POLLOUT; break;
+	default: return -1;
+	}
+	for (;;) {
+		int64_t left = deadline - now_ms();
+
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		int r = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+static void tls_fail(SSL *ssl, const char *step, char *err, size_t errlen)
+{
+	char why[256];
+	long vr = SSL_get_verify_result(ssl);
+
+	if (errno == ETIMEDOUT) {
+		snprintf(err, errlen, "TLS %s: timed out", step);
+	} else if (vr != X509_V_OK) {
+		snprintf(err, errlen, "TLS %s: certificate verification failed: %s",
+			 step, X509_verify_cert_error_string(vr));
+	} else {
+		ssl_error(why, sizeof(why));
+		snprintf(err, errlen, "TLS %s: %s", step, why);
+	}
+	ERR_clear_error();
+}
+
+int crypto_tls_key_exchange(struct crypto_tls *t, int fd, const char *peer_name,
+			    int64_t deadline, char *line, size_t n, size_t *len,
+			    char *err, size_t errlen)
+{
+	SSL *ssl = SSL_new(t->ctx);
+	size_t have = 0;
+	int rc = -1, r;
+
+	if (!ssl) {
+		snprintf(err, errlen, "TLS: cannot create a connection object");
+		return -1;
+	}
+	ERR_clear_error();
+	errno = 0;
+	if (SSL_set_fd(ssl, fd) != 1)
+		goto out;
+	if (peer_name) {
+		SSL_set_tlsext_host_name(ssl, peer_name);
+		if (t->verify_hostname && SSL_set1_host(ssl, peer_name) != 1)
+			goto out;
+	}
+	while ((r = SSL_connect(ssl)) != 1) {
+		if (tls_wait(ssl, fd, r, deadline) < 0) {
+			tls_fail(ssl, "handshake", err, errlen);
+			goto out;
+		}
+	}
+	/* The key line. */
+	for (;;) {
+		if (have + 1 >= n) {
+			snprintf(err, errlen, "TLS: key line too long");
+			goto out;
+		}
+		r = SSL_read(ssl, line + have, (int)(n - 1 - have));
+		if (r <= 0) {
+			if (tls_wait(ssl, fd, r, deadline) < 0) {
+				tls_fail(ssl, "reading the key", err, errlen);
+				goto out;
+			}
+			continue;
+		}
+		char *nl = memchr(line + have, '\n', (size_t)r);
+		have += (size_t)r;
+		if (nl) {
+			if ((size_t)(nl - line) + 1 != have) {
+				snprintf(err, errlen, "TLS: data after the key line");
+				goto out;
+			}
+			*len = (size_t)(nl - line);
+			if (*len && line[*len - 1] == '\r')
+				(*len)--;
+			break;
+		}
+	}
+	/* close_notify both ways: ours, then wait for lond's. */
+	while ((r = SSL_shutdown(ssl)) != 1) {
+		if (r == 0)
+			continue;   /* ours sent; call again to read lond's */
+		if (tls_wait(ssl, fd, r, deadline) < 0) {
+			tls_fail(ssl, "close_notify exchange", err, errlen);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (rc < 0 && !*err)
+		tls_fail(ssl, "setup", err, errlen);
+	SSL_free(ssl);
+	return rc;
 }

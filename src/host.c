@@ -20,12 +20,14 @@
 #include "manager.h"
 #include "net.h"
 
-struct host *host_new(const struct config *cfg, const struct host_conf *conf)
+struct host *host_new(const struct config *cfg, const struct host_conf *conf,
+		      struct crypto_tls *tls)
 {
 	struct host *h = xcalloc(1, sizeof(*h));
 
 	h->cfg = cfg;
 	h->conf = conf;
+	h->tls = tls;
 	queue_init(&h->queue, (size_t)cfg->max_queue);
 	pthread_mutex_init(&h->mu, NULL);
 	atomic_init(&h->retries_left, cfg->retry_attempts);
@@ -135,17 +137,19 @@ void host_log_status(struct host *h)
 {
 	struct queue_stats qs;
 	char version[sizeof(h->peer_version)], error[sizeof(h->last_error)];
+	char mode[sizeof(h->key_mode_used)];
 
 	queue_get_stats(&h->queue, &qs);
 	pthread_mutex_lock(&h->mu);
 	memcpy(version, h->peer_version, sizeof(version));
 	memcpy(error, h->last_error, sizeof(error));
+	memcpy(mode, h->key_mode_used, sizeof(mode));
 	pthread_mutex_unlock(&h->mu);
 	log_msg(LOG_NOTICE,
 		"status host=%s state=%s connections=%d busy=%d idle=%d connecting=%d "
 		"queued=%zu requests=%lu replied=%lu failed=%lu timeouts=%lu "
 		"rejected=%lu too_long=%lu client_gone=%lu connects=%lu "
-		"connect_failures=%lu refusals=%lu retries_left=%d key_mode=insecure "
+		"connect_failures=%lu refusals=%lu retries_left=%d key_mode=%s "
 		"peer_version=\"%s\" last_error=\"%s\"",
 		h->conf->hostname, LOAD(h->dead) ? "dead" :
 		qs.workers ? "connected" : "idle",
@@ -155,5 +159,6 @@ void host_log_status(struct host *h)
 		LOAD(h->stats.timeouts), LOAD(h->stats.rejected),
 		LOAD(h->stats.too_long), LOAD(h->stats.client_gone),
 		LOAD(h->stats.connects), LOAD(h->stats.connect_failures),
-		LOAD(h->stats.refusals), LOAD(h->retries_left), version, error);
+		LOAD(h->stats.refusals), LOAD(h->retries_left),
+		*mode ? mode : config_key_mode_name(h->conf->key_mode), version, error);
 }

@@ -14,6 +14,9 @@
 
 static const char *const step_names[] = {
 	[LOND_STEP_INIT] = "init",
+	[LOND_STEP_INIT_SSL] = "init_ssl",
+	[LOND_STEP_TLS] = "tls",
+	[LOND_STEP_INIT_LOCAL] = "init_local",
 	[LOND_STEP_CHALLENGE] = "challenge",
 	[LOND_STEP_VERSION] = "version",
 	[LOND_STEP_SETHOST] = "sethost",
@@ -26,24 +29,59 @@ const char *lond_step_name(enum lond_step step)
 	return step_names[step];
 }
 
-void lond_handshake_init(struct lond_handshake *hs, const char *our_id,
-			 const char *peer_id, const char *version,
-			 bool version_step, bool sethost_step)
+const char *lond_mode_name(enum lond_mode mode)
+{
+	static const char *const names[] = {
+		[LOND_MODE_INSECURE] = "insecure", [LOND_MODE_SSL] = "ssl",
+		[LOND_MODE_LOCAL] = "local",
+	};
+	return names[mode];
+}
+
+/* Append the steps that follow the key mode's first exchange, from
+ * plan[n] on; returns the new length (plan ends with DONE). */
+static int plan_tail(struct lond_handshake *hs, int n, bool ekey)
+{
+	if (hs->version_step)
+		hs->plan[n++] = LOND_STEP_VERSION;
+	if (hs->sethost_step)
+		hs->plan[n++] = LOND_STEP_SETHOST;
+	if (ekey)
+		hs->plan[n++] = LOND_STEP_EKEY;
+	hs->plan[n] = LOND_STEP_DONE;
+	return n;
+}
+
+void lond_handshake_init(struct lond_handshake *hs, enum lond_mode mode,
+			 const char *our_id, const char *peer_id,
+			 const char *version, bool version_step,
+			 bool sethost_step)
 {
 	int n = 0;
 
 	memset(hs, 0, sizeof(*hs));
+	hs->mode = mode;
 	hs->our_id = our_id;
 	hs->peer_id = peer_id;
 	hs->version = version;
-	hs->plan[n++] = LOND_STEP_INIT;
-	hs->plan[n++] = LOND_STEP_CHALLENGE;
-	if (version_step)
-		hs->plan[n++] = LOND_STEP_VERSION;
-	if (sethost_step)
-		hs->plan[n++] = LOND_STEP_SETHOST;
-	hs->plan[n++] = LOND_STEP_EKEY;
-	hs->plan[n] = LOND_STEP_DONE;
+	hs->version_step = version_step;
+	hs->sethost_step = sethost_step;
+	switch (mode) {
+	case LOND_MODE_INSECURE:
+		hs->plan[n++] = LOND_STEP_INIT;
+		hs->plan[n++] = LOND_STEP_CHALLENGE;
+		plan_tail(hs, n, true);
+		break;
+	case LOND_MODE_SSL:
+		hs->plan[n++] = LOND_STEP_INIT_SSL;
+		hs->plan[n++] = LOND_STEP_TLS;
+		plan_tail(hs, n, false);
+		break;
+	case LOND_MODE_LOCAL:
+		hs->plan[n++] = LOND_STEP_INIT_LOCAL;
+		plan_tail(hs, n, false);
+		break;
+	}
 }
 
 enum lond_step lond_handshake_step(const struct lond_handshake *hs)
@@ -58,6 +96,14 @@ int lond_handshake_request(const struct lond_handshake *hs, char *buf, size_t n)
 	switch (lond_handshake_step(hs)) {
 	case LOND_STEP_INIT:
 		len = snprintf(buf, n, "init\n");
+		break;
+	case LOND_STEP_INIT_SSL:
+		len = snprintf(buf, n, "init:ssl\n");
+		break;
+	case LOND_STEP_TLS:
+		return n > 0 ? (buf[0] = '\0', 0) : -1;
+	case LOND_STEP_INIT_LOCAL:
+		len = snprintf(buf, n, "init:local:%s\n", hs->local_path);
 		break;
 	case LOND_STEP_CHALLENGE:
 		len = snprintf(buf, n, "%s\n", hs->challenge);
@@ -92,6 +138,14 @@ static bool all_digits(const char *s, size_t len)
 	return true;
 }
 
+static bool all_hex(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!isxdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
 /* Printable, no separators: what a buildkey or version may contain. */
 static bool is_token(const char *s, size_t len)
 {
@@ -121,6 +175,33 @@ int lond_handshake_reply(struct lond_handshake *hs, const char *line, size_t len
 			return step_fail(hs, "the challenge is not a line of digits");
 		memcpy(hs->challenge, line, len);
 		hs->challenge[len] = '\0';
+		break;
+	case LOND_STEP_INIT_SSL:
+		if (is_line(line, len, "ok:ssl"))
+			break;
+		if (!all_digits(line, len) || len >= sizeof(hs->challenge))
+			return step_fail(hs, "init:ssl was answered neither ok:ssl nor a challenge");
+		if (!hs->allow_insecure)
+			return step_fail(hs, "lond has no certificates (it sent a challenge) and allow_insecure is false");
+		/* lond without certificates: go on as insecure mode. */
+		memcpy(hs->challenge, line, len);
+		hs->challenge[len] = '\0';
+		hs->fell_back = true;
+		hs->plan[hs->at + 1] = LOND_STEP_CHALLENGE;
+		plan_tail(hs, hs->at + 2, true);
+		break;
+	case LOND_STEP_TLS:
+		/* The key line read over TLS: 32 hex digits. */
+		if (len != 2 * LOND_KEY_LEN || !all_hex(line, len))
+			return step_fail(hs, "the key sent over TLS is not 32 hex digits");
+		lond_pack_h32(line, len, hs->key);
+		hs->have_key = true;
+		break;
+	case LOND_STEP_INIT_LOCAL:
+		if (!is_line(line, len, "ok:local"))
+			return step_fail(hs, "init:local was not answered ok:local");
+		lond_pack_h32(hs->local_key, 2 * LOND_KEY_LEN, hs->key);
+		hs->have_key = true;
 		break;
 	case LOND_STEP_CHALLENGE:
 	case LOND_STEP_SETHOST:

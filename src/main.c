@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -28,6 +29,7 @@
 
 struct lonc {
 	struct config *cfg;
+	struct crypto_tls *tls;
 	struct host **hosts;
 	size_t n_hosts;
 	int pid_fd;
@@ -41,6 +43,24 @@ static void usage(FILE *out)
 		"  -f, --foreground   do not detach; log to stderr\n"
 		"  -t, --test         check the configuration, print a summary, exit\n"
 		"  -V, --version      print the version and exit\n");
+}
+
+static bool uses_mode(const struct config *cfg, enum key_mode m)
+{
+	for (size_t i = 0; i < cfg->n_hosts; i++)
+		if (cfg->hosts[i].key_mode == m)
+			return true;
+	return false;
+}
+
+static bool needs_tls(const struct config *cfg)
+{
+	return uses_mode(cfg, KEY_SSL);
+}
+
+static bool needs_local(const struct config *cfg)
+{
+	return uses_mode(cfg, KEY_LOCAL);
 }
 
 static void stop_hosts(struct lonc *l)
@@ -60,7 +80,7 @@ static int start_hosts(struct lonc *l)
 {
 	l->hosts = xcalloc(l->cfg->n_hosts, sizeof(*l->hosts));
 	for (size_t i = 0; i < l->cfg->n_hosts; i++) {
-		struct host *h = host_new(l->cfg, &l->cfg->hosts[i]);
+		struct host *h = host_new(l->cfg, &l->cfg->hosts[i], l->tls);
 
 		if (!h)
 			return -1;
@@ -160,6 +180,24 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "event=start_failed reason=\"libgcrypt version mismatch\"");
 		goto out;
 	}
+	if (needs_tls(l.cfg)) {
+		l.tls = crypto_tls_new(l.cfg->tls_ca_file, l.cfg->tls_cert_file,
+				       l.cfg->tls_key_file, l.cfg->tls_verify_hostname,
+				       err, sizeof(err));
+		if (!l.tls) {
+			log_msg(LOG_ERR, "event=start_failed reason=\"tls: %s\"", err);
+			if (!foreground)
+				fprintf(stderr, "lonc: tls: %s\n", err);
+			status = EXIT_CONFIG;
+			goto out;
+		}
+	}
+	if (needs_local(l.cfg) && (make_dirs(l.cfg->local_key_dir) < 0 ||
+				   chmod(l.cfg->local_key_dir, 0700) < 0)) {
+		log_errno(LOG_ERR, "event=start_failed reason=\"cannot create local_key_dir %s\"",
+			  l.cfg->local_key_dir);
+		goto out;
+	}
 	if (make_dirs(l.cfg->socket_dir) < 0) {
 		log_errno(LOG_ERR, "event=start_failed reason=\"cannot create socket_dir %s\"",
 			  l.cfg->socket_dir);
@@ -192,6 +230,7 @@ int main(int argc, char **argv)
 out:
 	daemon_ready(status);
 	pidfile_close(l.cfg->pid_file, l.pid_fd);
+	crypto_tls_free(l.tls);
 	config_free(l.cfg);
 	log_close();
 	return status;

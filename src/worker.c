@@ -15,6 +15,8 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -113,28 +115,69 @@ static void set_result(struct worker *w, bool refused, bool timed_out,
 	va_end(ap);
 }
 
-static int handshake(struct worker *w)
+/* Local mode: a fresh random key in a new file only we can read. */
+static int write_local_key(struct worker *w, struct lond_handshake *hs,
+			   char *path, size_t n)
 {
-	const struct host_conf *hc = w->h->conf;
-	const struct config *cfg = w->h->cfg;
-	struct lond_handshake hs;
-	const char *why = NULL;
-	char line[LOND_LINE_MAX];
-	int64_t deadline = now_ms() + cfg->connect_timeout_ms;
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[LOND_KEY_LEN];
+	uint32_t tag;
+	int fd;
 
-	w->fd = net_connect_tcp(connect_target(w), hc->port, deadline, &why);
-	if (w->fd < 0) {
-		set_result(w, errno == ECONNREFUSED, errno == ETIMEDOUT,
-			   "connect to %s port %d: %s", connect_target(w),
-			   hc->port, why);
+	if (crypto_random(raw, sizeof(raw)) < 0 || crypto_random(&tag, sizeof(tag)) < 0) {
+		set_result(w, false, false, "local key: no random bytes");
 		return -1;
 	}
-	lond_handshake_init(&hs, cfg->host_id, hc->ids[0], LONC_VERSION,
-			    hc->version_step, hc->sethost_step);
-	deadline = now_ms() + cfg->handshake_timeout_ms;
+	for (size_t i = 0; i < sizeof(raw); i++) {
+		hs->local_key[2 * i] = hex[raw[i] >> 4];
+		hs->local_key[2 * i + 1] = hex[raw[i] & 15];
+	}
+	hs->local_key[2 * LOND_KEY_LEN] = '\0';
+	memset(raw, 0, sizeof(raw));
+	snprintf(path, n, "%s/lonc.%ld.%u.%08x.key", w->h->cfg->local_key_dir,
+		 (long)getpid(), w->id, tag);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		set_result(w, false, false, "local key file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	char buf[2 * LOND_KEY_LEN + 1];
+	memcpy(buf, hs->local_key, 2 * LOND_KEY_LEN);
+	buf[2 * LOND_KEY_LEN] = '\n';
+	ssize_t wr = write(fd, buf, sizeof(buf));
+	memset(buf, 0, sizeof(buf));
+	if (close(fd) < 0 || wr != (ssize_t)sizeof(buf)) {
+		set_result(w, false, false, "local key file %s: write failed", path);
+		unlink(path);
+		return -1;
+	}
+	hs->local_path = path;
+	return 0;
+}
+
+static enum lond_mode lond_mode_of(enum key_mode m)
+{
+	return m == KEY_SSL ? LOND_MODE_SSL :
+	       m == KEY_LOCAL ? LOND_MODE_LOCAL : LOND_MODE_INSECURE;
+}
+
+static const char *io_reason(void)
+{
+	return errno == ETIMEDOUT ? "timed out" :
+	       errno == ECONNRESET ? "connection closed" :
+	       errno == EPROTO ? "extra data after the reply" :
+	       errno == EMSGSIZE ? "reply line too long" : strerror(errno);
+}
+
+/* Walk the handshake plan over the connected socket. */
+static int run_steps(struct worker *w, struct lond_handshake *hs, int64_t deadline)
+{
+	const struct host_conf *hc = w->h->conf;
+	char line[LOND_LINE_MAX];
+
 	for (;;) {
-		enum lond_step step = lond_handshake_step(&hs);
-		int len = lond_handshake_request(&hs, line, sizeof(line));
+		enum lond_step step = lond_handshake_step(hs);
+		int len = lond_handshake_request(hs, line, sizeof(line));
 		size_t rlen;
 
 		if (len < 0) {
@@ -142,37 +185,86 @@ static int handshake(struct worker *w)
 				   lond_step_name(step));
 			return -1;
 		}
-		if (net_write_all(w->fd, line, (size_t)len, deadline) < 0 ||
-		    read_handshake_line(w, &rlen, deadline) < 0) {
-			set_result(w, false, errno == ETIMEDOUT,
-				   "handshake step %s: %s", lond_step_name(step),
-				   errno == ETIMEDOUT ? "timed out" :
-				   errno == ECONNRESET ? "connection closed" :
-				   errno == EPROTO ? "extra data after the reply" :
-				   errno == EMSGSIZE ? "reply line too long" :
-				   strerror(errno));
+		if (step == LOND_STEP_TLS) {
+			char err[256] = "";
+
+			if (!w->h->tls) {
+				set_result(w, false, false, "ssl mode without a TLS context");
+				return -1;
+			}
+			if (crypto_tls_key_exchange(w->h->tls, w->fd, hc->tls_name,
+						    deadline, w->rbuf, LOND_LINE_MAX,
+						    &rlen, err, sizeof(err)) < 0) {
+				set_result(w, false, errno == ETIMEDOUT, "%s", err);
+				return -1;
+			}
+		} else if (net_write_all(w->fd, line, (size_t)len, deadline) < 0 ||
+			   read_handshake_line(w, &rlen, deadline) < 0) {
+			set_result(w, false, errno == ETIMEDOUT, "handshake step %s: %s",
+				   lond_step_name(step), io_reason());
 			return -1;
 		}
-		int rc = lond_handshake_reply(&hs, w->rbuf, rlen);
+		int rc = lond_handshake_reply(hs, w->rbuf, rlen);
+		memset(w->rbuf, 0, rlen);
 		if (rc < 0) {
-			set_result(w, hs.refused, false, "handshake step %s: %s",
-				   lond_step_name(step), hs.error);
+			set_result(w, hs->refused, false, "handshake step %s: %s",
+				   lond_step_name(step), hs->error);
 			return -1;
 		}
 		if (rc == 1)
-			break;
+			return 0;
 	}
+}
+
+static int handshake(struct worker *w)
+{
+	const struct host_conf *hc = w->h->conf;
+	const struct config *cfg = w->h->cfg;
+	struct lond_handshake hs;
+	const char *why = NULL;
+	char key_path[PATH_MAX];
+	int64_t deadline = now_ms() + cfg->connect_timeout_ms;
+	int rc = -1;
+
+	lond_handshake_init(&hs, lond_mode_of(hc->key_mode), cfg->host_id,
+			    hc->ids[0], LONC_VERSION, hc->version_step,
+			    hc->sethost_step);
+	hs.allow_insecure = cfg->allow_insecure;
+	w->fd = net_connect_tcp(connect_target(w), hc->port, deadline, &why);
+	if (w->fd < 0) {
+		set_result(w, errno == ECONNREFUSED, errno == ETIMEDOUT,
+			   "connect to %s port %d: %s", connect_target(w),
+			   hc->port, why);
+		return -1;
+	}
+	if (hs.mode == LOND_MODE_LOCAL &&
+	    write_local_key(w, &hs, key_path, sizeof(key_path)) < 0)
+		return -1;
+	rc = run_steps(w, &hs, now_ms() + cfg->handshake_timeout_ms);
+	/* lond deletes the file; if it did not, we do. */
+	if (hs.mode == LOND_MODE_LOCAL && unlink(key_path) == 0)
+		log_msg(LOG_INFO, "host=%s worker=%u event=local_key_removed",
+			hname(w), w->id);
+	if (rc < 0)
+		goto out;
+	if (hs.fell_back)
+		log_msg(LOG_WARNING, "host=%s worker=%u event=ssl_fallback_insecure reason=\"lond answered init:ssl with a challenge\"",
+			hname(w), w->id);
 	w->cipher = crypto_idea_new(hs.key);
-	memset(&hs.key, 0, sizeof(hs.key));
 	if (!w->cipher) {
 		set_result(w, false, false, "cannot set up the IDEA cipher");
-		return -1;
+		rc = -1;
+		goto out;
 	}
 	pthread_mutex_lock(&w->h->mu);
 	str_copy(w->h->peer_version, hs.peer_version, sizeof(w->h->peer_version));
+	str_copy(w->h->key_mode_used, hs.fell_back ? "insecure(fallback)" :
+		 lond_mode_name(hs.mode), sizeof(w->h->key_mode_used));
 	pthread_mutex_unlock(&w->h->mu);
 	w->result.ok = true;
-	return 0;
+out:
+	memset(&hs, 0, sizeof(hs));
+	return rc;
 }
 
 /* Send the client's request, encrypting encrypt: requests.  0 or -1. */
