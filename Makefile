@@ -87,4 +87,5 @@ install: $(BUILD)/lonc
 clean:
 	rm -rf build build-asan build-tsan
 
+-include bench/bench.mk
 -include $(LIB_OBJS:.o=.d) $(BUILD)/obj/main.d $(UNIT_BINS:.t=.d)
