@@ -28,7 +28,8 @@ void linebuf_free(struct linebuf *lb);
 
 /* One read() from fd into the buffer.  Returns bytes read (> 0), 0 at end
  * of file, -1 on error (errno; EAGAIN when nothing is there), or
- * LINEBUF_FULL when max + 1 bytes are held with no '\n' among them. */
+ * LINEBUF_FULL when max + 1 bytes are already held: the caller must take
+ * the lines it holds (or treat the overflow) before reading more. */
 ssize_t linebuf_fill(struct linebuf *lb, int fd) WUR;
 
 /* Append bytes as if they had been read. */

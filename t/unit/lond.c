@@ -1,0 +1,593 @@
+/*
+ * Unit test for lond.c, the lond wire protocol codec:
+ *  (a) lond_pack_h32 and lond_session_key against Perl's pack("H32") as
+ *      the oracle, the key string built here independently by the rule
+ *      of protocol.md 2.3 step 4;
+ *  (b) the insecure handshake plan, with and without the version and
+ *      sethost steps: exact request lines, failures, the key;
+ *  (c) lond_parse_request; (d) lond_local_command;
+ *  (e) enc: framing (protocol.md 2.7) with a real IDEA cipher: round
+ *      trips for every length 0..40, block count, lower-case hex, the
+ *      sethost prefix in clear, and malformed lines rejected.
+ * Inputs are passed in exact-size heap copies without a NUL, so reading
+ * past the given length shows up under AddressSanitizer.
+ */
+#include <ctype.h>
+
+#include "crypto.h"
+#include "lond.h"
+#include "tap.h"
+
+static void to_hex(const unsigned char *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/* An exact-size copy of s without a terminating NUL. */
+static char *exact_copy(const char *s, size_t n)
+{
+	char *p = xmalloc(n ? n : 1);
+
+	memcpy(p, s, n);
+	return p;
+}
+
+/* ---- (a) key derivation against Perl ---------------------------------- */
+
+/* Perl's unpack("H*", pack("H32", s)) into out (33 bytes).  s must not
+ * contain a single quote (it is passed in single quotes). */
+static bool perl_pack_h32(const char *s, char out[33])
+{
+	char cmd[1024];
+	FILE *f;
+	size_t n;
+
+	if (strchr(s, '\'') || strlen(s) > 600)
+		return false;
+	snprintf(cmd, sizeof(cmd),
+		 "perl -e 'print unpack(\"H*\", pack(\"H32\", $ARGV[0]))' -- '%s'", s);
+	f = popen(cmd, "r");
+	if (!f)
+		return false;
+	n = fread(out, 1, 32, f);
+	out[n] = '\0';
+	return pclose(f) == 0 && n == 32;
+}
+
+/* The key string of protocol.md 2.3 step 4, built independently of
+ * lond.c: ids = upper(peer . ours) with G..P and Q..Z mapped to 0..9,
+ * then (ids . buildkey) x 3, first 32 characters. */
+static void key_string(const char *peer, const char *ours, const char *buildkey,
+		       char out[33])
+{
+	char ids[1024], rep[4096];
+
+	snprintf(ids, sizeof(ids), "%s%s", peer, ours);
+	for (char *p = ids; *p; p++) {
+		if (*p >= 'a' && *p <= 'z')
+			*p = (char)(*p - 'a' + 'A');
+		if (*p >= 'G' && *p <= 'P')
+			*p = (char)('0' + (*p - 'G'));
+		else if (*p >= 'Q' && *p <= 'Z')
+			*p = (char)('0' + (*p - 'Q'));
+	}
+	snprintf(rep, sizeof(rep), "%s%s%s%s%s%s", ids, buildkey, ids, buildkey,
+		 ids, buildkey);
+	size_t n = strlen(rep);
+
+	if (n > 32)
+		n = 32;          /* keep the first 32 characters */
+	memcpy(out, rep, n);
+	out[n] = '\0';
+}
+
+struct key_case {
+	const char *peer, *ours, *buildkey;
+};
+
+static const struct key_case key_cases[] = {
+	{ "msul3", "msul1", "1234567890" },                   /* lower case, digits */
+	{ "MSUL3", "MSUL1", "abcdef" },                       /* upper case */
+	{ "host-a", "host_b", "k3y" },                        /* '-' and '_' */
+	{ "ghijklmnop", "qrstuvwxyz", "" },                   /* g..z, empty buildkey */
+	{ "GHIJKLMNOPQRSTUVWXYZ", "ab", "0" },                /* G..Z upper */
+	{ "averyveryverylonghostidentifier-x1", "us", "bk" }, /* peer > 32 chars */
+	{ "a", "b", "" },                                     /* short: 6 chars in all */
+	{ "", "", "12345" },                                  /* no ids */
+	{ "x", "y", "Zz-_9Gg" },                              /* buildkey not mapped */
+	{ "lon-capa_01", "MSU-2", "9f8e7d6c5b4a" },
+	{ "a", "b", "0123456789abcdefABCDEFghijklmnopqrstuvwxyz" }, /* long buildkey */
+	{ "ucb1", "ohiou2", "AbCdEfGhIj" },
+	{ "Fh1-Q", "zz_top", "buildKEY42" },
+	{ "0123456789abcdef", "", "FEDCBA9876543210" },       /* exactly 32 */
+	{ "m", "", "x" },                                     /* odd length: 6 chars */
+	{ "msul1", "averyveryverylongourhostidentifier_", "k.e+y" },
+};
+
+static void check_pack_h32(void)
+{
+	static const char *const strings[] = {
+		"", "0", "abc", "ABCDEF", "abcdef0123456789",
+		"ghijklmnopqrstuvwxyz", "GHIJKLMNOPQRSTUVWXYZ", "-_.+:/ =",
+		"0123456789abcdef0123456789ABCDEF", /* exactly 32 */
+		"0123456789abcdef0123456789ABCDEFffff9999", /* longer than 32 */
+		"Zz9", "msul1msul3deadbeef",
+		"caf\xe9\xc1",   /* bytes above ASCII are not letters to pack */
+	};
+	char want[33], got[33], name[128];
+	unsigned char out[LOND_KEY_LEN];
+
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+		const char *s = strings[i];
+		char *copy = exact_copy(s, strlen(s));
+
+		snprintf(name, sizeof(name), "pack_h32('%s'): perl oracle ran", s);
+		ok(perl_pack_h32(s, want), name);
+		memset(out, 0xAA, sizeof(out));
+		lond_pack_h32(copy, strlen(s), out);
+		to_hex(out, sizeof(out), got);
+		snprintf(name, sizeof(name), "pack_h32('%s') equals perl", s);
+		is_str(got, want, name);
+		free(copy);
+	}
+	/* n limits the characters used. */
+	lond_pack_h32("abcdef", 3, out);
+	to_hex(out, sizeof(out), got);
+	is_str(got, "abc00000000000000000000000000000", "pack_h32: only n characters used");
+}
+
+static void check_session_key(void)
+{
+	char s[33], want[33], got[33], name[160];
+	unsigned char key[LOND_KEY_LEN], packed[LOND_KEY_LEN];
+
+	for (size_t i = 0; i < sizeof(key_cases) / sizeof(key_cases[0]); i++) {
+		const struct key_case *k = &key_cases[i];
+		size_t bl = strlen(k->buildkey);
+		char *bk = exact_copy(k->buildkey, bl);
+
+		key_string(k->peer, k->ours, k->buildkey, s);
+		snprintf(name, sizeof(name), "key %s/%s/'%s': perl oracle ran (s=%s)",
+			 k->peer, k->ours, k->buildkey, s);
+		ok(perl_pack_h32(s, want), name);
+		memset(key, 0xAA, sizeof(key));
+		lond_session_key(k->peer, k->ours, bk, bl, key);
+		to_hex(key, sizeof(key), got);
+		snprintf(name, sizeof(name), "key %s/%s/'%s' equals perl",
+			 k->peer, k->ours, k->buildkey);
+		is_str(got, want, name);
+		lond_pack_h32(s, strlen(s), packed);
+		snprintf(name, sizeof(name), "key %s/%s/'%s': pack_h32 of the key string",
+			 k->peer, k->ours, k->buildkey);
+		ok(memcmp(packed, key, sizeof(key)) == 0, name);
+		free(bk);
+	}
+	/* The buildkey length is honoured, not a NUL. */
+	lond_session_key("a", "b", "12345", 2, key);
+	key_string("a", "b", "12", s);
+	lond_pack_h32(s, strlen(s), packed);
+	ok(memcmp(packed, key, sizeof(key)) == 0, "key: buildkey_len limits the buildkey");
+	/* Order matters: lond's ID comes first. */
+	unsigned char other[LOND_KEY_LEN];
+
+	lond_session_key("msul3", "msul1", "77", 2, key);
+	lond_session_key("msul1", "msul3", "77", 2, other);
+	ok(memcmp(key, other, sizeof(key)) != 0, "key: peer and our ID are not interchangeable");
+}
+
+/* ---- (b) the handshake plan ------------------------------------------ */
+
+struct exchange {
+	enum lond_step step;
+	const char *request;   /* what we must send */
+	const char *reply;     /* what lond answers */
+};
+
+struct plan_case {
+	const char *name;
+	bool version_step, sethost_step;
+	struct exchange ex[6];
+	int n;
+};
+
+static const struct plan_case plan_cases[] = {
+	{ "full", true, true, {
+		{ LOND_STEP_INIT, "init\n", "4711169900000" },
+		{ LOND_STEP_CHALLENGE, "4711169900000\n", "ok" },
+		{ LOND_STEP_VERSION, "version:0.1.0\n", "2.11.4" },
+		{ LOND_STEP_SETHOST, "sethost:msul3\n", "ok" },
+		{ LOND_STEP_EKEY, "ekey\n", "8b2f0c" },
+	}, 5 },
+	{ "plain", false, false, {
+		{ LOND_STEP_INIT, "init\n", "12" },
+		{ LOND_STEP_CHALLENGE, "12\n", "ok" },
+		{ LOND_STEP_EKEY, "ekey\n", "abcdefXYZ" },
+	}, 3 },
+	{ "version only", true, false, {
+		{ LOND_STEP_INIT, "init\n", "99887766" },
+		{ LOND_STEP_CHALLENGE, "99887766\n", "ok" },
+		{ LOND_STEP_VERSION, "version:0.1.0\n", "lond-1.0" },
+		{ LOND_STEP_EKEY, "ekey\n", "0" },
+	}, 4 },
+	{ "sethost only", false, true, {
+		{ LOND_STEP_INIT, "init\n", "5" },
+		{ LOND_STEP_CHALLENGE, "5\n", "ok" },
+		{ LOND_STEP_SETHOST, "sethost:msul3\n", "ok" },
+		{ LOND_STEP_EKEY, "ekey\n", "Kk-_42" },
+	}, 4 },
+};
+
+/* Feed one reply line via an exact-size copy. */
+static int feed(struct lond_handshake *hs, const char *reply)
+{
+	size_t n = strlen(reply);
+	char *copy = exact_copy(reply, n);
+	int rc = lond_handshake_reply(hs, copy, n);
+
+	free(copy);
+	return rc;
+}
+
+static void run_plan(const struct plan_case *pc)
+{
+	struct lond_handshake hs;
+	char buf[LOND_LINE_MAX], name[160];
+	const char *buildkey = NULL, *peer_version = NULL;
+
+	lond_handshake_init(&hs, LOND_MODE_INSECURE, "msul1", "msul3", "0.1.0",
+			    pc->version_step, pc->sethost_step);
+	for (int i = 0; i < pc->n; i++) {
+		const struct exchange *e = &pc->ex[i];
+
+		snprintf(name, sizeof(name), "plan %s: step %d is %s", pc->name, i,
+			 lond_step_name(e->step));
+		is_int(lond_handshake_step(&hs), e->step, name);
+		int len = lond_handshake_request(&hs, buf, sizeof(buf));
+
+		snprintf(name, sizeof(name), "plan %s: request of step %s", pc->name,
+			 lond_step_name(e->step));
+		is_str(len >= 0 ? buf : "(failed)", e->request, name);
+		snprintf(name, sizeof(name), "plan %s: request length of step %s",
+			 pc->name, lond_step_name(e->step));
+		is_int(len, strlen(e->request), name);
+		snprintf(name, sizeof(name), "plan %s: reply to %s accepted", pc->name,
+			 lond_step_name(e->step));
+		is_int(feed(&hs, e->reply), i == pc->n - 1 ? 1 : 0, name);
+		if (e->step == LOND_STEP_EKEY)
+			buildkey = e->reply;
+		if (e->step == LOND_STEP_VERSION)
+			peer_version = e->reply;
+	}
+	snprintf(name, sizeof(name), "plan %s: done", pc->name);
+	is_int(lond_handshake_step(&hs), LOND_STEP_DONE, name);
+	snprintf(name, sizeof(name), "plan %s: no request after done", pc->name);
+	is_int(lond_handshake_request(&hs, buf, sizeof(buf)), -1, name);
+	snprintf(name, sizeof(name), "plan %s: no reply accepted after done", pc->name);
+	is_int(feed(&hs, "ok"), -1, name);
+	snprintf(name, sizeof(name), "plan %s: have_key, not refused", pc->name);
+	ok(hs.have_key && !hs.refused, name);
+	if (peer_version) {
+		snprintf(name, sizeof(name), "plan %s: peer version kept", pc->name);
+		is_str(hs.peer_version, peer_version, name);
+	}
+
+	unsigned char key[LOND_KEY_LEN];
+	char s[33], want[33], got[33];
+
+	lond_session_key("msul3", "msul1", buildkey, strlen(buildkey), key);
+	snprintf(name, sizeof(name), "plan %s: key equals lond_session_key", pc->name);
+	ok(memcmp(hs.key, key, sizeof(key)) == 0, name);
+	key_string("msul3", "msul1", buildkey, s);
+	to_hex(hs.key, sizeof(hs.key), got);
+	snprintf(name, sizeof(name), "plan %s: key equals perl's", pc->name);
+	ok(perl_pack_h32(s, want) && strcmp(got, want) == 0, name);
+}
+
+/* Walk a full plan, answering each step with the good reply until step
+ * `at`, which gets `bad`; the reply must fail there. */
+static void run_failure(int at, const char *bad, bool refused, const char *what)
+{
+	const struct plan_case *pc = &plan_cases[0];
+	struct lond_handshake hs;
+	char name[160];
+	int rc = 0;
+
+	lond_handshake_init(&hs, LOND_MODE_INSECURE, "msul1", "msul3", "0.1.0",
+			    true, true);
+	for (int i = 0; i < at && rc == 0; i++)
+		rc = feed(&hs, pc->ex[i].reply);
+	snprintf(name, sizeof(name), "fail %s: earlier steps pass", what);
+	is_int(rc, 0, name);
+	snprintf(name, sizeof(name), "fail %s: at step %s", what,
+		 lond_step_name(pc->ex[at].step));
+	is_int(lond_handshake_step(&hs), pc->ex[at].step, name);
+	snprintf(name, sizeof(name), "fail %s: reply fails", what);
+	is_int(feed(&hs, bad), -1, name);
+	snprintf(name, sizeof(name), "fail %s: refused is %s", what,
+		 refused ? "set" : "clear");
+	is_int(hs.refused, refused, name);
+	snprintf(name, sizeof(name), "fail %s: error message set", what);
+	ok(hs.error != NULL && hs.error[0] != '\0', name);
+	snprintf(name, sizeof(name), "fail %s: no key", what);
+	ok(!hs.have_key, name);
+}
+
+static void check_handshake(void)
+{
+	for (size_t i = 0; i < sizeof(plan_cases) / sizeof(plan_cases[0]); i++)
+		run_plan(&plan_cases[i]);
+
+	run_failure(0, "refused", true, "refused at init");
+	run_failure(1, "refused", true, "refused at challenge");
+	run_failure(3, "refused", true, "refused at sethost");
+	run_failure(4, "refused", true, "refused at ekey");
+	run_failure(0, "12a34", false, "non-digit challenge");
+	run_failure(0, "abc", false, "letters as challenge");
+	run_failure(0, "", false, "empty challenge");
+	run_failure(0, "ok", false, "ok as challenge");
+	run_failure(1, "no", false, "challenge not answered ok");
+	run_failure(1, "okay", false, "challenge answered okay");
+	run_failure(1, "", false, "challenge answered empty");
+	run_failure(3, "error:unknown_host", false, "sethost not answered ok");
+
+	/* A request that does not fit the buffer is refused. */
+	struct lond_handshake hs;
+	char small[5];
+
+	lond_handshake_init(&hs, LOND_MODE_INSECURE, "msul1", "msul3", "0.1.0",
+			    true, true);
+	is_int(lond_handshake_request(&hs, small, sizeof(small)), -1,
+	       "request: 'init\\n' does not fit 5 bytes");
+	char six[6];
+	is_int(lond_handshake_request(&hs, six, sizeof(six)), 5,
+	       "request: 'init\\n' fits 6 bytes");
+}
+
+/* ---- (c) lond_parse_request ------------------------------------------ */
+
+static void parse_case(const char *line, size_t prefix_len, bool encrypt,
+		       const char *cmd)
+{
+	size_t n = strlen(line);
+	char *copy = exact_copy(line, n);
+	struct lond_request r;
+	char name[160];
+
+	memset(&r, 0xAA, sizeof(r));
+	lond_parse_request(copy, n, &r);
+	snprintf(name, sizeof(name), "parse '%s': prefix_len", line);
+	is_int(r.prefix_len, prefix_len, name);
+	snprintf(name, sizeof(name), "parse '%s': encrypt", line);
+	is_int(r.encrypt, encrypt, name);
+	snprintf(name, sizeof(name), "parse '%s': cmd", line);
+	ok(r.cmd >= copy && r.cmd <= copy + n && r.cmd_len == strlen(cmd) &&
+	   r.cmd + r.cmd_len == copy + n && memcmp(r.cmd, cmd, r.cmd_len) == 0, name);
+	free(copy);
+}
+
+static void check_parse(void)
+{
+	parse_case("get:msul1:key", 0, false, "get:msul1:key");
+	parse_case("ping", 0, false, "ping");
+	parse_case("encrypt:passwd:user:pw", 0, true, "passwd:user:pw");
+	parse_case("sethost:msul3:get:a:b", 14, false, "get:a:b");
+	parse_case("sethost:msul3:encrypt:passwd:x", 14, true, "passwd:x");
+	parse_case("sethost:msul3", 0, false, "sethost:msul3");
+	parse_case("sethost:lon-capa_1:ping", 19, false, "ping");
+	parse_case("encryptx:foo", 0, false, "encryptx:foo");
+	parse_case("put:encrypt:x", 0, false, "put:encrypt:x");
+
+	/* The length is honoured: "encrypt:x" cut to 5 bytes is "encry". */
+	struct lond_request r;
+	char *copy = exact_copy("encrypt:x", 5);
+
+	lond_parse_request(copy, 5, &r);
+	ok(!r.encrypt && r.prefix_len == 0 && r.cmd == copy && r.cmd_len == 5,
+	   "parse: only len bytes looked at");
+	free(copy);
+}
+
+/* ---- (d) lond_local_command ------------------------------------------ */
+
+static void local_case(const char *line, size_t n, enum lond_local want)
+{
+	char *copy = exact_copy(line, n);
+	char name[160];
+
+	snprintf(name, sizeof(name), "local '%.*s'", (int)n, line);
+	is_int(lond_local_command(copy, n), want, name);
+	free(copy);
+}
+
+static void check_local(void)
+{
+	local_case("reset_retries", 13, LOND_LOCAL_RESET_RETRIES);
+	local_case("close_connection_exit", 21, LOND_LOCAL_CLOSE_CONNECTIONS);
+	local_case("reset_retries\n", 13, LOND_LOCAL_RESET_RETRIES);
+	local_case("reset_retries2", 14, LOND_LOCAL_NONE);
+	local_case("reset_retrie", 12, LOND_LOCAL_NONE);
+	local_case("close_connection", 16, LOND_LOCAL_NONE);
+	local_case("close_connection_exit_now", 25, LOND_LOCAL_NONE);
+	local_case("RESET_RETRIES", 13, LOND_LOCAL_NONE);
+	local_case("ping", 4, LOND_LOCAL_NONE);
+	local_case("", 0, LOND_LOCAL_NONE);
+}
+
+/* ---- (e) enc: framing ------------------------------------------------ */
+
+static const unsigned char enc_key[LOND_KEY_LEN] = {
+	0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+	0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
+};
+
+static bool all_lower_hex(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* Decrypt hex (n digits) independently of lond_enc_decode. */
+static bool independent_decrypt(struct crypto_idea *c, const char *hex, size_t n,
+				unsigned char *out)
+{
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v;
+
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return false;
+		out[i] = (unsigned char)v;
+	}
+	return crypto_idea_decrypt(c, out, n / 2) == 0;
+}
+
+/* Encode cmd (after prefix), check the frame, decode it back. */
+static void enc_round_trip(struct crypto_idea *c, const char *prefix,
+			   const char *cmd, size_t len)
+{
+	size_t pl = strlen(prefix);
+	size_t size = lond_enc_size(pl, len);
+	char *out = xmalloc(size);
+	char head[64], name[160];
+	size_t blocks = len / 8 + 1;
+	bool frame_ok = false, hex_ok = false, pad_ok = false, rt_ok = false;
+	long n = lond_enc_encode(c, prefix, pl, cmd, len, out);
+
+	snprintf(head, sizeof(head), "enc:%zu:", len);
+	size_t hl = strlen(head);
+
+	if (n > 0 && (size_t)n <= size) {
+		frame_ok = (size_t)n == pl + hl + 16 * blocks + 1 &&
+			   memcmp(out, prefix, pl) == 0 &&
+			   memcmp(out + pl, head, hl) == 0 && out[n - 1] == '\n';
+		if (frame_ok)
+			hex_ok = all_lower_hex(out + pl + hl, 16 * blocks);
+		if (hex_ok) {
+			unsigned char *plain = xmalloc(8 * blocks);
+
+			pad_ok = independent_decrypt(c, out + pl + hl, 16 * blocks, plain) &&
+				 memcmp(plain, cmd, len) == 0;
+			for (size_t i = len; i < 8 * blocks; i++)
+				pad_ok = pad_ok && plain[i] == ' ';
+			free(plain);
+		}
+		/* lond_enc_decode on the enc: part, without prefix and '\n'. */
+		size_t line_len = (size_t)n - pl - 1;
+		char *line = exact_copy(out + pl, line_len);
+		size_t out_len = 0;
+
+		rt_ok = lond_enc_decode(c, line, line_len, &out_len) == 0 &&
+			out_len == len && memcmp(line, cmd, len) == 0;
+		free(line);
+	}
+	snprintf(name, sizeof(name), "enc %s%zu: encode fits lond_enc_size", pl ? "prefix " : "", len);
+	ok(n > 0 && (size_t)n <= size, name);
+	snprintf(name, sizeof(name), "enc %s%zu: frame 'enc:%zu:' + %zu hex digits + '\\n'",
+		 pl ? "prefix " : "", len, len, 16 * blocks);
+	ok(frame_ok, name);
+	snprintf(name, sizeof(name), "enc %s%zu: lower-case hex", pl ? "prefix " : "", len);
+	ok(hex_ok, name);
+	snprintf(name, sizeof(name), "enc %s%zu: IDEA of cmd padded with spaces", pl ? "prefix " : "", len);
+	ok(pad_ok, name);
+	snprintf(name, sizeof(name), "enc %s%zu: decode round trip", pl ? "prefix " : "", len);
+	ok(rt_ok, name);
+	free(out);
+}
+
+static void check_enc_frames(struct crypto_idea *c)
+{
+	char cmd[41];
+
+	for (size_t i = 0; i < sizeof(cmd); i++)
+		cmd[i] = "put:msul1:a%20b=c&d\xe9\x01Z"[i % 22];
+	for (size_t len = 0; len <= 40; len++)
+		enc_round_trip(c, "", cmd, len);
+	enc_round_trip(c, "sethost:msul3:", "passwd:user:secret", 18);
+	enc_round_trip(c, "sethost:msul3:", "", 0);
+	enc_round_trip(c, "sethost:msul3:", "12345678", 8);
+}
+
+static void check_is_enc(void)
+{
+	ok(lond_is_enc("enc:3:00", 8), "is_enc: enc: line");
+	ok(lond_is_enc("enc:", 4), "is_enc: bare enc:");
+	ok(!lond_is_enc("enc", 3), "is_enc: 'enc' is not");
+	ok(!lond_is_enc("encrypt:x", 9), "is_enc: encrypt: is not");
+	ok(!lond_is_enc("ok", 2), "is_enc: ok is not");
+	ok(!lond_is_enc("enc:", 3), "is_enc: length honoured");
+}
+
+static void decode_bad(struct crypto_idea *c, const char *line, const char *what)
+{
+	size_t n = strlen(line);
+	char *copy = exact_copy(line, n);
+	size_t out_len = 12345;
+	char name[160];
+
+	snprintf(name, sizeof(name), "decode rejects %s", what);
+	is_int(lond_enc_decode(c, copy, n, &out_len), -1, name);
+	free(copy);
+}
+
+static void check_enc_malformed(struct crypto_idea *c)
+{
+	static const char b16[] = "0123456789abcdef";
+	char line[256];
+
+	decode_bad(c, "ok", "a line without enc:");
+	decode_bad(c, "enc:", "enc: alone");
+	decode_bad(c, "enc::0123456789abcdef", "an empty length");
+	decode_bad(c, "enc:x:0123456789abcdef", "a non-digit length");
+	decode_bad(c, "enc:-1:0123456789abcdef", "a negative length");
+	decode_bad(c, "enc:3", "a length without colon or data");
+	decode_bad(c, "enc:3abcdef0123456789", "a missing colon");
+	decode_bad(c, "enc:3;0123456789abcdef", "a wrong separator");
+	decode_bad(c, "enc:0:", "no hex data");
+	decode_bad(c, "enc:3:", "a length with no hex data");
+	decode_bad(c, "enc:3:0123456789abcdeg", "a non-hex digit 'g'");
+	decode_bad(c, "enc:3:0123456789abcde ", "a space among the hex");
+	decode_bad(c, "enc:3:zz23456789abcdef", "non-hex at the start");
+	decode_bad(c, "enc:3:0123456789abcde", "an odd number of hex digits (15)");
+	decode_bad(c, "enc:3:0123456789abcdef0", "an odd number of hex digits (17)");
+	decode_bad(c, "enc:3:0123456789abcdef01", "hex that is not whole blocks (18)");
+	decode_bad(c, "enc:9:0123456789abcdef", "a length longer than the data (9 > 8)");
+	snprintf(line, sizeof(line), "enc:17:%s%s", b16, b16);
+	decode_bad(c, line, "a length longer than the data (17 > 16)");
+	snprintf(line, sizeof(line), "enc:99999999999999999999999:%s", b16);
+	decode_bad(c, line, "an overflowing length");
+	snprintf(line, sizeof(line), "enc:3:%s%s", b16, "0123456789abcdeX");
+	decode_bad(c, line, "non-hex in the second block");
+}
+
+static void check_enc(void)
+{
+	struct crypto_idea *c;
+
+	is_int(crypto_init(), 0, "crypto_init");
+	c = crypto_idea_new(enc_key);
+	ok(c != NULL, "IDEA cipher created");
+	if (!c)
+		return;
+	check_enc_frames(c);
+	check_is_enc();
+	check_enc_malformed(c);
+	crypto_idea_free(c);
+}
+
+int main(void)
+{
+	check_pack_h32();
+	check_session_key();
+	check_handshake();
+	check_parse();
+	check_local();
+	check_enc();
+	done_testing();
+}
