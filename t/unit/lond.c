@@ -581,8 +581,85 @@ static void check_enc(void)
 	crypto_idea_free(c);
 }
 
+/* Step request line for the current step, as a string. */
+static const char *req_line(struct lond_handshake *hs)
+{
+	static char buf[LOND_LINE_MAX];
+
+	if (lond_handshake_request(hs, buf, sizeof(buf)) < 0)
+		return "(error)";
+	return buf;
+}
+
+/* ssl mode: init:ssl -> ok:ssl -> TLS (key line) -> version -> sethost. */
+static void check_ssl_plan(void)
+{
+	struct lond_handshake hs;
+	const char *key = "00112233445566778899aabbccddeeff";
+	unsigned char want[LOND_KEY_LEN];
+
+	lond_handshake_init(&hs, LOND_MODE_SSL, "msul1", "msul3", "0.1.0", true, true);
+	is_str(req_line(&hs), "init:ssl\n", "ssl: first line is init:ssl");
+	is_int(feed(&hs, "ok:ssl"), 0, "ssl: ok:ssl moves on");
+	is_int(lond_handshake_step(&hs), LOND_STEP_TLS, "ssl: then the TLS step");
+	is_str(req_line(&hs), "", "ssl: the TLS step sends no line");
+	is_int(feed(&hs, "0011223344"), -1, "ssl: a short key line fails");
+	lond_handshake_init(&hs, LOND_MODE_SSL, "msul1", "msul3", "0.1.0", true, true);
+	is_int(feed(&hs, "ok:ssl"), 0, "ssl again: ok:ssl");
+	is_int(feed(&hs, key), 0, "ssl: 32 hex digits accepted as the key");
+	lond_pack_h32(key, 32, want);
+	ok(hs.have_key && memcmp(hs.key, want, LOND_KEY_LEN) == 0, "ssl: key is pack(H32, line)");
+	is_str(req_line(&hs), "version:0.1.0\n", "ssl: version step after TLS");
+	is_int(feed(&hs, "2.11.4"), 0, "ssl: version answered");
+	is_str(req_line(&hs), "sethost:msul3\n", "ssl: sethost step");
+	is_int(feed(&hs, "ok"), 1, "ssl: no ekey step; done after sethost");
+	ok(!hs.fell_back, "ssl: no fallback");
+
+	/* A challenge instead of ok:ssl: lond has no certificates. */
+	lond_handshake_init(&hs, LOND_MODE_SSL, "msul1", "msul3", "0.1.0", false, false);
+	is_int(feed(&hs, "1234567890"), -1, "ssl: a challenge fails when insecure is not allowed");
+	ok(hs.error && strstr(hs.error, "allow_insecure"), "ssl: and says why");
+	lond_handshake_init(&hs, LOND_MODE_SSL, "msul1", "msul3", "0.1.0", false, false);
+	hs.allow_insecure = true;
+	is_int(feed(&hs, "1234567890"), 0, "ssl: a challenge continues insecure when allowed");
+	ok(hs.fell_back, "ssl: fallback recorded");
+	is_str(req_line(&hs), "1234567890\n", "fallback: the challenge is echoed");
+	is_int(feed(&hs, "ok"), 0, "fallback: ok");
+	is_str(req_line(&hs), "ekey\n", "fallback: then ekey");
+	is_int(feed(&hs, "98765"), 1, "fallback: done after ekey");
+	lond_handshake_init(&hs, LOND_MODE_SSL, "msul1", "msul3", "0.1.0", false, false);
+	is_int(feed(&hs, "refused"), -1, "ssl: refused fails");
+	ok(hs.refused, "ssl: refused recorded");
+	lond_handshake_init(&hs, LOND_MODE_SSL, "msul1", "msul3", "0.1.0", false, false);
+	is_int(feed(&hs, "ok:local"), -1, "ssl: a wrong answer fails");
+}
+
+/* local mode: init:local:<path> -> ok:local, key from the file. */
+static void check_local_plan(void)
+{
+	struct lond_handshake hs;
+	unsigned char want[LOND_KEY_LEN];
+
+	lond_handshake_init(&hs, LOND_MODE_LOCAL, "msul1", "msul1", "0.1.0", false, true);
+	hs.local_path = "/var/lib/lonc/keys/k1";
+	snprintf(hs.local_key, sizeof(hs.local_key), "%s", "fedcba9876543210fedcba9876543210");
+	is_str(req_line(&hs), "init:local:/var/lib/lonc/keys/k1\n", "local: init line names the file");
+	is_int(feed(&hs, "ok"), -1, "local: plain ok is not ok:local");
+	lond_handshake_init(&hs, LOND_MODE_LOCAL, "msul1", "msul1", "0.1.0", false, true);
+	hs.local_path = "/k";
+	snprintf(hs.local_key, sizeof(hs.local_key), "%s", "fedcba9876543210fedcba9876543210");
+	is_int(feed(&hs, "ok:local"), 0, "local: ok:local accepted");
+	lond_pack_h32(hs.local_key, 32, want);
+	ok(hs.have_key && memcmp(hs.key, want, LOND_KEY_LEN) == 0, "local: key is the file's");
+	is_str(req_line(&hs), "sethost:msul1\n", "local: sethost follows");
+	is_int(feed(&hs, "ok"), 1, "local: done");
+	is_str(lond_mode_name(LOND_MODE_LOCAL), "local", "mode names");
+}
+
 int main(void)
 {
+	check_ssl_plan();
+	check_local_plan();
 	check_pack_h32();
 	check_session_key();
 	check_handshake();
