@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -50,6 +51,7 @@ struct worker {
 	char *wbuf;                /* enc: request buffer */
 	size_t wcap;
 	unsigned generation;       /* h->close_generation at connect */
+	unsigned long served;      /* requests sent on this connection */
 };
 
 enum txn_rc {
@@ -325,6 +327,37 @@ static void fail_txn(struct worker *w, struct client *c, bool streamed,
 	host_fail_client(h, c);
 }
 
+/* True when lond closed (or broke, or spoke unasked on) an idle
+ * connection: something is waiting to be read before we sent anything. */
+static bool connection_stale(int fd)
+{
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Replace the connection by a fresh one.  0 or -1 (logged, counted). */
+static int reconnect(struct worker *w)
+{
+	struct host *h = w->h;
+
+	close(w->fd);
+	w->fd = -1;
+	crypto_idea_free(w->cipher);
+	w->cipher = NULL;
+	w->served = 0;
+	if (handshake(w) < 0) {
+		atomic_fetch_add_explicit(&h->stats.connect_failures, 1, memory_order_relaxed);
+		log_msg(LOG_WARNING, "host=%s worker=%u event=reconnect_failed reason=\"%s\"",
+			hname(w), w->id, w->result.reason);
+		host_set_error(h, "%s", w->result.reason);
+		return -1;
+	}
+	atomic_fetch_add_explicit(&h->stats.connects, 1, memory_order_relaxed);
+	return 0;
+}
+
 /* One transaction for client c. */
 static enum txn_rc serve(struct worker *w, struct client *c)
 {
@@ -347,10 +380,27 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 		host_fail_client(h, c);
 		return TXN_OK;
 	}
-	if (send_request(w, c, deadline) < 0) {
+	/* A pooled connection that lond closed while it sat idle shows
+	 * EOF before we send; one whose close we learn only from the send
+	 * fails with EPIPE/ECONNRESET.  Either way lond never saw the
+	 * request, so it is safe to send it once more on a fresh connection.
+	 * Once a byte of reply arrived there is no retry (it may have run). */
+	bool stale = w->served > 0 && connection_stale(w->fd);
+	int rc = stale ? -1 : send_request(w, c, deadline);
+	if (rc < 0 && w->served > 0 && (stale || errno == EPIPE || errno == ECONNRESET)) {
+		log_msg(LOG_INFO, "host=%s worker=%u event=stale_connection action=reconnect",
+			hname(w), w->id);
+		if (reconnect(w) < 0) {
+			fail_txn(w, c, false, "reconnect_failed");
+			return TXN_BROKEN;
+		}
+		rc = send_request(w, c, deadline);
+	}
+	if (rc < 0) {
 		fail_txn(w, c, false, errno == ETIMEDOUT ? "send_timeout" : "send_failed");
 		return TXN_BROKEN;
 	}
+	w->served++;
 	for (;;) {
 		if (have == w->rcap) {
 			if (is_enc) {
