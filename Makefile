@@ -22,10 +22,13 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard t/unit/*.c)
 UNIT_BINS := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/t/unit/%.t)
 TOOLS    := $(BUILD)/testlond $(BUILD)/lonc-load
+FUZZ_TARGETS := request reply enc config
+FUZZ_REPLAY := $(FUZZ_TARGETS:%=$(BUILD)/t/fuzz/replay-%)
+FUZZ_SECONDS ?= 30
 
-.PHONY: all test check check-tsan demo install clean help deps unit
+.PHONY: all test check check-tsan demo install clean help deps fuzz
 
-all: $(BUILD)/lonc $(TOOLS) $(UNIT_BINS)
+all: $(BUILD)/lonc $(TOOLS) $(UNIT_BINS) $(FUZZ_REPLAY)
 
 help:
 	@echo "make            build lonc, the test lond and the tests"
@@ -33,6 +36,7 @@ help:
 	@echo "make test       run the test suite (TAP, prove)"
 	@echo "make check      the suite under AddressSanitizer + UBSan"
 	@echo "make check-tsan the suite under ThreadSanitizer"
+	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS=$(FUZZ_SECONDS)"
 	@echo "make install    install (PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))"
 
 deps:
@@ -60,6 +64,26 @@ $(BUILD)/t/unit/%.t: t/unit/%.c t/unit/tap.h $(BUILD)/liblonc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -It/unit $(CFLAGS) -o $@ $< $(BUILD)/liblonc.a $(LDFLAGS) $(LDLIBS)
 
+# Fuzz targets replayed over their corpus (a regression test per file).
+$(BUILD)/t/fuzz/replay-%: t/fuzz/fuzz_%.c t/fuzz/replay.c $(BUILD)/liblonc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< t/fuzz/replay.c $(BUILD)/liblonc.a $(LDFLAGS) $(LDLIBS)
+
+# libFuzzer runs: clang, coverage-instrumented library, bounded time.
+# New crashes land in build-fuzz/; copy them to t/fuzz/corpus/<target>/.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
+		SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" build-fuzz/liblonc.a
+	@for t in $(FUZZ_TARGETS); do \
+		clang $(CPPFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) -pthread \
+			-o build-fuzz/fuzz-$$t t/fuzz/fuzz_$$t.c build-fuzz/liblonc.a $(LDLIBS) || exit 1; \
+		mkdir -p build-fuzz/corpus-$$t && cp t/fuzz/corpus/$$t/* build-fuzz/corpus-$$t/; \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		(cd build-fuzz && ./fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+			-print_final_stats=1 corpus-$$t ../t/fuzz/corpus/$$t 2>&1 | tail -3) || exit 1; \
+	done
+
 # The suite: unit programs, then integration scripts against the real
 # daemon.  LONC_BUILD tells the scripts which binaries to run.
 PROVE ?= prove
@@ -85,7 +109,7 @@ install: $(BUILD)/lonc
 	install -m 0644 etc/lonc.yaml $(DESTDIR)$(SYSCONFDIR)/lonc/lonc.yaml.example
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include bench/bench.mk
 -include $(LIB_OBJS:.o=.d) $(BUILD)/obj/main.d $(UNIT_BINS:.t=.d)

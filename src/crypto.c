@@ -202,7 +202,11 @@ int crypto_tls_key_exchange(struct crypto_tls *t, int fd, const char *peer_name,
 	if (SSL_set_fd(ssl, fd) != 1)
 		goto out;
 	if (peer_name) {
-		SSL_set_tlsext_host_name(ssl, peer_name);
+		/* The SNI macro casts away const: give it our own copy. */
+		char sni[256];
+
+		str_copy(sni, peer_name, sizeof(sni));
+		SSL_set_tlsext_host_name(ssl, sni);
 		if (t->verify_hostname && SSL_set1_host(ssl, peer_name) != 1)
 			goto out;
 	}
