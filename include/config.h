@@ -58,6 +58,8 @@ struct config {
 	int queue_timeout_ms;
 	int backoff_initial_ms;
 	int backoff_max_ms;
+	int outage_window_ms;   /* many hosts dead within it: one alarm */
+	int outage_min_hosts;
 	bool version_step;
 	bool sethost_step;
 	int key_mode;           /* enum key_mode */

@@ -162,6 +162,7 @@ static bool dispatch(struct acceptor *a, struct client *c, size_t len)
 		break;
 	}
 	atomic_fetch_add_explicit(&h->stats.requests, 1, memory_order_relaxed);
+	atomic_store_explicit(&h->last_request, now_ms(), memory_order_relaxed);
 	if (atomic_load(&h->dead)) {
 		atomic_fetch_add_explicit(&h->stats.rejected, 1,
 					  memory_order_relaxed);

@@ -59,6 +59,8 @@ static const struct option options[] = {
 	OPT_MS(backoff_max_ms, "backoff_max", "300", 10, DAY_MS),
 	OPT(version_step, T_BOOL, "true", 0, 0),
 	OPT(sethost_step, T_BOOL, "true", 0, 0),
+	OPT_MS(outage_window_ms, "outage_window", "60", 1000, DAY_MS),
+	OPT(outage_min_hosts, T_INT, "3", 2, 100000),
 	OPT(key_mode, T_KEYMODE, "auto", 0, 0),
 	OPT(allow_insecure, T_BOOL, "false", 0, 0),
 	OPT(local_key_dir, T_STR, "/var/lib/lonc/keys", 0, 0),

@@ -10,6 +10,7 @@
 #include "host.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "manager.h"
 #include "net.h"
+#include "outage.h"
 
 struct host *host_new(const struct config *cfg, const struct host_conf *conf,
 		      struct crypto_tls *tls)
@@ -31,6 +33,8 @@ struct host *host_new(const struct config *cfg, const struct host_conf *conf,
 	queue_init(&h->queue, (size_t)cfg->max_queue);
 	pthread_mutex_init(&h->mu, NULL);
 	atomic_init(&h->retries_left, cfg->retry_attempts);
+	atomic_init(&h->last_request, INT64_MIN / 2);
+	atomic_init(&h->dead_since, INT64_MIN / 2);
 	h->acceptor = acceptor_new(h);
 	if (!h->acceptor) {
 		queue_destroy(&h->queue);
@@ -38,6 +42,7 @@ struct host *host_new(const struct config *cfg, const struct host_conf *conf,
 		free(h);
 		return NULL;
 	}
+	outage_register(h);
 	return h;
 }
 
@@ -80,6 +85,7 @@ void host_free(struct host *h)
 {
 	if (!h)
 		return;
+	outage_unregister(h);
 	acceptor_free(h->acceptor);
 	queue_destroy(&h->queue);
 	pthread_mutex_destroy(&h->mu);

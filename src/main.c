@@ -23,6 +23,7 @@
 #include "daemon.h"
 #include "host.h"
 #include "log.h"
+#include "outage.h"
 #include "util.h"
 
 #define EXIT_CONFIG 2
@@ -214,6 +215,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "lonc: %s\n", err);
 		goto out;
 	}
+	outage_configure(l.cfg->outage_window_ms, l.cfg->outage_min_hosts);
 	daemon_block_signals(&set);
 	if (start_hosts(&l) < 0) {
 		log_msg(LOG_ERR, "event=start_failed reason=\"cannot start hosts\"");

@@ -21,6 +21,7 @@
 
 #include "host.h"
 #include "log.h"
+#include "outage.h"
 #include "worker.h"
 
 struct manager {
@@ -120,12 +121,18 @@ static void attempt_failed(struct manager *m, const struct worker_result *r)
 	int64_t delay = manager_backoff(cfg->backoff_initial_ms,
 					cfg->backoff_max_ms, m->dead_steps++);
 	m->next_probe = now + delay;
-	if (!atomic_exchange(&h->dead, true))
-		log_msg(LOG_ERR, "host=%s event=host_dead attempts=%d next_probe_ms=%lld",
-			h->conf->hostname, m->failures, (long long)delay);
-	else
-		log_msg(LOG_WARNING, "host=%s event=probe_failed next_probe_ms=%lld",
+	if (!atomic_load(&h->dead)) {
+		bool own_alarm = outage_host_dead(h);
+
+		atomic_store(&h->dead, true);
+		log_msg(own_alarm ? LOG_ERR : LOG_INFO,
+			"host=%s event=host_dead attempts=%d next_probe_ms=%lld%s",
+			h->conf->hostname, m->failures, (long long)delay,
+			own_alarm ? "" : " part_of=local_network_problem");
+	} else {
+		log_msg(LOG_INFO, "host=%s event=probe_failed next_probe_ms=%lld",
 			h->conf->hostname, (long long)delay);
+	}
 }
 
 /* Start one worker and wait for its handshake.  */
