@@ -49,7 +49,6 @@ struct host {
 
 	atomic_bool dead;                /* written by the manager only */
 	atomic_bool reset_requested;     /* reset_retries / SIGUSR1 */
-	atomic_uint close_generation;    /* close_connection_exit bumps it */
 	atomic_int retries_left;         /* for status output */
 	_Atomic int64_t last_request;    /* now_ms() of the latest request */
 	_Atomic int64_t dead_since;      /* now_ms() when it last went dead */

@@ -21,7 +21,7 @@ enum queue_rc {
 	QUEUE_FULL,     /* push: at capacity */
 	QUEUE_CLOSED,   /* closed and (for pop) empty */
 	QUEUE_TIMEOUT,  /* the deadline passed first */
-	QUEUE_KICKED,   /* pop: queue_kick() woke the waiters */
+	QUEUE_KICKED,   /* pop: the generation moved on (queue_kick) */
 };
 
 struct queue {
@@ -31,7 +31,7 @@ struct queue {
 	void **items;             /* ring; protected by mu */
 	size_t cap, head, len;    /* protected by mu */
 	bool closed;              /* protected by mu */
-	unsigned kicks;           /* protected by mu; bumped by queue_kick */
+	unsigned generation;      /* protected by mu; bumped by queue_kick */
 	bool attention;           /* protected by mu; set by queue_poke */
 	int workers;              /* started and not yet exited; mu */
 	int connecting;           /* started, not yet handshaken; mu */
@@ -54,14 +54,21 @@ enum queue_rc queue_push(struct queue *q, void *item) WUR;
 
 /* Take the oldest item, waiting until deadline_ms (now_ms() clock; -1 =
  * forever).  A closed queue still hands out its items, then answers
- * QUEUE_CLOSED.  QUEUE_KICKED when queue_kick() was called while waiting. */
-enum queue_rc queue_pop(struct queue *q, int64_t deadline_ms, void **item) WUR;
+ * QUEUE_CLOSED.  QUEUE_KICKED, before any item, when the queue's
+ * generation is no longer `gen` (the caller's snapshot from
+ * queue_generation), so no kick is ever missed between two pops. */
+enum queue_rc queue_pop(struct queue *q, int64_t deadline_ms, unsigned gen,
+			void **item) WUR;
+
+/* The current generation (see queue_kick). */
+unsigned queue_generation(struct queue *q);
 
 /* Take the oldest item without waiting; false when empty. */
 bool queue_take(struct queue *q, void **item) WUR;
 
-/* Wake every worker waiting in queue_pop with QUEUE_KICKED, so it can
- * look at a changed host state (e.g. "close your connection"). */
+/* Start a new generation: every worker that took its snapshot before
+ * gets QUEUE_KICKED from its next (or current) queue_pop, and retires
+ * its connection ("close your connection as soon as you are idle"). */
 void queue_kick(struct queue *q);
 
 /* Refuse further pushes and wake everyone. */

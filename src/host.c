@@ -100,7 +100,6 @@ void host_reset(struct host *h)
 
 void host_close_connections(struct host *h)
 {
-	atomic_fetch_add(&h->close_generation, 1);
 	queue_kick(&h->queue);
 }
 

@@ -36,7 +36,7 @@ void queue_init(struct queue *q, size_t cap)
 	q->items = xcalloc(q->cap, sizeof(void *));
 	q->head = q->len = 0;
 	q->closed = false;
-	q->kicks = 0;
+	q->generation = 0;
 	q->attention = false;
 	q->workers = q->connecting = q->idle = 0;
 }
@@ -102,15 +102,14 @@ static void *take_locked(struct queue *q)
 	return item;
 }
 
-enum queue_rc queue_pop(struct queue *q, int64_t deadline_ms, void **item)
+enum queue_rc queue_pop(struct queue *q, int64_t deadline_ms, unsigned gen,
+			void **item)
 {
 	enum queue_rc rc = QUEUE_OK;
-	unsigned kicks;
 
 	lock(q);
-	kicks = q->kicks;
 	q->idle++;
-	while (q->len == 0 && !q->closed && q->kicks == kicks) {
+	while (q->len == 0 && !q->closed && q->generation == gen) {
 		if (!wait_until(&q->nonempty, &q->mu, deadline_ms) &&
 		    q->len == 0) {
 			rc = QUEUE_TIMEOUT;
@@ -118,14 +117,24 @@ enum queue_rc queue_pop(struct queue *q, int64_t deadline_ms, void **item)
 		}
 	}
 	q->idle--;
-	if (q->len > 0)
+	if (q->generation != gen)
+		rc = QUEUE_KICKED;
+	else if (q->len > 0)
 		*item = take_locked(q), rc = QUEUE_OK;
 	else if (q->closed)
 		rc = QUEUE_CLOSED;
-	else if (q->kicks != kicks)
-		rc = QUEUE_KICKED;
 	unlock(q);
 	return rc;
+}
+
+unsigned queue_generation(struct queue *q)
+{
+	unsigned gen;
+
+	lock(q);
+	gen = q->generation;
+	unlock(q);
+	return gen;
 }
 
 bool queue_take(struct queue *q, void **item)
@@ -144,7 +153,7 @@ bool queue_take(struct queue *q, void **item)
 void queue_kick(struct queue *q)
 {
 	lock(q);
-	q->kicks++;
+	q->generation++;
 	pthread_cond_broadcast(&q->nonempty);
 	unlock(q);
 }

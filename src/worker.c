@@ -50,7 +50,7 @@ struct worker {
 	size_t rcap;
 	char *wbuf;                /* enc: request buffer */
 	size_t wcap;
-	unsigned generation;       /* h->close_generation at connect */
+	unsigned generation;       /* the queue's generation at connect */
 	unsigned long served;      /* requests sent on this connection */
 };
 
@@ -477,7 +477,7 @@ static void *worker_main(void *arg)
 
 	w->rcap = WORKER_RBUF;
 	w->rbuf = xmalloc(w->rcap);
-	w->generation = atomic_load(&h->close_generation);
+	w->generation = queue_generation(&h->queue);
 	if (handshake(w) < 0) {
 		if (w->fd >= 0)
 			close(w->fd);
@@ -496,7 +496,7 @@ static void *worker_main(void *arg)
 		int64_t idle = cfg->idle_timeout_ms +
 			       rand_below((uint32_t)cfg->idle_timeout_ms / 10 + 1);
 		void *item;
-		enum queue_rc rc = queue_pop(&h->queue, now_ms() + idle, &item);
+		enum queue_rc rc = queue_pop(&h->queue, now_ms() + idle, w->generation, &item);
 
 		if (rc == QUEUE_TIMEOUT) {
 			why = "idle";
@@ -506,12 +506,12 @@ static void *worker_main(void *arg)
 			why = "shutdown";
 			break;
 		}
-		if (rc == QUEUE_OK && serve(w, item) == TXN_BROKEN) {
-			why = "broken";
+		if (rc == QUEUE_KICKED) {
+			why = "close_requested";
 			break;
 		}
-		if (atomic_load(&h->close_generation) != w->generation) {
-			why = "close_requested";
+		if (serve(w, item) == TXN_BROKEN) {
+			why = "broken";
 			break;
 		}
 	}

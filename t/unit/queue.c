@@ -69,7 +69,7 @@ static void check_fifo(void)
 		is_int(queue_push(&q, item_of(i)), QUEUE_OK, "fifo: push");
 	is_int(stats_of(&q).len, 5, "fifo: stats.len counts pushed items");
 	for (uintptr_t i = 1; i <= 3; i++) {
-		is_int(queue_pop(&q, now_ms() + SHORT_MS, &item), QUEUE_OK,
+		is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
 		       "fifo: pop");
 		is_int(value_of(item), i, "fifo: pop gives the oldest item");
 	}
@@ -130,15 +130,15 @@ static void check_close(void)
 	queue_close(&q);
 	ok(stats_of(&q).closed, "close: stats.closed true after close");
 	is_int(queue_push(&q, item_of(3)), QUEUE_CLOSED, "close: push after close");
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, &item), QUEUE_OK,
+	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
 	       "close: pop still hands out the first item");
 	is_int(value_of(item), 1, "close: first item");
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, &item), QUEUE_OK,
+	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
 	       "close: pop still hands out the second item");
 	is_int(value_of(item), 2, "close: second item");
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, &item), QUEUE_CLOSED,
+	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_CLOSED,
 	       "close: pop on closed empty queue");
-	is_int(queue_pop(&q, -1, &item), QUEUE_CLOSED,
+	is_int(queue_pop(&q, -1, queue_generation(&q), &item), QUEUE_CLOSED,
 	       "close: pop without deadline does not block on closed queue");
 	is_int(stats_of(&q).idle, 0, "close: no idle worker left counted");
 	queue_destroy(&q);
@@ -150,16 +150,25 @@ static void check_timeout(void)
 	void *item = item_of(77);
 
 	queue_init(&q, 4);
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, &item), QUEUE_TIMEOUT,
+	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_TIMEOUT,
 	       "timeout: pop on empty queue times out");
 	is_int(value_of(item), 77, "timeout: item untouched on timeout");
-	is_int(queue_pop(&q, now_ms() - 1000, &item), QUEUE_TIMEOUT,
+	is_int(queue_pop(&q, now_ms() - 1000, queue_generation(&q), &item), QUEUE_TIMEOUT,
 	       "timeout: deadline in the past times out");
 	is_int(stats_of(&q).idle, 0, "timeout: idle count restored");
-	/* A kick with nobody waiting does not affect a later pop. */
+	/* A kick before a worker took its snapshot does not affect it. */
 	queue_kick(&q);
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, &item), QUEUE_TIMEOUT,
-	       "timeout: an earlier kick does not kick a later pop");
+	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_TIMEOUT,
+	       "timeout: a kick before the snapshot does not kick a later pop");
+	/* A kick after the snapshot is never missed, even between pops,
+	 * and it comes before any queued item. */
+	unsigned gen = queue_generation(&q);
+	queue_kick(&q);
+	is_int(queue_push(&q, item_of(5)), QUEUE_OK, "timeout: push after the kick");
+	is_int(queue_pop(&q, now_ms() + SHORT_MS, gen, &item), QUEUE_KICKED,
+	       "timeout: a kick between two pops is seen by the next pop");
+	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
+	       "timeout: the item is still there for a current worker");
 	queue_destroy(&q);
 }
 
@@ -191,7 +200,7 @@ static void *waiter_main(void *p)
 
 	switch (w->call) {
 	case CALL_POP:
-		w->rc = queue_pop(w->q, deadline, &w->item);
+		w->rc = queue_pop(w->q, deadline, queue_generation(w->q), &w->item);
 		break;
 	case CALL_WAIT_DEMAND:
 		w->rc = queue_wait_demand(w->q, w->max_workers, deadline);
@@ -488,7 +497,7 @@ static void *consumer(void *p)
 	enum queue_rc rc;
 
 	for (;;) {
-		rc = queue_pop(&a->s->q, a->s->give_up, &item);
+		rc = queue_pop(&a->s->q, a->s->give_up, queue_generation(&a->s->q), &item);
 		if (rc != QUEUE_OK)
 			break;
 		uintptr_t v = value_of(item) - 1;
