@@ -438,6 +438,10 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 	}
 	size_t len = (size_t)(nl - w->rbuf);   /* line length in rbuf, no '\n' */
 	bool extra = have > len + 1;
+	if (streamed + len > cfg->max_reply_bytes) {
+		fail_txn(w, c, streamed > 0, "reply_too_long");
+		return TXN_BROKEN;
+	}
 	if (is_enc) {
 		size_t plain;
 

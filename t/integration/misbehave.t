@@ -1,0 +1,107 @@
+#!/usr/bin/perl
+# Misbehaving peers and overload: each case ends in con_lost (or the
+# documented answer) for that client, a logged reason, and a daemon that
+# goes on serving.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::More;
+use Time::HiRes qw(time sleep);
+use LoncTest;
+
+watchdog(240);
+my $lond = start_lond();
+my $cfg = write_config(
+    retry_attempts => 100,
+    handshake_timeout => 1,
+    transaction_timeout => 1.5,
+    client_write_timeout => 1,
+    max_reply_bytes => 5000,
+    max_connections => 2,
+    max_queue => 4,
+    hosts => [ { hostname => 'h', port => $lond->{port} } ],
+);
+my $lonc = start_lonc($cfg);
+my $sock = "$lonc->{socket_dir}/h";
+my $log = sub { log_text($lonc->{log}) };
+sub healthy { is(request($sock, "echo:$_[0]"), $_[0], "daemon healthy after $_[0]") }
+
+# Handshake faults: each attempt fails, the client gets con_lost.
+for my $case (
+    [ garbage_handshake => qr/handshake step init: the challenge is not a line of digits/ ],
+    [ close_handshake => qr/handshake step init: connection closed/ ],
+    [ hang_handshake => qr/handshake step init: timed out/ ],
+    [ refuse => qr/kind=refused reason="handshake step init: lond refused the connection"/ ],
+) {
+    my ($fault, $re) = @$case;
+    request($sock, 'close_connection_exit');
+    wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'pool empty');
+    is(lond_ctl($lond, "fault=$fault"), 'ok', "fault $fault set");
+    my $t0 = time;
+    is(request($sock, 'ping'), 'con_lost', "$fault: client gets con_lost");
+    cmp_ok(time - $t0, '<', 8, "$fault: bounded time");
+    like($log->(), $re, "$fault: logged with its reason");
+    lond_ctl($lond, 'fault=none');
+    healthy($fault);
+}
+
+# Reply faults.
+is(request($sock, 'bytes:4000'), substr('abcdefghijklmnopqrstuvwxyz' x 154, 0, 4000), 'reply under max_reply_bytes relayed');
+is(request($sock, 'bytes:6000'), 'con_lost', 'reply over max_reply_bytes: con_lost');
+like($log->(), qr/reason=reply_too_long/, 'reply_too_long logged');
+healthy('reply_too_long');
+is(request($sock, 'drip:5:slow but in time'), 'slow but in time', 'a dripping reply within the timeout arrives');
+is(request($sock, 'drip:200:' . ('x' x 20)), 'con_lost', 'a reply dripping past transaction_timeout: con_lost');
+healthy('drip');
+
+# Stale pooled connections: lond closes after every reply; the next
+# request finds the connection closed before sending and goes out on a
+# fresh one.
+request($sock, 'close_connection_exit');
+wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'pool empty');
+lond_ctl($lond, 'fault=close_after_reply');
+my @r = map { request($sock, "echo:stale$_") } 1 .. 5;
+is_deeply(\@r, [ map { "stale$_" } 1 .. 5 ], 'requests after lond closed the pooled connection all succeed');
+like($log->(), qr/event=stale_connection action=reconnect/, 'stale connection detected and replaced');
+lond_ctl($lond, 'fault=none');
+
+# Overload: max_connections 2, max_queue 4; 12 slow requests at once.
+{
+    my @s = map { unix_connect($sock) or die } 1 .. 12;
+    print $_ "delay:800:slow\n" for @s;
+    my @got = map { my $l = readline($_); chomp $l if defined $l; $l // 'none' } @s;
+    my $lost = grep { $_ eq 'con_lost' } @got;
+    my $ok = grep { $_ eq 'slow' } @got;
+    cmp_ok($lost, '>=', 4, "full queue: extra requests answered con_lost ($lost)");
+    cmp_ok($ok, '>=', 2, "the ones that fit were served ($ok)");
+    is($ok + $lost, 12, 'every client got an answer');
+    like($log->(), qr/event=queue_full max_queue=4/, 'queue_full logged');
+}
+healthy('overload');
+
+is(stop_lonc($lonc), 0, 'clean shutdown');
+
+# A client that never reads its (large) reply: the write times out, the
+# client is dropped, lond's reply is drained and the connection stays.
+$cfg = write_config(
+    name => 'lonc2',
+    socket_dir => tmp_dir() . '/sockets2',
+    client_write_timeout => 1,
+    transaction_timeout => 20,
+    hosts => [ { hostname => 'h', port => $lond->{port} } ],
+);
+$lonc = start_lonc($cfg);
+$sock = "$lonc->{socket_dir}/h";
+{
+    my $s = unix_connect($sock) or die;
+    print $s "bytes:3000000\n";
+    sleep 0.1;
+    # not reading
+    wait_for(sub { $log->() =~ /event=client_write_failed/ }, 15, 'client write timeout');
+    close $s;
+}
+healthy('client_write_timeout');
+is(lond_stats($lond)->{active}, 1, 'the lond connection stayed in the pool');
+is(stop_lonc($lonc), 0, 'clean shutdown');
+done_testing();
