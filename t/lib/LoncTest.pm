@@ -19,6 +19,7 @@ our @EXPORT = qw(build_dir tmp_dir start_lond lond_ctl lond_stats
     wait_for log_text watchdog free_port);
 
 my @children;
+my $serial = 0;    # unique names for logs and outputs
 
 sub build_dir { $ENV{LONC_BUILD} || 'build' }
 
@@ -52,7 +53,7 @@ sub _spawn {
 sub start_lond {
     my (%o) = @_;
     my $dir = tmp_dir();
-    my $n = scalar @children;
+    my $n = $serial++;
     my $out = "$dir/lond$n.out";
     my $log = "$dir/lond$n.log";
     my @args = ('--port', $o{port} // 0, '--quiet');
@@ -153,7 +154,7 @@ sub log_text {
 sub start_lonc {
     my ($config, %o) = @_;
     my $dir = tmp_dir();
-    my $n = scalar @children;
+    my $n = $serial++;
     my $log = $o{log} // "$dir/lonc$n.log";
     my @pre = $o{wrapper} ? @{ $o{wrapper} } : ();
     my $pid = _spawn(undef, $log, @pre, build_dir() . '/lonc', '-c', $config,

@@ -43,6 +43,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -63,6 +64,7 @@
 #define READ_BUF_INITIAL    (16u * 1024u)
 #define READ_BUF_MAX        (256u * 1024u * 1024u) /* longest line: 256 MiB - 1 */
 #define BUF_TRIM_THRESHOLD  (1u * 1024u * 1024u)
+#define BUF_TRIM_IDLE_MS    1000          /* free big buffers after this idle time */
 #define PATTERN_CHUNK       (26u * 2520u) /* multiple of 26: chunks start at 'a' */
 #define BYTES_MAX           (1ull << 30)  /* bytes:/closemid: up to 1 GiB */
 #define SLEEP_MS_MAX        86400000ull   /* delay:/drip: up to one day */
@@ -328,9 +330,14 @@ static bool growbuf_reserve(struct growbuf *b, size_t need)
     return true;
 }
 
+static bool growbuf_is_big(const struct growbuf *b)
+{
+    return b->cap > BUF_TRIM_THRESHOLD;
+}
+
 static void growbuf_trim(struct growbuf *b)
 {
-    if (b->cap > BUF_TRIM_THRESHOLD) {
+    if (growbuf_is_big(b)) {
         free(b->data);
         b->data = NULL;
         b->cap = 0;
@@ -367,10 +374,15 @@ static void reader_free(struct line_reader *r)
     r->buf = NULL;
 }
 
+static bool reader_is_big(const struct line_reader *r)
+{
+    return r->cap > BUF_TRIM_THRESHOLD;
+}
+
 /* Give back a large buffer once it holds no pending data. */
 static void reader_trim(struct line_reader *r)
 {
-    if (r->cap <= BUF_TRIM_THRESHOLD || r->start != r->end)
+    if (!reader_is_big(r) || r->start != r->end)
         return;
     char *p = malloc(READ_BUF_INITIAL);
     if (!p)
@@ -725,6 +737,31 @@ static void conn_effective_host(const struct conn *c, const char **id, size_t *l
     }
 }
 
+/*
+ * Large buffers are kept while big requests keep coming (regrowing them per
+ * request is slow) and given back once the connection is idle for a while.
+ * The poll() happens only while some buffer is large.
+ */
+static void conn_trim_when_idle(struct conn *c)
+{
+    if (c->in.start != c->in.end)
+        return; /* a request is already buffered */
+    if (!reader_is_big(&c->in) && !growbuf_is_big(&c->out) &&
+        !growbuf_is_big(&c->scratch) && !growbuf_is_big(&c->plain))
+        return;
+    struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+    int n;
+    do {
+        n = poll(&pfd, 1, BUF_TRIM_IDLE_MS);
+    } while (n < 0 && errno == EINTR);
+    if (n != 0)
+        return;
+    reader_trim(&c->in);
+    growbuf_trim(&c->out);
+    growbuf_trim(&c->scratch);
+    growbuf_trim(&c->plain);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Commands                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -1024,6 +1061,7 @@ static const char *serve_requests(struct conn *c)
     for (;;) {
         char *line;
         size_t len;
+        conn_trim_when_idle(c);
         enum read_status st = read_line(c->fd, &c->in, &line, &len);
         if (st == READ_EOF)
             return "eof";
@@ -1042,10 +1080,6 @@ static const char *serve_requests(struct conn *c)
             return "closed by command or write error";
         if (!setup && current_fault() == FAULT_CLOSE_AFTER_REPLY)
             return "fault close_after_reply";
-        reader_trim(&c->in);
-        growbuf_trim(&c->out);
-        growbuf_trim(&c->scratch);
-        growbuf_trim(&c->plain);
     }
 }
 

@@ -8,11 +8,27 @@
  * every reply must be exactly that payload: replies that belong to
  * another request (cross-talk) are counted as mismatches.
  *
+ * For the benchmark (bench/run) it can also talk to a lond directly over
+ * persistent TCP connections (--tcp HOST:PORT, insecure handshake done
+ * before the clock starts), spread its clients over several sockets
+ * (--socket-count), wrap requests in encrypt: (--encrypt), leave a warm-up
+ * period out of the figures (--warmup) and check the length of a long
+ * reply (--expect-bytes).
+ *
+ * Every client thread keeps its own counters and latency histogram
+ * (log-linear, 32 steps per power of two of nanoseconds: about 3 %
+ * resolution), merged when all threads are done, so measuring costs no
+ * shared cache line.  All threads connect (and handshake) first, wait at a
+ * barrier, then start together.
+ *
  * Prints one summary line of key=value pairs; exit 0 only when every
  * request got its own reply (with --verify) or a reply (without).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -20,86 +36,117 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#define HIST_BUCKETS 64   /* log2 buckets of microseconds, 4 sub-steps */
+/* Histogram: values below 2^SUB_BITS ns get one bucket each; above, each
+ * power of two is split into 2^SUB_BITS equal steps. */
+#define SUB_BITS 5
+#define SUB_COUNT (1 << SUB_BITS)
+#define HIST_OCTAVES 44               /* up to 2^44 ns: about 4.9 hours */
+#define HIST_SIZE ((HIST_OCTAVES - SUB_BITS + 1) * SUB_COUNT)
 
 struct opts {
 	const char *socket;
+	int socket_count;     /* >0: client i uses <socket><i % count> */
+	const char *tcp;      /* HOST:PORT: persistent TCP to a lond */
+	bool handshake;       /* with --tcp: the insecure handshake */
 	int clients;
 	int requests;
 	int payload;
 	bool keepalive;
 	bool verify;
+	bool encrypt;
 	const char *command;  /* request without verification */
 	double seconds;       /* stop after this long (0: no limit) */
+	double warmup;        /* leave the first seconds out of the figures */
+	long long expect_bytes; /* with --command: reply length (-1: any) */
 };
 
 struct stats {
-	atomic_long ok, mismatch, con_lost, errors;
-	atomic_long hist[HIST_BUCKETS * 4];
+	long ok, mismatch, con_lost, errors;
+	uint64_t hist[HIST_SIZE];
+	int64_t sum_ns, max_ns;
+	int64_t last_done_ns; /* when this thread finished its last request */
+};
+
+/* Aligned so that no two clients' counters share a cache line. */
+struct client {
+	_Alignas(64) struct stats st;
+	int id;
+	pthread_t thread;
+	char pad[64];
 };
 
 static struct opts o = { .clients = 1, .requests = 1, .payload = 16,
-			 .verify = true };
-static struct stats st;
-static int64_t stop_at_us;
+			 .verify = true, .handshake = true,
+			 .expect_bytes = -1 };
+static struct sockaddr_storage tcp_addr;
+static socklen_t tcp_addr_len;
+static pthread_barrier_t ready, go;
+static int64_t start_ns, measure_ns, stop_ns; /* written before `go` */
 
-static int64_t now_us(void)
+static int64_t now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int bucket_of(int64_t us)
+static int bucket_of(int64_t ns)
 {
-	if (us < 1)
-		us = 1;
-	int lg = 63 - __builtin_clzll((unsigned long long)us);
-	int sub = lg >= 2 ? (int)((us >> (lg - 2)) & 3) : 0;
-	int b = lg * 4 + sub;
-	return b < HIST_BUCKETS * 4 ? b : HIST_BUCKETS * 4 - 1;
+	if (ns < SUB_COUNT)
+		return ns < 0 ? 0 : (int)ns;
+	int lg = 63 - __builtin_clzll((unsigned long long)ns);
+	int sub = (int)((ns >> (lg - SUB_BITS)) & (SUB_COUNT - 1));
+	int b = (lg - SUB_BITS + 1) * SUB_COUNT + sub;
+	return b < HIST_SIZE ? b : HIST_SIZE - 1;
 }
 
-static int64_t bucket_value(int b)
+/* The middle of bucket b, in nanoseconds. */
+static double bucket_value(int b)
 {
-	int lg = b / 4, sub = b % 4;
+	if (b < SUB_COUNT)
+		return b;
+	int lg = b / SUB_COUNT + SUB_BITS - 1, sub = b % SUB_COUNT;
+	double step = (double)((int64_t)1 << (lg - SUB_BITS));
 
-	if (lg < 2)
-		return (int64_t)1 << lg;
-	return ((int64_t)1 << lg) + ((int64_t)sub << (lg - 2));
+	return (double)((int64_t)1 << lg) + ((double)sub + 0.5) * step;
 }
 
-static int64_t percentile(double p)
+static double percentile_us(const struct stats *st, double p)
 {
-	long total = 0, seen = 0;
+	uint64_t total = 0, seen = 0;
 
-	for (int i = 0; i < HIST_BUCKETS * 4; i++)
-		total += atomic_load(&st.hist[i]);
+	for (int i = 0; i < HIST_SIZE; i++)
+		total += st->hist[i];
 	if (!total)
 		return 0;
-	long want = (long)(p * (double)total);
-	for (int i = 0; i < HIST_BUCKETS * 4; i++) {
-		seen += atomic_load(&st.hist[i]);
+	uint64_t want = (uint64_t)(p * (double)total);
+	for (int i = 0; i < HIST_SIZE; i++) {
+		seen += st->hist[i];
 		if (seen > want)
-			return bucket_value(i);
+			return bucket_value(i) / 1000.0;
 	}
-	return bucket_value(HIST_BUCKETS * 4 - 1);
+	return bucket_value(HIST_SIZE - 1) / 1000.0;
 }
 
-static int open_socket(void)
+static int open_unix(int id)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -1;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", o.socket);
+	if (o.socket_count > 0)
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s%d", o.socket,
+			 id % o.socket_count);
+	else
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", o.socket);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		close(fd);
 		return -1;
@@ -147,62 +194,136 @@ static ssize_t read_line(int fd, char **buf, size_t *cap)
 	}
 }
 
+/* The lond side's insecure handshake: init, echo the challenge, ok,
+ * ekey.  The key is not needed: the load is plain requests. */
+static int tcp_handshake(int fd, char **buf, size_t *cap)
+{
+	ssize_t n;
+
+	if (write_all(fd, "init\n", 5) < 0 || (n = read_line(fd, buf, cap)) < 0)
+		return -1;
+	(*buf)[n] = '\n';
+	if (write_all(fd, *buf, (size_t)n + 1) < 0 ||
+	    (n = read_line(fd, buf, cap)) != 2 || memcmp(*buf, "ok", 2) != 0)
+		return -1;
+	if (write_all(fd, "ekey\n", 5) < 0 || read_line(fd, buf, cap) < 0)
+		return -1;
+	return 0;
+}
+
+static int open_tcp(char **buf, size_t *cap)
+{
+	int one = 1;
+	int fd = socket(tcp_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&tcp_addr, tcp_addr_len) < 0)
+		goto fail;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (o.handshake && tcp_handshake(fd, buf, cap) < 0)
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+static void record(struct stats *st, int64_t t0, int64_t t1)
+{
+	int64_t dt = t1 - t0;
+
+	st->hist[bucket_of(dt)]++;
+	st->sum_ns += dt;
+	if (dt > st->max_ns)
+		st->max_ns = dt;
+	st->last_done_ns = t1;
+}
+
 static void *client_main(void *arg)
 {
-	int id = (int)(intptr_t)arg;
-	unsigned nonce = (unsigned)now_us() ^ (unsigned)(id * 2654435761u);
-	size_t reqcap = (size_t)o.payload + 128, cap = 0;
+	struct client *cl = arg;
+	struct stats *st = &cl->st;
+	int id = cl->id;
+	unsigned nonce = (unsigned)now_ns() ^ (unsigned)((unsigned)id * 2654435761u);
+	size_t reqcap = (size_t)o.payload + 160, cap = 0;
 	char *req = malloc(reqcap), *reply = NULL;
+	const char *prefix = o.encrypt ? "encrypt:" : "";
+	size_t plen = strlen(prefix);
 	int fd = -1;
 
+	if (!req)
+		abort();
+	/* A persistent connection is made (and handshaken) before the
+	 * clock starts: the baseline is an already open connection. */
+	if (o.tcp && (fd = open_tcp(&reply, &cap)) < 0)
+		st->errors++;
+	pthread_barrier_wait(&ready);
+	pthread_barrier_wait(&go);
+	if (o.tcp && fd < 0)
+		goto out;
 	for (int i = 0; i < o.requests; i++) {
-		if (stop_at_us && now_us() > stop_at_us)
+		int64_t t0 = now_ns();
+
+		if (stop_ns && t0 > stop_ns)
 			break;
 		size_t len;
 		const char *want = NULL;
 		size_t want_len = 0;
 
 		if (o.verify) {
-			int n = snprintf(req, reqcap, "echo:%d-%d-%u-", id, i, nonce++);
+			int n = snprintf(req, reqcap, "%secho:%d-%d-%u-", prefix,
+					 id, i, nonce++);
 			len = (size_t)n;
-			while (len < (size_t)o.payload + 5) {
+			while (len < (size_t)o.payload + 5 + plen) {
 				req[len] = (char)('a' + (len % 26));
 				len++;
 			}
-			want = req + 5;
-			want_len = len - 5;
+			want = req + plen + 5;
+			want_len = len - plen - 5;
 			req[len++] = '\n';
 		} else {
-			len = (size_t)snprintf(req, reqcap, "%s\n", o.command);
+			len = (size_t)snprintf(req, reqcap, "%s%s\n", prefix,
+					       o.command);
 		}
-		int64_t t0 = now_us();
-		if (fd < 0 && (fd = open_socket()) < 0) {
-			atomic_fetch_add(&st.errors, 1);
+		if (fd < 0 && (fd = open_unix(id)) < 0) {
+			if (t0 >= measure_ns)
+				st->errors++;
 			continue;
 		}
 		ssize_t rlen = -1;
 		if (write_all(fd, req, len) == 0)
 			rlen = read_line(fd, &reply, &cap);
-		int64_t dt = now_us() - t0;
+		int64_t t1 = now_ns();
+		bool counted = t0 >= measure_ns;
 		if (rlen < 0) {
-			atomic_fetch_add(&st.errors, 1);
+			if (counted)
+				st->errors++;
 			close(fd);
 			fd = -1;
+			if (o.tcp)
+				break; /* a persistent connection is not remade */
 			continue;
 		}
-		atomic_fetch_add(&st.hist[bucket_of(dt)], 1);
-		if (rlen == 8 && memcmp(reply, "con_lost", 8) == 0)
-			atomic_fetch_add(&st.con_lost, 1);
-		else if (o.verify && ((size_t)rlen != want_len ||
-				      memcmp(reply, want, want_len) != 0))
-			atomic_fetch_add(&st.mismatch, 1);
-		else
-			atomic_fetch_add(&st.ok, 1);
-		if (!o.keepalive) {
+		if (counted) {
+			record(st, t0, t1);
+			if (rlen == 8 && memcmp(reply, "con_lost", 8) == 0)
+				st->con_lost++;
+			else if (o.verify && ((size_t)rlen != want_len ||
+					      memcmp(reply, want, want_len) != 0))
+				st->mismatch++;
+			else if (!o.verify && o.expect_bytes >= 0 &&
+				 rlen != o.expect_bytes)
+				st->mismatch++;
+			else
+				st->ok++;
+		}
+		if (!o.keepalive && !o.tcp) {
 			close(fd);
 			fd = -1;
 		}
 	}
+out:
 	if (fd >= 0)
 		close(fd);
 	free(req);
@@ -213,9 +334,67 @@ static void *client_main(void *arg)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: lonc-load --socket PATH [--clients N] [--requests M]\n"
-		"       [--payload BYTES] [--keepalive] [--command CMD] [--seconds S]\n");
+		"usage: lonc-load (--socket PATH | --tcp HOST:PORT) [--clients N]\n"
+		"       [--requests M] [--payload BYTES] [--keepalive] [--command CMD]\n"
+		"       [--seconds S] [--warmup S] [--encrypt] [--socket-count N]\n"
+		"       [--no-handshake] [--expect-bytes N]\n"
+		"  --socket PATH      lonc's UNIX socket (or any line server's)\n"
+		"  --socket-count N   client i uses the socket PATH<i mod N>\n"
+		"  --tcp HOST:PORT    one persistent TCP connection per client to a\n"
+		"                     lond, handshaken (insecure) before timing starts\n"
+		"  --no-handshake     with --tcp: send requests at once\n"
+		"  --keepalive        one UNIX connection per client for all requests\n"
+		"  --encrypt          send encrypt:<request>\n"
+		"  --payload BYTES    echo payload size (request: echo:<payload>)\n"
+		"  --command CMD      send CMD instead of verified echo requests\n"
+		"  --expect-bytes N   with --command: each reply must be N bytes\n"
+		"  --seconds S        stop starting requests after S seconds\n"
+		"  --warmup S         leave the first S seconds out of the figures\n");
 	exit(2);
+}
+
+static int resolve_tcp(const char *spec)
+{
+	char host[256];
+	const char *colon = strrchr(spec, ':');
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res;
+
+	if (!colon || (size_t)(colon - spec) >= sizeof(host))
+		return -1;
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+		return -1;
+	memcpy(&tcp_addr, res->ai_addr, res->ai_addrlen);
+	tcp_addr_len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void merge(struct stats *sum, const struct stats *st)
+{
+	sum->ok += st->ok;
+	sum->mismatch += st->mismatch;
+	sum->con_lost += st->con_lost;
+	sum->errors += st->errors;
+	sum->sum_ns += st->sum_ns;
+	if (st->max_ns > sum->max_ns)
+		sum->max_ns = st->max_ns;
+	if (st->last_done_ns > sum->last_done_ns)
+		sum->last_done_ns = st->last_done_ns;
+	for (int i = 0; i < HIST_SIZE; i++)
+		sum->hist[i] += st->hist[i];
+}
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 int main(int argc, char **argv)
@@ -228,6 +407,13 @@ int main(int argc, char **argv)
 		{ "keepalive", no_argument, NULL, 'k' },
 		{ "command", required_argument, NULL, 'C' },
 		{ "seconds", required_argument, NULL, 'S' },
+		{ "warmup", required_argument, NULL, 'W' },
+		{ "tcp", required_argument, NULL, 'T' },
+		{ "no-handshake", no_argument, NULL, 'H' },
+		{ "encrypt", no_argument, NULL, 'e' },
+		{ "socket-count", required_argument, NULL, 'N' },
+		{ "expect-bytes", required_argument, NULL, 'B' },
+		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -241,36 +427,76 @@ int main(int argc, char **argv)
 		case 'k': o.keepalive = true; break;
 		case 'C': o.command = optarg; o.verify = false; break;
 		case 'S': o.seconds = atof(optarg); break;
+		case 'W': o.warmup = atof(optarg); break;
+		case 'T': o.tcp = optarg; break;
+		case 'H': o.handshake = false; break;
+		case 'e': o.encrypt = true; break;
+		case 'N': o.socket_count = atoi(optarg); break;
+		case 'B': o.expect_bytes = atoll(optarg); break;
 		default: usage();
 		}
 	}
-	if (!o.socket || o.clients < 1 || o.requests < 1 || o.payload < 0)
+	if ((!o.socket == !o.tcp) || o.clients < 1 || o.requests < 1 ||
+	    o.payload < 0 || o.socket_count < 0 || o.warmup < 0 ||
+	    (o.warmup > 0 && o.seconds <= o.warmup))
 		usage();
-	pthread_t *th = calloc((size_t)o.clients, sizeof(*th));
-	int64_t t0 = now_us();
-	if (o.seconds > 0)
-		stop_at_us = t0 + (int64_t)(o.seconds * 1e6);
+	if (o.tcp && resolve_tcp(o.tcp) < 0) {
+		fprintf(stderr, "lonc-load: cannot resolve %s\n", o.tcp);
+		return 2;
+	}
+	size_t clsize = (size_t)o.clients * sizeof(struct client);
+	struct client *cl = aligned_alloc(64, clsize);
+	struct stats *sum = calloc(1, sizeof(*sum));
+	if (!cl || !sum) {
+		fprintf(stderr, "lonc-load: out of memory\n");
+		return 2;
+	}
+	memset(cl, 0, clsize);
+	pthread_barrier_init(&ready, NULL, (unsigned)o.clients + 1);
+	pthread_barrier_init(&go, NULL, (unsigned)o.clients + 1);
 	for (int i = 0; i < o.clients; i++) {
 		pthread_attr_t attr;
 
+		cl[i].id = i;
 		pthread_attr_init(&attr);
 		pthread_attr_setstacksize(&attr, 128 * 1024);
-		if (pthread_create(&th[i], &attr, client_main, (void *)(intptr_t)i)) {
+		if (pthread_create(&cl[i].thread, &attr, client_main, &cl[i])) {
 			fprintf(stderr, "lonc-load: cannot start thread %d\n", i);
 			return 2;
 		}
 		pthread_attr_destroy(&attr);
 	}
-	for (int i = 0; i < o.clients; i++)
-		pthread_join(th[i], NULL);
-	double secs = (double)(now_us() - t0) / 1e6;
-	long ok = atomic_load(&st.ok), mism = atomic_load(&st.mismatch);
-	long lost = atomic_load(&st.con_lost), err = atomic_load(&st.errors);
+	pthread_barrier_wait(&ready);
+	double cpu0 = cpu_seconds();
+	start_ns = now_ns();
+	measure_ns = start_ns + (int64_t)(o.warmup * 1e9);
+	if (o.seconds > 0)
+		stop_ns = start_ns + (int64_t)(o.seconds * 1e9);
+	pthread_barrier_wait(&go);
+	for (int i = 0; i < o.clients; i++) {
+		pthread_join(cl[i].thread, NULL);
+		merge(sum, &cl[i].st);
+	}
+	int64_t end_ns = now_ns();
+	double cpu = cpu_seconds() - cpu0;
+	/* The measured interval ends when the last counted request did. */
+	if (sum->last_done_ns > measure_ns)
+		end_ns = sum->last_done_ns;
+	double secs = (double)(end_ns - measure_ns) / 1e9;
+	long done = sum->ok + sum->mismatch + sum->con_lost;
 	printf("ok=%ld mismatch=%ld con_lost=%ld errors=%ld seconds=%.3f rps=%.0f "
-	       "p50_us=%lld p99_us=%lld p999_us=%lld\n",
-	       ok, mism, lost, err, secs, (double)(ok + mism + lost) / secs,
-	       (long long)percentile(0.50), (long long)percentile(0.99),
-	       (long long)percentile(0.999));
-	free(th);
-	return mism || lost || err ? 1 : 0;
+	       "p50_us=%.1f p99_us=%.1f p999_us=%.1f p90_us=%.1f mean_us=%.1f "
+	       "max_us=%.1f cpu_s=%.3f\n",
+	       sum->ok, sum->mismatch, sum->con_lost, sum->errors, secs,
+	       secs > 0 ? (double)done / secs : 0.0,
+	       percentile_us(sum, 0.50), percentile_us(sum, 0.99),
+	       percentile_us(sum, 0.999), percentile_us(sum, 0.90),
+	       done ? (double)sum->sum_ns / (double)done / 1000.0 : 0.0,
+	       (double)sum->max_ns / 1000.0, cpu);
+	int bad = sum->mismatch || sum->con_lost || sum->errors;
+	pthread_barrier_destroy(&ready);
+	pthread_barrier_destroy(&go);
+	free(cl);
+	free(sum);
+	return bad ? 1 : 0;
 }
