@@ -61,7 +61,8 @@ sub start_lond {
     push @args, '--client-id', $o{client_id} if $o{client_id};
     push @args, '--fault', $o{fault} if $o{fault};
     push @args, '--bind', $o{bind} if $o{bind};
-    my $pid = _spawn($out, $log, build_dir() . '/testlond', @args);
+    my @pre = $o{wrapper} ? @{ $o{wrapper} } : ();
+    my $pid = _spawn($out, $log, @pre, build_dir() . '/testlond', @args);
     my $port;
     wait_for(sub {
         open my $fh, '<', $out or return 0;
