@@ -55,17 +55,6 @@ is(request($sock, 'drip:5:slow but in time'), 'slow but in time', 'a dripping re
 is(request($sock, 'drip:200:' . ('x' x 20)), 'con_lost', 'a reply dripping past transaction_timeout: con_lost');
 healthy('drip');
 
-# Stale pooled connections: lond closes after every reply; the next
-# request finds the connection closed before sending and goes out on a
-# fresh one.
-request($sock, 'close_connection_exit');
-wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'pool empty');
-lond_ctl($lond, 'fault=close_after_reply');
-my @r = map { request($sock, "echo:stale$_") } 1 .. 5;
-is_deeply(\@r, [ map { "stale$_" } 1 .. 5 ], 'requests after lond closed the pooled connection all succeed');
-like($log->(), qr/event=stale_connection action=reconnect/, 'stale connection detected and replaced');
-lond_ctl($lond, 'fault=none');
-
 # Overload: max_connections 2, max_queue 4; 12 slow requests at once.
 {
     my @s = map { unix_connect($sock) or die } 1 .. 12;
@@ -89,8 +78,11 @@ $cfg = write_config(
     socket_dir => tmp_dir() . '/sockets2',
     client_write_timeout => 1,
     transaction_timeout => 20,
+    max_connections => 1,
     hosts => [ { hostname => 'h', port => $lond->{port} } ],
 );
+wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'first lonc gone');
+lond_ctl($lond, 'reset');
 $lonc = start_lonc($cfg);
 $sock = "$lonc->{socket_dir}/h";
 {
@@ -102,6 +94,26 @@ $sock = "$lonc->{socket_dir}/h";
     close $s;
 }
 healthy('client_write_timeout');
-is(lond_stats($lond)->{active}, 1, 'the lond connection stayed in the pool');
+my $st = lond_stats($lond);
+is($st->{active}, $st->{connections}, 'no lond connection was dropped for the client\'s fault');
+unlike($log->(), qr/event=disconnected reason=broken/, 'none was logged as broken');
+
+# Stale pooled connections: lond closes after every reply; the next
+# request finds the connection closed before sending and goes out on a
+# fresh one.
+lond_ctl($lond, 'fault=close_after_reply');
+# Each time, wait until lond has closed its end, so that the close has
+# reached lonc before the next request (as when lond drops an idle
+# connection long before the next request comes).
+my @r;
+for my $i (1 .. 5) {
+    push @r, request($sock, "echo:stale$i");
+    wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'lond closed its end');
+}
+is_deeply(\@r, [ map { "stale$_" } 1 .. 5 ], 'requests after lond closed the pooled connection all succeed');
+like($log->(), qr/event=stale_connection action=reconnect/, 'stale connection detected and replaced');
+lond_ctl($lond, 'fault=none');
+
+
 is(stop_lonc($lonc), 0, 'clean shutdown');
 done_testing();
