@@ -9,11 +9,13 @@
  * Threads:
  *   - the main thread parses the command line, listens, prints
  *     "ready port=<N>" on stdout and accepts connections; it waits in
- *     pselect() with SIGTERM/SIGINT unblocked, and exits with status 0 when
- *     one of them arrives;
+ *     poll() on the listening socket and on a wake-up pipe, and returns
+ *     (exit status 0) once the pipe becomes readable;
+ *   - the signal thread waits in sigwait() for SIGTERM/SIGINT (blocked in
+ *     every thread, so no asynchronous handler runs anywhere) and writes
+ *     one byte to the wake-up pipe;
  *   - every accepted TCP connection is served by its own detached thread
  *     (small stack, blocking I/O), as the real lond forks per connection.
- *     These threads run with SIGTERM/SIGINT blocked.
  * Shared state is limited to the read-only configuration (set before the
  * first thread starts), the global fault (atomic) and the statistics
  * counters (atomic).
@@ -45,7 +47,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -486,7 +487,7 @@ static bool write_iov(int fd, struct iovec *iov, int count)
 
 static bool write_all(int fd, const void *data, size_t len)
 {
-    struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+    struct iovec iov = { .iov_base = (void *)(uintptr_t)data, .iov_len = len };
     return write_iov(fd, &iov, 1);
 }
 
@@ -494,7 +495,7 @@ static bool write_all(int fd, const void *data, size_t len)
 static bool send_line(int fd, const char *data, size_t len)
 {
     struct iovec iov[2] = {
-        { .iov_base = (void *)data, .iov_len = len },
+        { .iov_base = (void *)(uintptr_t)data, .iov_len = len },
         { .iov_base = (void *)"\n", .iov_len = 1 },
     };
     return write_iov(fd, iov, 2);
@@ -1337,31 +1338,60 @@ static void start_connection(const pthread_attr_t *attr, int fd,
 /* Listening socket, signals, accept loop                                   */
 /* ------------------------------------------------------------------------ */
 
-static volatile sig_atomic_t g_stop_signal;
+/*
+ * Stop signals: SIGTERM/SIGINT stay blocked in every thread and are taken
+ * synchronously by the signal thread, which wakes the accept loop through a
+ * pipe. Without an asynchronous handler this also works under the
+ * sanitizers (TSan defers asynchronous handlers).
+ */
+struct stop_signal {
+    sigset_t set;
+    int wake_fd;      /* write end of the wake-up pipe */
+    atomic_int signo; /* the signal that arrived, 0 until then */
+};
 
-static void on_stop_signal(int sig)
+static struct stop_signal g_stop = { .wake_fd = -1 };
+
+static void *signal_thread(void *arg)
 {
-    g_stop_signal = sig;
+    (void)arg;
+    int sig = 0;
+    while (sigwait(&g_stop.set, &sig) != 0) {
+    }
+    atomic_store(&g_stop.signo, sig);
+    ssize_t w;
+    do {
+        w = write(g_stop.wake_fd, "x", 1);
+    } while (w < 0 && errno == EINTR);
+    return NULL;
 }
 
-/* Block SIGTERM/SIGINT (inherited by every thread); return the old mask. */
-static void setup_signals(sigset_t *wait_mask)
+/*
+ * Ignore SIGPIPE, block SIGTERM/SIGINT (inherited by every later thread) and
+ * start the signal thread. Returns the read end of the wake-up pipe, or -1.
+ */
+static int setup_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigset_t block;
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, wait_mask);
-    sigdelset(wait_mask, SIGTERM);
-    sigdelset(wait_mask, SIGINT);
+    sigemptyset(&g_stop.set);
+    sigaddset(&g_stop.set, SIGTERM);
+    sigaddset(&g_stop.set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &g_stop.set, NULL);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    g_stop.wake_fd = fds[1];
+    pthread_t tid;
+    int err = pthread_create(&tid, NULL, signal_thread, NULL);
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    pthread_detach(tid);
+    return fds[0];
 }
 
 static int open_listener(const char *addr, const char *port)
@@ -1410,15 +1440,16 @@ static int bound_port(int fd)
 }
 
 /* Wait for a connection or a stop signal; false once a signal arrived. */
-static bool wait_readable(int fd, const sigset_t *wait_mask)
+static bool wait_readable(int listen_fd, int wake_fd)
 {
     for (;;) {
-        if (g_stop_signal)
+        struct pollfd pfd[2] = {
+            { .fd = listen_fd, .events = POLLIN },
+            { .fd = wake_fd, .events = POLLIN },
+        };
+        int n = poll(pfd, 2, -1);
+        if (n > 0 && pfd[1].revents != 0)
             return false;
-        fd_set rd;
-        FD_ZERO(&rd);
-        FD_SET(fd, &rd);
-        int n = pselect(fd + 1, &rd, NULL, NULL, NULL, wait_mask);
         if (n > 0)
             return true;
         if (n < 0 && errno != EINTR)
@@ -1426,7 +1457,7 @@ static bool wait_readable(int fd, const sigset_t *wait_mask)
     }
 }
 
-static void accept_loop(int listen_fd, const sigset_t *wait_mask)
+static void accept_loop(int listen_fd, int wake_fd)
 {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -1436,7 +1467,7 @@ static void accept_loop(int listen_fd, const sigset_t *wait_mask)
         stack = (size_t)PTHREAD_STACK_MIN;
     pthread_attr_setstacksize(&attr, stack);
 
-    while (wait_readable(listen_fd, wait_mask)) {
+    while (wait_readable(listen_fd, wake_fd)) {
         struct sockaddr_storage addr;
         socklen_t addr_len = sizeof addr;
         int fd = accept4(listen_fd, (struct sockaddr *)&addr, &addr_len,
@@ -1549,8 +1580,12 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof g_pattern; i++)
         g_pattern[i] = (char)('a' + i % 26);
 
-    sigset_t wait_mask;
-    setup_signals(&wait_mask);
+    int wake_fd = setup_signals();
+    if (wake_fd < 0) {
+        fprintf(stderr, "testlond: cannot set up signal handling: %s\n",
+                strerror(errno));
+        return 1;
+    }
     int listen_fd = open_listener(g_config.bind_addr, g_config.port);
     if (listen_fd < 0)
         return 1;
@@ -1559,9 +1594,9 @@ int main(int argc, char **argv)
     log_event("listening on %s port %d, host id %s", g_config.bind_addr,
               bound_port(listen_fd), g_config.host_id);
 
-    accept_loop(listen_fd, &wait_mask);
+    accept_loop(listen_fd, wake_fd);
 
-    log_event("signal %d: exiting", (int)g_stop_signal);
+    log_event("signal %d: exiting", atomic_load(&g_stop.signo));
     close(listen_fd);
     return 0;
 }
