@@ -72,11 +72,7 @@ static const struct option options[] = {
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
-/* Keys of a hosts: entry; checked by hand below. */
-static const char *const host_keys[] = {
-	"hostname", "ids", "address", "port", "aliases", "max_connections",
-	"version_step", "sethost_step", "key_mode", "tls_name", NULL,
-};
+
 
 static const char *const key_mode_names[] = {
 	[KEY_AUTO] = "auto", [KEY_SSL] = "ssl", [KEY_INSECURE] = "insecure",
@@ -96,15 +92,25 @@ static int parse_key_mode(const char *s)
 	return -1;
 }
 
+/* Keys of a hosts: entry; checked by hand below. */
+static const char *const host_keys[] = {
+	"hosts.hostname", "hosts.ids", "hosts.address", "hosts.port",
+	"hosts.aliases", "hosts.max_connections", "hosts.version_step",
+	"hosts.sethost_step", "hosts.key_mode", "hosts.tls_name", NULL,
+};
+
 const char *const *config_option_names(void)
 {
-	static const char *names[N_OPTIONS + 2 + 8];
+	/* Filled once from the main thread (or a test) before any use. */
+	static const char *names[N_OPTIONS + 32];
 	size_t n = 0;
 
 	if (!names[0]) {
 		for (size_t i = 0; i < N_OPTIONS; i++)
 			names[n++] = options[i].name;
 		names[n++] = "hosts";
+		for (const char *const *hk = host_keys; *hk; hk++)
+			names[n++] = *hk;   /* already "hosts.<key>" below */
 		names[n] = NULL;
 	}
 	return names;
@@ -400,7 +406,7 @@ static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 			return fail(ld, kn, "hosts", "keys must be strings");
 		bool known = false;
 		for (const char *const *hk = host_keys; *hk; hk++)
-			known |= !strcmp(*hk, k);
+			known |= !strcmp(*hk + 6, k);
 		if (!known)
 			return fail(ld, kn, k, "unknown key in hosts entry");
 		if (!strcmp(k, "ids")) {

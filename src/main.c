@@ -43,7 +43,8 @@ static void usage(FILE *out)
 		"  -c, --config FILE  configuration (default /etc/lonc/lonc.yaml)\n"
 		"  -f, --foreground   do not detach; log to stderr\n"
 		"  -t, --test         check the configuration, print a summary, exit\n"
-		"  -V, --version      print the version and exit\n");
+		"  -V, --version      print the version and exit\n"
+		"      --list-options print every configuration key and exit\n");
 }
 
 static bool uses_mode(const struct config *cfg, enum key_mode m)
@@ -144,6 +145,7 @@ int main(int argc, char **argv)
 		{ "test", no_argument, NULL, 't' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "list-options", no_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = "/etc/lonc/lonc.yaml";
@@ -160,6 +162,10 @@ int main(int argc, char **argv)
 		case 't': test = true; break;
 		case 'V': printf("lonc %s\n", LONC_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
+		case 'L':
+			for (const char *const *o = config_option_names(); *o; o++)
+				printf("%s\n", *o);
+			return 0;
 		default: usage(stderr); return EXIT_CONFIG;
 		}
 	}

@@ -163,9 +163,10 @@ static void check_documented(void)
 
 		const char *dot = strchr(*o, '.');
 
-		/* tls.ca_file is "ca_file:" indented under "tls:". */
+		/* tls.ca_file is "ca_file:" indented under "tls:", a hosts
+		 * key is indented in an entry. */
 		if (dot)
-			snprintf(key, sizeof(key), "\n  %s:", dot + 1);
+			snprintf(key, sizeof(key), " %s:", dot + 1);
 		else
 			snprintf(key, sizeof(key), "\n%s:", *o);
 		snprintf(name, sizeof(name), "option %s is in etc/lonc.yaml", *o);
