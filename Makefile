@@ -28,7 +28,7 @@ FUZZ_SECONDS ?= 30
 
 .PHONY: all test check check-tsan demo install clean help deps fuzz
 
-all: $(BUILD)/lonc $(TOOLS) $(UNIT_BINS) $(FUZZ_REPLAY)
+all: $(BUILD)/lonc $(BUILD)/lonc-ctl $(TOOLS) $(UNIT_BINS) $(FUZZ_REPLAY)
 
 help:
 	@echo "make            build lonc, the test lond and the tests"
@@ -51,6 +51,10 @@ $(BUILD)/liblonc.a: $(LIB_OBJS)
 
 $(BUILD)/lonc: $(BUILD)/obj/main.o $(BUILD)/liblonc.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/lonc-ctl: src/ctl/lonc-ctl.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
 $(BUILD)/testlond: t/lond/testlond.c
 	@mkdir -p $(dir $@)

@@ -24,7 +24,8 @@ struct client {
 	size_t req_len;            /* length of the pending request, no '\n' */
 	struct acceptor *acc;      /* where the client goes back to */
 	int64_t deadline;          /* acceptor: read deadline */
-	int64_t queued_at;         /* when the request entered the queue */
+	int64_t queued_at;         /* when the request entered the queue (ms) */
+	int64_t start_us;          /* when the request was complete (us) */
 	struct client *next;       /* acceptor's hand-back list */
 };
 

@@ -8,6 +8,7 @@
 #ifndef LONC_CONFIG_H
 #define LONC_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@ struct host_conf {
 };
 
 struct config {
+	atomic_int refs;        /* config_ref/config_unref; 1 after loading */
 	char *path;
 	char *host_id;
 	char *socket_dir;
@@ -69,6 +71,10 @@ struct config {
 	char *tls_key_file;     /* tls: key_file */
 	bool tls_verify_hostname;
 	char *local_key_dir;    /* where local-mode key files are written */
+	char *group;            /* group of the sockets ("" = user's) */
+	int socket_mode;        /* permissions of the host sockets */
+	int shutdown_timeout_ms;
+	char *admin_socket;     /* the admin/status UNIX socket */
 	struct host_conf *hosts;
 	size_t n_hosts;
 };
@@ -79,8 +85,26 @@ struct config {
 int config_load(const char *path, struct config **out, char *err,
 		size_t errlen) WUR;
 
-/* Free a config from config_load (NULL is fine). */
+/* Free a config from config_load (NULL is fine), whatever its count. */
 void config_free(struct config *cfg);
+
+/* Reference counting: every host holds a reference to the config it
+ * was built from, so a reload can replace the config while old hosts
+ * drain.  config_unref frees at zero (NULL is fine). */
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config *cfg);
+
+/* Reload rules.  config_check_reload: -1 (message in err) when an option
+ * that needs a restart differs.  config_host_same: true when a host's
+ * entry and every host-shaping global are equal, so its pool can stay. */
+int config_check_reload(const struct config *old, const struct config *new,
+			char *err, size_t errlen) WUR;
+bool config_host_same(const struct config *a, const struct host_conf *ha,
+		      const struct config *b, const struct host_conf *hb);
+
+/* The entry of `hostname`, or NULL. */
+const struct host_conf *config_find_host(const struct config *cfg,
+					 const char *hostname);
 
 /* "auto", "ssl", "insecure", "local". */
 const char *config_key_mode_name(enum key_mode m);

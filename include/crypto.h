@@ -38,6 +38,8 @@ int crypto_random(void *buf, size_t n) WUR;
 struct crypto_tls *crypto_tls_new(const char *ca_file, const char *cert_file,
 				  const char *key_file, bool verify_hostname,
 				  char *err, size_t errlen);
+/* Reference counting: crypto_tls_free drops one reference. */
+struct crypto_tls *crypto_tls_ref(struct crypto_tls *t);
 void crypto_tls_free(struct crypto_tls *t);
 
 /* The TLS part of the ssl key exchange on a connected non-blocking fd:

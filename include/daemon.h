@@ -7,6 +7,8 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
 
 #include "util.h"
 
@@ -31,6 +33,20 @@ void pidfile_close(const char *path, int fd);
 /* Block the signals lonc handles with sigwait and ignore SIGPIPE.  Call
  * before the first thread starts; fills *set with the handled set. */
 void daemon_block_signals(sigset_t *set);
+
+/* Look up `user` and `group` ("" = the user's primary group).  0, or
+ * -1 with a message in err. */
+int daemon_lookup_user(const char *user, const char *group, uid_t *uid,
+		       gid_t *gid, char *err, size_t errlen) WUR;
+
+/* Give path to uid:gid (lchown), optionally chmod it (mode >= 0).
+ * 0 or -1 (errno). */
+int daemon_give(const char *path, uid_t uid, gid_t gid, int mode) WUR;
+
+/* Become uid:gid for good (supplementary groups of `user` too); fails if
+ * root could be regained.  0, or -1 with a message in err. */
+int daemon_drop_privileges(const char *user, uid_t uid, gid_t gid, char *err,
+			   size_t errlen) WUR;
 
 /* Create a directory and its parents if missing (mode 0755).  0 or -1. */
 int make_dirs(const char *path) WUR;

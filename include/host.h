@@ -25,8 +25,14 @@ struct acceptor;
 struct client;
 struct crypto_tls;
 
+/* Latency histogram bounds in microseconds (the last bucket is +Inf). */
+#define HOST_LATENCY_BUCKETS 18
+extern const int64_t host_latency_bounds_us[HOST_LATENCY_BUCKETS - 1];
+
 /* Counters, updated with relaxed atomics by any thread. */
 struct host_stats {
+	atomic_ulong latency[HOST_LATENCY_BUCKETS]; /* request complete -> reply sent */
+	atomic_ulong latency_sum_us;
 	atomic_ulong requests;        /* requests taken from clients */
 	atomic_ulong replied;         /* lond replies relayed */
 	atomic_ulong failed;          /* answered con_lost */
@@ -40,7 +46,7 @@ struct host_stats {
 };
 
 struct host {
-	const struct config *cfg;        /* immutable */
+	struct config *cfg;              /* immutable; we hold a reference */
 	const struct host_conf *conf;    /* immutable, inside cfg */
 	struct queue queue;
 	struct acceptor *acceptor;
@@ -63,9 +69,19 @@ struct host {
 };
 
 /* Create the host and its listening sockets; tls is the shared TLS
- * client context (NULL when no host uses ssl).  NULL (logged) on failure. */
-struct host *host_new(const struct config *cfg, const struct host_conf *conf,
+ * client context (NULL when no host uses ssl).  The host holds
+ * references to cfg and tls.  NULL (logged) on failure. */
+struct host *host_new(struct config *cfg, const struct host_conf *conf,
 		      struct crypto_tls *tls);
+
+/* Reload: the replacement of `old` (same hostname, new settings).  Only
+ * socket names old lacks are bound now; NULL (logged) on failure with
+ * old untouched.  host_take_over then moves old's sockets and waiting
+ * clients to h and starts h; old keeps serving what it had queued
+ * (retire it with host_shutdown + host_free). */
+struct host *host_new_successor(struct config *cfg, const struct host_conf *conf,
+				struct crypto_tls *tls, const struct host *old);
+int host_take_over(struct host *h, struct host *old) WUR;
 
 /* Start the acceptor thread.  0 or -1 (logged). */
 int host_start(struct host *h) WUR;
@@ -84,6 +100,12 @@ void host_shutdown(struct host *h);
 /* Remove sockets, free everything. */
 void host_free(struct host *h);
 
+/* Graceful shutdown: from now on no transaction may run past `deadline`
+ * (a now_ms() value); requests still queued then are answered con_lost.
+ * Process-wide; INT64_MAX (the default) means no limit. */
+void host_set_shutdown_deadline(int64_t deadline);
+int64_t host_shutdown_deadline(void);
+
 /* Forget the dead state and failure count now (reset_retries, SIGUSR1). */
 void host_reset(struct host *h);
 
@@ -99,6 +121,30 @@ void host_release_client(struct host *h, struct client *c);
 
 /* Record a printf-style last error (for status output). */
 void host_set_error(struct host *h, const char *fmt, ...) PRINTF_LIKE(2, 3);
+
+/* A consistent-enough snapshot of a host for status output. */
+struct host_status {
+	const char *hostname;
+	const char *state;              /* "idle", "connected", "dead" */
+	int connections, busy, idle, connecting;
+	size_t queued;
+	unsigned long requests, replied, failed, timeouts, rejected, too_long;
+	unsigned long client_gone, connects, connect_failures, refusals;
+	int retries_left;
+	int max_connections;
+	const char *key_mode;           /* points into the snapshot */
+	char key_mode_buf[24];
+	char peer_version[64];
+	char last_error[160];
+	unsigned long latency[HOST_LATENCY_BUCKETS];
+	unsigned long latency_sum_us;
+	int64_t p50_us, p99_us;         /* upper bucket bounds; -1 if no data */
+};
+
+void host_get_status(struct host *h, struct host_status *st);
+
+/* Record one relayed reply's latency. */
+void host_record_latency(struct host *h, int64_t us);
 
 /* Log one status line for this host at LOG_NOTICE. */
 void host_log_status(struct host *h);

@@ -16,6 +16,9 @@
 /* Milliseconds on the monotonic clock (never jumps with the wall clock). */
 int64_t now_ms(void);
 
+/* Microseconds on the same clock. */
+int64_t now_us(void);
+
 /* Allocation that aborts the process on exhaustion: lonc cannot make
  * progress without memory and a NULL check at every site hides bugs. */
 void *xmalloc(size_t n);

@@ -42,6 +42,7 @@ struct acceptor {
 	pthread_mutex_t mu;
 	struct client *returned;   /* protected by mu */
 	bool stopping;             /* protected by mu */
+	struct acceptor *successor; /* protected by mu; set by handover */
 
 	/* Owned by the acceptor thread. */
 	struct client **reading;   /* clients whose request we are reading */
@@ -56,32 +57,35 @@ static const char *host_name(const struct acceptor *a)
 	return a->h->conf->hostname;
 }
 
-struct acceptor *acceptor_new(struct host *h)
+/* The i-th socket name of a host: its hostname, then its aliases. */
+static const char *socket_name(const struct host_conf *hc, size_t i)
+{
+	return i == 0 ? hc->hostname : hc->aliases[i - 1];
+}
+
+static char *socket_path(const struct host *h, const char *name)
+{
+	size_t len = strlen(h->cfg->socket_dir) + strlen(name) + 2;
+	char *path = xmalloc(len);
+
+	snprintf(path, len, "%s/%s", h->cfg->socket_dir, name);
+	return path;
+}
+
+/* An acceptor with its paths set and every listener closed (-1). */
+static struct acceptor *alloc_acceptor(struct host *h)
 {
 	const struct host_conf *hc = h->conf;
 	struct acceptor *a = xcalloc(1, sizeof(*a));
 
 	a->h = h;
-	a->wake_fd = -1;
 	pthread_mutex_init(&a->mu, NULL);
-	a->listen_fds = xcalloc(hc->n_aliases + 1, sizeof(int));
-	a->paths = xcalloc(hc->n_aliases + 1, sizeof(char *));
-	for (size_t i = 0; i <= hc->n_aliases; i++) {
-		const char *name = i == 0 ? hc->hostname : hc->aliases[i - 1];
-		size_t len = strlen(h->cfg->socket_dir) + strlen(name) + 2;
-		char *path = xmalloc(len);
-
-		snprintf(path, len, "%s/%s", h->cfg->socket_dir, name);
-		int fd = net_listen_unix(path, 0660, ACCEPT_BACKLOG);
-		if (fd < 0) {
-			log_errno(LOG_ERR, "host=%s event=listen_failed socket=%s",
-				  hc->hostname, path);
-			free(path);
-			acceptor_free(a);
-			return NULL;
-		}
-		a->listen_fds[a->nlisten] = fd;
-		a->paths[a->nlisten++] = path;
+	a->nlisten = (int)hc->n_aliases + 1;
+	a->listen_fds = xcalloc((size_t)a->nlisten, sizeof(int));
+	a->paths = xcalloc((size_t)a->nlisten, sizeof(char *));
+	for (int i = 0; i < a->nlisten; i++) {
+		a->listen_fds[i] = -1;
+		a->paths[i] = socket_path(h, socket_name(hc, (size_t)i));
 	}
 	a->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (a->wake_fd < 0) {
@@ -90,6 +94,63 @@ struct acceptor *acceptor_new(struct host *h)
 		return NULL;
 	}
 	return a;
+}
+
+static int bind_one(struct acceptor *a, int i)
+{
+	int fd = net_listen_unix(a->paths[i], a->h->cfg->socket_mode,
+				 ACCEPT_BACKLOG);
+
+	if (fd < 0) {
+		log_errno(LOG_ERR, "host=%s event=listen_failed socket=%s",
+			  host_name(a), a->paths[i]);
+		return -1;
+	}
+	a->listen_fds[i] = fd;
+	return 0;
+}
+
+struct acceptor *acceptor_new(struct host *h)
+{
+	struct acceptor *a = alloc_acceptor(h);
+
+	for (int i = 0; a && i < a->nlisten; i++) {
+		if (bind_one(a, i) < 0) {
+			acceptor_free(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+static int find_path(const struct acceptor *a, const char *path)
+{
+	for (int i = 0; i < a->nlisten; i++)
+		if (a->paths[i] && !strcmp(a->paths[i], path))
+			return i;
+	return -1;
+}
+
+struct acceptor *acceptor_new_successor(struct host *h, const struct acceptor *old)
+{
+	struct acceptor *a = alloc_acceptor(h);
+
+	/* Names the old acceptor listens on are taken over at handover;
+	 * only new names are bound now, so a failure leaves old intact. */
+	for (int i = 0; a && i < a->nlisten; i++) {
+		if (find_path(old, a->paths[i]) >= 0)
+			continue;
+		if (bind_one(a, i) < 0) {
+			acceptor_free(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+const char *acceptor_path(const struct acceptor *a, int i)
+{
+	return i < a->nlisten ? a->paths[i] : NULL;
 }
 
 static void wake(struct acceptor *a)
@@ -105,6 +166,14 @@ void acceptor_return(struct acceptor *a, struct client *c)
 	bool was_empty;
 
 	pthread_mutex_lock(&a->mu);
+	if (a->successor) {
+		struct acceptor *next = a->successor;
+
+		pthread_mutex_unlock(&a->mu);
+		c->acc = next;
+		acceptor_return(next, c);
+		return;
+	}
 	if (a->stopping) {
 		pthread_mutex_unlock(&a->mu);
 		client_free(c);
@@ -172,7 +241,8 @@ static bool dispatch(struct acceptor *a, struct client *c, size_t len)
 		return answer_now(a, c, "con_lost");
 	}
 	c->req_len = len;
-	c->queued_at = now_ms();
+	c->start_us = now_us();
+	c->queued_at = c->start_us / 1000;
 	if (host_ensure_manager(h) == 0) {
 		switch (queue_push(&h->queue, c)) {
 		case QUEUE_OK:
@@ -295,9 +365,8 @@ static bool take_returned(struct acceptor *a)
 			client_free(c);
 			continue;
 		}
-		linebuf_consume(&c->in, c->req_len + 1);
-		c->req_len = 0;
-		/* A pipelined next request may already be here. */
+		/* The request was consumed by whoever answered it; a
+		 * pipelined next request may already be here. */
 		if (process(a, c))
 			add_reading(a, c);
 	}
@@ -387,9 +456,8 @@ static void *acceptor_main(void *arg)
 				accept_clients(a, a->listen_fds[i]);
 		expire_clients(a, now_ms());
 	}
-	for (size_t i = 0; i < a->nreading; i++)
-		client_free(a->reading[i]);
-	a->nreading = 0;
+	/* The reading clients stay: acceptor_handover passes them on,
+	 * acceptor_stop/free closes them. */
 	return NULL;
 }
 
@@ -411,7 +479,7 @@ int acceptor_start(struct acceptor *a)
 	return 0;
 }
 
-void acceptor_stop(struct acceptor *a)
+static void stop_thread(struct acceptor *a)
 {
 	if (!a->started)
 		return;
@@ -421,9 +489,56 @@ void acceptor_stop(struct acceptor *a)
 	wake(a);
 	pthread_join(a->thread, NULL);
 	a->started = false;
-	for (int i = 0; i < a->nlisten; i++) {
+}
+
+/* Close listener i and remove its socket file. */
+static void drop_listener(struct acceptor *a, int i)
+{
+	if (a->listen_fds[i] >= 0) {
 		close(a->listen_fds[i]);
 		a->listen_fds[i] = -1;
+		unlink(a->paths[i]);
+	}
+}
+
+void acceptor_stop(struct acceptor *a)
+{
+	stop_thread(a);
+	for (int i = 0; i < a->nlisten; i++)
+		drop_listener(a, i);
+}
+
+void acceptor_handover(struct acceptor *old, struct acceptor *succ)
+{
+	struct client *list;
+
+	/* The old thread ends; what it was reading is not lost. */
+	stop_thread(old);
+	for (int i = 0; i < old->nlisten; i++) {
+		int j = find_path(succ, old->paths[i]);
+
+		if (j >= 0 && succ->listen_fds[j] < 0) {
+			succ->listen_fds[j] = old->listen_fds[i];
+			old->listen_fds[i] = -1;
+		} else {
+			drop_listener(old, i);   /* a name the host no longer has */
+		}
+	}
+	pthread_mutex_lock(&old->mu);
+	old->successor = succ;
+	old->stopping = false;
+	list = old->returned;
+	old->returned = NULL;
+	pthread_mutex_unlock(&old->mu);
+	for (size_t i = 0; i < old->nreading; i++) {
+		old->reading[i]->next = list;
+		list = old->reading[i];
+	}
+	old->nreading = 0;
+	for (struct client *c = list, *next; c; c = next) {
+		next = c->next;
+		c->acc = succ;
+		acceptor_return(succ, c);
 	}
 }
 
@@ -432,12 +547,10 @@ void acceptor_free(struct acceptor *a)
 	if (!a)
 		return;
 	acceptor_stop(a);
-	for (int i = 0; i < a->nlisten; i++) {
-		if (a->listen_fds[i] >= 0)
-			close(a->listen_fds[i]);
-		unlink(a->paths[i]);
+	for (int i = 0; i < a->nlisten; i++)
 		free(a->paths[i]);
-	}
+	for (size_t i = 0; i < a->nreading; i++)
+		client_free(a->reading[i]);
 	/* Clients returned after the thread ended. */
 	for (struct client *c = a->returned, *next; c; c = next) {
 		next = c->next;

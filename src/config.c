@@ -19,7 +19,7 @@
 #include "log.h"
 
 enum opt_type { T_STR, T_INT, T_SIZE, T_MS, T_BOOL, T_LEVEL, T_FACILITY,
-		T_KEYMODE, T_OPTSTR };
+		T_KEYMODE, T_OPTSTR, T_MODE };
 
 struct option {
 	const char *name;
@@ -64,6 +64,10 @@ static const struct option options[] = {
 	OPT(key_mode, T_KEYMODE, "auto", 0, 0),
 	OPT(allow_insecure, T_BOOL, "false", 0, 0),
 	OPT(local_key_dir, T_STR, "/var/lib/lonc/keys", 0, 0),
+	OPT(group, T_OPTSTR, "", 0, 0),
+	OPT(socket_mode, T_MODE, "0660", 0, 0777),
+	OPT_MS(shutdown_timeout_ms, "shutdown_timeout", "30", 0, DAY_MS),
+	OPT(admin_socket, T_STR, "/var/run/lonc-admin.sock", 0, 0),
 	/* The tls: mapping; its keys are "tls.<name>". */
 	OPT_AS(tls_ca_file, "tls.ca_file", T_OPTSTR, ""),
 	OPT_AS(tls_cert_file, "tls.cert_file", T_OPTSTR, ""),
@@ -243,6 +247,7 @@ static const char *type_name(enum opt_type t)
 	case T_FACILITY: return "a syslog facility (daemon, user, local0..local7)";
 	case T_KEYMODE: return "a key mode (auto, ssl, insecure, local)";
 	case T_OPTSTR: return "a string";
+	case T_MODE: return "an octal file mode (e.g. 0660)";
 	}
 	return "?";
 }
@@ -287,6 +292,14 @@ static int set_option(struct loader *ld, struct config *cfg,
 		return 0;
 	case T_INT: rc = parse_ll(s, &v); break;
 	case T_SIZE: rc = parse_size(s, &v); break;
+	case T_MODE: {
+		char *end;
+
+		errno = 0;
+		v = strtoll(s, &end, 8);
+		rc = errno || end == s || *end ? -1 : 0;
+		break;
+	}
 	case T_MS: rc = parse_ms(s, &v); break;
 	}
 	if (rc < 0)
@@ -306,6 +319,112 @@ static int set_option(struct loader *ld, struct config *cfg,
 	else
 		*(int *)field = (int)v;
 	return 0;
+}
+
+/* How a changed option takes effect on reload.  Everything not listed
+ * here shapes the hosts: a host whose settings differ is rebuilt. */
+static const char *const restart_options[] = {
+	"socket_dir", "pid_file", "user", "group", "socket_mode",
+	"admin_socket", "syslog_facility", NULL,
+};
+static const char *const live_options[] = {
+	"log_level", "log_dir", "outage_window", "outage_min_hosts",
+	"shutdown_timeout", NULL,
+};
+
+static bool listed(const char *const *list, const char *name)
+{
+	for (; *list; list++)
+		if (!strcmp(*list, name))
+			return true;
+	return false;
+}
+
+static bool option_equal(const struct option *o, const struct config *a,
+			 const struct config *b)
+{
+	const char *fa = (const char *)a + o->offset;
+	const char *fb = (const char *)b + o->offset;
+
+	switch (o->type) {
+	case T_STR:
+	case T_OPTSTR:
+		return !strcmp(*(char *const *)fa, *(char *const *)fb);
+	case T_SIZE:
+		return *(const size_t *)fa == *(const size_t *)fb;
+	case T_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	default:
+		return *(const int *)fa == *(const int *)fb;
+	}
+}
+
+int config_check_reload(const struct config *old, const struct config *new,
+			char *err, size_t errlen)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct option *o = &options[i];
+
+		if (listed(restart_options, o->name) && !option_equal(o, old, new)) {
+			snprintf(err, errlen,
+				 "%s: key '%s' changed; it takes effect only at a restart",
+				 new->path, o->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static bool strings_equal(char **a, size_t na, char **b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]))
+			return false;
+	return true;
+}
+
+bool config_host_same(const struct config *a, const struct host_conf *ha,
+		      const struct config *b, const struct host_conf *hb)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct option *o = &options[i];
+
+		if (listed(restart_options, o->name) || listed(live_options, o->name))
+			continue;
+		if (!option_equal(o, a, b))
+			return false;
+	}
+	return !strcmp(ha->hostname, hb->hostname) &&
+	       strings_equal(ha->ids, ha->n_ids, hb->ids, hb->n_ids) &&
+	       strings_equal(ha->aliases, ha->n_aliases, hb->aliases, hb->n_aliases) &&
+	       !strcmp(ha->address ? ha->address : "", hb->address ? hb->address : "") &&
+	       ha->port == hb->port && ha->max_connections == hb->max_connections &&
+	       ha->version_step == hb->version_step &&
+	       ha->sethost_step == hb->sethost_step &&
+	       ha->key_mode == hb->key_mode && !strcmp(ha->tls_name, hb->tls_name);
+}
+
+const struct host_conf *config_find_host(const struct config *cfg,
+					 const char *hostname)
+{
+	for (size_t i = 0; i < cfg->n_hosts; i++)
+		if (!strcmp(cfg->hosts[i].hostname, hostname))
+			return &cfg->hosts[i];
+	return NULL;
+}
+
+struct config *config_ref(struct config *cfg)
+{
+	atomic_fetch_add(&cfg->refs, 1);
+	return cfg;
+}
+
+void config_unref(struct config *cfg)
+{
+	if (cfg && atomic_fetch_sub(&cfg->refs, 1) == 1)
+		config_free(cfg);
 }
 
 static const struct option *find_option(const char *name)
@@ -635,6 +754,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	FILE *f;
 
 	cfg->path = xstrdup(path);
+	atomic_init(&cfg->refs, 1);
 	/* Defaults first, through the same parser as file values. */
 	for (size_t i = 0; i < N_OPTIONS; i++)
 		if (options[i].def &&

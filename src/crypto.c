@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,7 @@ int crypto_random(void *buf, size_t n)
 struct crypto_tls {
 	SSL_CTX *ctx;
 	bool verify_hostname;
+	atomic_int refs;
 };
 
 /* The newest OpenSSL error as text ("" when none). */
@@ -105,6 +107,7 @@ struct crypto_tls *crypto_tls_new(const char *ca_file, const char *cert_file,
 	const char *what;
 
 	t->verify_hostname = verify_hostname;
+	atomic_init(&t->refs, 1);
 	t->ctx = SSL_CTX_new(TLS_client_method());
 	what = "cannot create a TLS context";
 	if (!t->ctx)
@@ -134,9 +137,15 @@ fail:
 	return NULL;
 }
 
+struct crypto_tls *crypto_tls_ref(struct crypto_tls *t)
+{
+	atomic_fetch_add(&t->refs, 1);
+	return t;
+}
+
 void crypto_tls_free(struct crypto_tls *t)
 {
-	if (!t)
+	if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
 		return;
 	SSL_CTX_free(t->ctx);
 	free(t);

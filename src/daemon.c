@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,4 +146,51 @@ int make_dirs(const char *path)
 	}
 	free(p);
 	return rc;
+}
+
+int daemon_lookup_user(const char *user, const char *group, uid_t *uid,
+		       gid_t *gid, char *err, size_t errlen)
+{
+	struct passwd *pw = getpwnam(user);
+
+	if (!pw) {
+		snprintf(err, errlen, "user '%s' does not exist", user);
+		return -1;
+	}
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	if (group && *group) {
+		struct group *gr = getgrnam(group);
+
+		if (!gr) {
+			snprintf(err, errlen, "group '%s' does not exist", group);
+			return -1;
+		}
+		*gid = gr->gr_gid;
+	}
+	return 0;
+}
+
+int daemon_give(const char *path, uid_t uid, gid_t gid, int mode)
+{
+	if (lchown(path, uid, gid) < 0)
+		return -1;
+	if (mode >= 0 && chmod(path, (mode_t)mode) < 0)
+		return -1;
+	return 0;
+}
+
+int daemon_drop_privileges(const char *user, uid_t uid, gid_t gid, char *err,
+			   size_t errlen)
+{
+	if (initgroups(user, gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+		snprintf(err, errlen, "cannot become %s (uid %ld gid %ld): %s",
+			 user, (long)uid, (long)gid, strerror(errno));
+		return -1;
+	}
+	if (uid != 0 && setuid(0) == 0) {
+		snprintf(err, errlen, "could regain root after dropping privileges");
+		return -1;
+	}
+	return 0;
 }

@@ -17,33 +17,82 @@
 
 #include "acceptor.h"
 #include "client.h"
+#include "crypto.h"
 #include "log.h"
 #include "manager.h"
 #include "net.h"
 #include "outage.h"
 
-struct host *host_new(const struct config *cfg, const struct host_conf *conf,
-		      struct crypto_tls *tls)
+static struct host *alloc_host(struct config *cfg, const struct host_conf *conf,
+			       struct crypto_tls *tls)
 {
 	struct host *h = xcalloc(1, sizeof(*h));
 
-	h->cfg = cfg;
+	h->cfg = config_ref(cfg);
 	h->conf = conf;
-	h->tls = tls;
+	h->tls = tls ? crypto_tls_ref(tls) : NULL;
 	queue_init(&h->queue, (size_t)cfg->max_queue);
 	pthread_mutex_init(&h->mu, NULL);
 	atomic_init(&h->retries_left, cfg->retry_attempts);
 	atomic_init(&h->last_request, INT64_MIN / 2);
 	atomic_init(&h->dead_since, INT64_MIN / 2);
+	return h;
+}
+
+/* Undo alloc_host (no threads, no acceptor). */
+static void release_host(struct host *h)
+{
+	queue_destroy(&h->queue);
+	pthread_mutex_destroy(&h->mu);
+	crypto_tls_free(h->tls);
+	config_unref(h->cfg);
+	free(h);
+}
+
+static _Atomic int64_t shutdown_deadline = INT64_MAX;
+
+void host_set_shutdown_deadline(int64_t deadline)
+{
+	atomic_store(&shutdown_deadline, deadline);
+}
+
+int64_t host_shutdown_deadline(void)
+{
+	return atomic_load_explicit(&shutdown_deadline, memory_order_relaxed);
+}
+
+struct host *host_new(struct config *cfg, const struct host_conf *conf,
+		      struct crypto_tls *tls)
+{
+	struct host *h = alloc_host(cfg, conf, tls);
+
 	h->acceptor = acceptor_new(h);
 	if (!h->acceptor) {
-		queue_destroy(&h->queue);
-		pthread_mutex_destroy(&h->mu);
-		free(h);
+		release_host(h);
 		return NULL;
 	}
 	outage_register(h);
 	return h;
+}
+
+struct host *host_new_successor(struct config *cfg, const struct host_conf *conf,
+				struct crypto_tls *tls, const struct host *old)
+{
+	struct host *h = alloc_host(cfg, conf, tls);
+
+	h->acceptor = acceptor_new_successor(h, old->acceptor);
+	if (!h->acceptor) {
+		release_host(h);
+		return NULL;
+	}
+	outage_register(h);
+	return h;
+}
+
+int host_take_over(struct host *h, struct host *old)
+{
+	acceptor_handover(old->acceptor, h->acceptor);
+	return host_start(h);
 }
 
 int host_start(struct host *h)
@@ -87,9 +136,7 @@ void host_free(struct host *h)
 		return;
 	outage_unregister(h);
 	acceptor_free(h->acceptor);
-	queue_destroy(&h->queue);
-	pthread_mutex_destroy(&h->mu);
-	free(h);
+	release_host(h);
 }
 
 void host_reset(struct host *h)
@@ -103,9 +150,17 @@ void host_close_connections(struct host *h)
 	queue_kick(&h->queue);
 }
 
+/* The pending request is answered: drop it from the client's buffer. */
+static void request_done(struct client *c)
+{
+	linebuf_consume(&c->in, c->req_len + 1);
+	c->req_len = 0;
+}
+
 void host_fail_client(struct host *h, struct client *c)
 {
 	atomic_fetch_add_explicit(&h->stats.failed, 1, memory_order_relaxed);
+	request_done(c);
 	if (net_peer_closed(c->fd)) {
 		atomic_fetch_add_explicit(&h->stats.client_gone, 1,
 					  memory_order_relaxed);
@@ -122,6 +177,7 @@ void host_fail_client(struct host *h, struct client *c)
 
 void host_release_client(struct host *h, struct client *c)
 {
+	request_done(c);
 	acceptor_return(h->acceptor, c);
 }
 
@@ -138,32 +194,94 @@ void host_set_error(struct host *h, const char *fmt, ...)
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
-void host_log_status(struct host *h)
+const int64_t host_latency_bounds_us[HOST_LATENCY_BUCKETS - 1] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+	250000, 500000, 1000000, 2500000, 5000000, 10000000, 30000000,
+};
+
+void host_record_latency(struct host *h, int64_t us)
+{
+	int b = 0;
+
+	while (b < HOST_LATENCY_BUCKETS - 1 && us > host_latency_bounds_us[b])
+		b++;
+	atomic_fetch_add_explicit(&h->stats.latency[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->stats.latency_sum_us, (unsigned long)us,
+				  memory_order_relaxed);
+}
+
+/* The upper bound of the bucket holding quantile q; -1 without data. */
+static int64_t quantile(const unsigned long *v, double q)
+{
+	unsigned long total = 0, seen = 0;
+
+	for (int i = 0; i < HOST_LATENCY_BUCKETS; i++)
+		total += v[i];
+	if (!total)
+		return -1;
+	for (int i = 0; i < HOST_LATENCY_BUCKETS; i++) {
+		seen += v[i];
+		if ((double)seen >= q * (double)total)
+			return i < HOST_LATENCY_BUCKETS - 1 ? host_latency_bounds_us[i] :
+			       host_latency_bounds_us[HOST_LATENCY_BUCKETS - 2] * 10;
+	}
+	return -1;
+}
+
+void host_get_status(struct host *h, struct host_status *st)
 {
 	struct queue_stats qs;
-	char version[sizeof(h->peer_version)], error[sizeof(h->last_error)];
-	char mode[sizeof(h->key_mode_used)];
 
+	memset(st, 0, sizeof(*st));
 	queue_get_stats(&h->queue, &qs);
+	st->hostname = h->conf->hostname;
+	st->state = LOAD(h->dead) ? "dead" : qs.workers ? "connected" : "idle";
+	st->connections = qs.workers - qs.connecting;
+	st->busy = qs.workers - qs.connecting - qs.idle;
+	st->idle = qs.idle;
+	st->connecting = qs.connecting;
+	st->queued = qs.len;
+	st->requests = LOAD(h->stats.requests);
+	st->replied = LOAD(h->stats.replied);
+	st->failed = LOAD(h->stats.failed);
+	st->timeouts = LOAD(h->stats.timeouts);
+	st->rejected = LOAD(h->stats.rejected);
+	st->too_long = LOAD(h->stats.too_long);
+	st->client_gone = LOAD(h->stats.client_gone);
+	st->connects = LOAD(h->stats.connects);
+	st->connect_failures = LOAD(h->stats.connect_failures);
+	st->refusals = LOAD(h->stats.refusals);
+	st->retries_left = LOAD(h->retries_left);
+	st->max_connections = h->conf->max_connections;
+	for (int i = 0; i < HOST_LATENCY_BUCKETS; i++)
+		st->latency[i] = LOAD(h->stats.latency[i]);
+	st->latency_sum_us = LOAD(h->stats.latency_sum_us);
+	st->p50_us = quantile(st->latency, 0.50);
+	st->p99_us = quantile(st->latency, 0.99);
 	pthread_mutex_lock(&h->mu);
-	memcpy(version, h->peer_version, sizeof(version));
-	memcpy(error, h->last_error, sizeof(error));
-	memcpy(mode, h->key_mode_used, sizeof(mode));
+	memcpy(st->peer_version, h->peer_version, sizeof(st->peer_version));
+	memcpy(st->last_error, h->last_error, sizeof(st->last_error));
+	memcpy(st->key_mode_buf, h->key_mode_used, sizeof(st->key_mode_buf));
 	pthread_mutex_unlock(&h->mu);
+	st->key_mode = *st->key_mode_buf ? st->key_mode_buf :
+		       config_key_mode_name(h->conf->key_mode);
+}
+
+void host_log_status(struct host *h)
+{
+	struct host_status st;
+
+	host_get_status(h, &st);
 	log_msg(LOG_NOTICE,
 		"status host=%s state=%s connections=%d busy=%d idle=%d connecting=%d "
 		"queued=%zu requests=%lu replied=%lu failed=%lu timeouts=%lu "
 		"rejected=%lu too_long=%lu client_gone=%lu connects=%lu "
-		"connect_failures=%lu refusals=%lu retries_left=%d key_mode=%s "
-		"peer_version=\"%s\" last_error=\"%s\"",
-		h->conf->hostname, LOAD(h->dead) ? "dead" :
-		qs.workers ? "connected" : "idle",
-		qs.workers - qs.connecting, qs.workers - qs.connecting - qs.idle,
-		qs.idle, qs.connecting, qs.len, LOAD(h->stats.requests),
-		LOAD(h->stats.replied), LOAD(h->stats.failed),
-		LOAD(h->stats.timeouts), LOAD(h->stats.rejected),
-		LOAD(h->stats.too_long), LOAD(h->stats.client_gone),
-		LOAD(h->stats.connects), LOAD(h->stats.connect_failures),
-		LOAD(h->stats.refusals), LOAD(h->retries_left),
-		*mode ? mode : config_key_mode_name(h->conf->key_mode), version, error);
+		"connect_failures=%lu refusals=%lu p50_us=%lld p99_us=%lld "
+		"retries_left=%d key_mode=%s peer_version=\"%s\" last_error=\"%s\"",
+		st.hostname, st.state, st.connections, st.busy, st.idle,
+		st.connecting, st.queued, st.requests, st.replied, st.failed,
+		st.timeouts, st.rejected, st.too_long, st.client_gone, st.connects,
+		st.connect_failures, st.refusals, (long long)st.p50_us,
+		(long long)st.p99_us, st.retries_left, st.key_mode,
+		st.peer_version, st.last_error);
 }

@@ -3,38 +3,36 @@
  * start everything in a fixed order, wait for signals, and shut down in
  * the exact reverse order.
  *
- * Start-up: config -> logging -> crypto -> detach -> pid file -> signal
- * mask -> hosts (sockets) -> acceptor threads -> "ready".
- * Shutdown: acceptors stop -> queues close and drain -> managers and
- * workers joined -> sockets removed -> pid file removed.
- * The main thread is the signal thread (sigwait).
+ * Start-up: config -> logging -> crypto -> directories -> detach -> pid
+ * file -> signal mask -> sockets (broker_bind) -> ownership and
+ * privilege drop -> admin socket -> acceptor threads -> "ready".
+ * Shutdown: admin stops -> broker_drain (stop accepting, finish within
+ * shutdown_timeout, join) -> sockets and pid file removed.
+ * The main thread is the signal thread (sigwait); a second SIGTERM or
+ * SIGINT during the drain exits at once.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
+#include "broker.h"
 #include "config.h"
 #include "crypto.h"
 #include "daemon.h"
-#include "host.h"
 #include "log.h"
 #include "outage.h"
 #include "util.h"
 
 #define EXIT_CONFIG 2
-
-struct lonc {
-	struct config *cfg;
-	struct crypto_tls *tls;
-	struct host **hosts;
-	size_t n_hosts;
-	int pid_fd;
-};
 
 static void usage(FILE *out)
 {
@@ -55,86 +53,98 @@ static bool uses_mode(const struct config *cfg, enum key_mode m)
 	return false;
 }
 
-static bool needs_tls(const struct config *cfg)
+/* The drain runs in its own thread so that the signal thread can still
+ * take a second SIGTERM (exit at once) while requests finish. */
+struct drain {
+	struct broker *b;
+	atomic_bool done;
+};
+
+static void *drain_main(void *arg)
 {
-	return uses_mode(cfg, KEY_SSL);
+	struct drain *d = arg;
+
+	broker_drain(d->b);
+	atomic_store(&d->done, true);
+	return NULL;
 }
 
-static bool needs_local(const struct config *cfg)
+/* Wait for signals until the daemon has stopped.  Returns the exit status. */
+static int signal_loop(struct broker *b, const sigset_t *set, const char *pid_file)
 {
-	return uses_mode(cfg, KEY_LOCAL);
-}
+	struct drain d = { .b = b };
+	pthread_t drainer;
+	bool draining = false;
+	char msg[1024];
 
-static void stop_hosts(struct lonc *l)
-{
-	for (size_t i = 0; i < l->n_hosts; i++)
-		host_stop_accepting(l->hosts[i]);
-	for (size_t i = 0; i < l->n_hosts; i++)
-		host_shutdown(l->hosts[i]);
-	for (size_t i = 0; i < l->n_hosts; i++)
-		host_free(l->hosts[i]);
-	free(l->hosts);
-	l->hosts = NULL;
-	l->n_hosts = 0;
-}
-
-static int start_hosts(struct lonc *l)
-{
-	l->hosts = xcalloc(l->cfg->n_hosts, sizeof(*l->hosts));
-	for (size_t i = 0; i < l->cfg->n_hosts; i++) {
-		struct host *h = host_new(l->cfg, &l->cfg->hosts[i], l->tls);
-
-		if (!h)
-			return -1;
-		l->hosts[l->n_hosts++] = h;
-	}
-	for (size_t i = 0; i < l->n_hosts; i++)
-		if (host_start(l->hosts[i]) < 0)
-			return -1;
-	return 0;
-}
-
-static void dump_status(struct lonc *l)
-{
-	size_t dead = 0;
-
-	for (size_t i = 0; i < l->n_hosts; i++) {
-		struct host *h = l->hosts[i];
-
-		host_log_status(h);
-		if (atomic_load(&h->dead)) {
-			dead++;
-			host_reset(h);
-		}
-	}
-	log_msg(LOG_NOTICE, "status summary hosts=%zu dead_reset=%zu version=%s",
-		l->n_hosts, dead, LONC_VERSION);
-}
-
-/* Wait for signals until asked to stop. */
-static void signal_loop(struct lonc *l, const sigset_t *set)
-{
 	for (;;) {
-		int sig;
+		struct timespec tick = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+		int sig = draining ? sigtimedwait(set, NULL, &tick) : sigwaitinfo(set, NULL);
 
-		if (sigwait(set, &sig) != 0)
+		if (draining && atomic_load(&d.done)) {
+			pthread_join(drainer, NULL);
+			return 0;
+		}
+		if (sig < 0)
 			continue;
 		switch (sig) {
 		case SIGUSR1:
-			dump_status(l);
+			broker_log_status(b);
 			break;
 		case SIGHUP:
 		case SIGUSR2:
-			log_msg(LOG_WARNING,
-				"event=reload_unsupported signal=%s detail=\"restart lonc to apply a new configuration\"",
-				sig == SIGHUP ? "HUP" : "USR2");
+			if (!draining)
+				(void)broker_reload(b, msg, sizeof(msg));
 			break;
 		default:
+			if (draining) {
+				log_msg(LOG_WARNING, "event=shutdown_forced signal=%s",
+					sig == SIGTERM ? "TERM" : "INT");
+				unlink(pid_file);
+				_exit(1);
+			}
 			log_msg(LOG_NOTICE, "event=shutdown signal=%s",
 				sig == SIGTERM ? "TERM" : "INT");
-			return;
+			if (pthread_create(&drainer, NULL, drain_main, &d) != 0) {
+				broker_drain(b);
+				return 0;
+			}
+			draining = true;
+			break;
 		}
 	}
+}
+
+/* Started as root: hand sockets and directories to `user`, then become
+ * that user for good.  Otherwise nothing to do. */
+static int drop_root(struct broker *b, const struct config *cfg, int pid_fd)
+{
+	char err[512];
+	uid_t uid;
+	gid_t gid;
+
+	if (geteuid() != 0)
+		return 0;
+	if (daemon_lookup_user(cfg->user, cfg->group, &uid, &gid, err, sizeof(err)) < 0) {
+		log_msg(LOG_ERR, "event=start_failed reason=\"%s\"", err);
+		return -1;
+	}
+	if (daemon_give(cfg->socket_dir, uid, gid, -1) < 0 ||
+	    (uses_mode(cfg, KEY_LOCAL) && daemon_give(cfg->local_key_dir, uid, gid, 0700) < 0) ||
+	    fchown(pid_fd, uid, gid) < 0 ||
+	    broker_give_sockets(b, uid, gid) < 0 ||
+	    admin_give(uid, gid) < 0) {
+		log_errno(LOG_ERR, "event=start_failed reason=\"cannot hand files to user %s\"",
+			  cfg->user);
+		return -1;
+	}
+	if (daemon_drop_privileges(cfg->user, uid, gid, err, sizeof(err)) < 0) {
+		log_msg(LOG_ERR, "event=start_failed reason=\"%s\"", err);
+		return -1;
+	}
+	log_msg(LOG_INFO, "event=privileges_dropped user=%s uid=%ld gid=%ld",
+		cfg->user, (long)uid, (long)gid);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -150,10 +160,12 @@ int main(int argc, char **argv)
 	};
 	const char *path = "/etc/lonc/lonc.yaml";
 	bool foreground = false, test = false;
-	struct lonc l = { .pid_fd = -1 };
-	char err[1024];
+	struct config *cfg = NULL;
+	struct crypto_tls *tls = NULL;
+	struct broker *b = NULL;
+	char err[1024], *pid_file = NULL;
+	int opt, status = 1, pid_fd = -1;
 	sigset_t set;
-	int opt, status = 1;
 
 	while ((opt = getopt_long(argc, argv, "c:ftVh", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -173,25 +185,26 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_CONFIG;
 	}
-	if (config_load(path, &l.cfg, err, sizeof(err)) < 0) {
+	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "lonc: %s\n", err);
 		return EXIT_CONFIG;
 	}
 	if (test) {
-		config_print(l.cfg, stdout);
-		config_free(l.cfg);
+		config_print(cfg, stdout);
+		config_unref(cfg);
 		return 0;
 	}
-	log_open("lonc", l.cfg->syslog_facility, foreground, l.cfg->log_level);
+	log_open("lonc", cfg->syslog_facility, foreground, cfg->log_level);
+	pid_file = xstrdup(cfg->pid_file);
 	if (crypto_init() < 0) {
-		log_msg(LOG_ERR, "event=start_failed reason=\"libgcrypt version mismatch\"");
+		log_msg(LOG_ERR, "event=start_failed reason=\"libgcrypt or OpenSSL failed to initialise\"");
 		goto out;
 	}
-	if (needs_tls(l.cfg)) {
-		l.tls = crypto_tls_new(l.cfg->tls_ca_file, l.cfg->tls_cert_file,
-				       l.cfg->tls_key_file, l.cfg->tls_verify_hostname,
-				       err, sizeof(err));
-		if (!l.tls) {
+	if (uses_mode(cfg, KEY_SSL)) {
+		tls = crypto_tls_new(cfg->tls_ca_file, cfg->tls_cert_file,
+				     cfg->tls_key_file, cfg->tls_verify_hostname,
+				     err, sizeof(err));
+		if (!tls) {
 			log_msg(LOG_ERR, "event=start_failed reason=\"tls: %s\"", err);
 			if (!foreground)
 				fprintf(stderr, "lonc: tls: %s\n", err);
@@ -199,47 +212,51 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (needs_local(l.cfg) && (make_dirs(l.cfg->local_key_dir) < 0 ||
-				   chmod(l.cfg->local_key_dir, 0700) < 0)) {
+	if (uses_mode(cfg, KEY_LOCAL) && (make_dirs(cfg->local_key_dir) < 0 ||
+					  chmod(cfg->local_key_dir, 0700) < 0)) {
 		log_errno(LOG_ERR, "event=start_failed reason=\"cannot create local_key_dir %s\"",
-			  l.cfg->local_key_dir);
+			  cfg->local_key_dir);
 		goto out;
 	}
-	if (make_dirs(l.cfg->socket_dir) < 0) {
+	if (make_dirs(cfg->socket_dir) < 0) {
 		log_errno(LOG_ERR, "event=start_failed reason=\"cannot create socket_dir %s\"",
-			  l.cfg->socket_dir);
+			  cfg->socket_dir);
 		goto out;
 	}
 	if (!foreground && daemon_detach() < 0) {
 		log_errno(LOG_ERR, "event=start_failed reason=\"cannot detach\"");
 		goto out;
 	}
-	l.pid_fd = pidfile_open(l.cfg->pid_file, err, sizeof(err));
-	if (l.pid_fd < 0) {
+	pid_fd = pidfile_open(cfg->pid_file, err, sizeof(err));
+	if (pid_fd < 0) {
 		log_msg(LOG_ERR, "event=start_failed reason=\"%s\"", err);
 		if (foreground)
 			fprintf(stderr, "lonc: %s\n", err);
 		goto out;
 	}
-	outage_configure(l.cfg->outage_window_ms, l.cfg->outage_min_hosts);
+	outage_configure(cfg->outage_window_ms, cfg->outage_min_hosts);
 	daemon_block_signals(&set);
-	if (start_hosts(&l) < 0) {
-		log_msg(LOG_ERR, "event=start_failed reason=\"cannot start hosts\"");
-		stop_hosts(&l);
+	b = broker_new(path, config_ref(cfg), tls);
+	tls = NULL;
+	if (broker_bind(b) < 0 || admin_open(b, cfg->admin_socket) < 0 ||
+	    drop_root(b, cfg, pid_fd) < 0 || broker_start(b) < 0 ||
+	    admin_start() < 0) {
+		log_msg(LOG_ERR, "event=start_failed reason=\"cannot start\"");
 		goto out;
 	}
 	log_msg(LOG_NOTICE, "event=ready version=%s hosts=%zu socket_dir=%s pid=%ld",
-		LONC_VERSION, l.n_hosts, l.cfg->socket_dir, (long)getpid());
+		LONC_VERSION, cfg->n_hosts, cfg->socket_dir, (long)getpid());
 	daemon_ready(0);
-	signal_loop(&l, &set);
-	stop_hosts(&l);
-	status = 0;
+	status = signal_loop(b, &set, pid_file);
 	log_msg(LOG_NOTICE, "event=stopped");
 out:
+	admin_stop();
+	broker_free(b);
 	daemon_ready(status);
-	pidfile_close(l.cfg->pid_file, l.pid_fd);
-	crypto_tls_free(l.tls);
-	config_free(l.cfg);
+	pidfile_close(pid_file, pid_fd);
+	free(pid_file);
+	crypto_tls_free(tls);
+	config_unref(cfg);
 	log_close();
 	return status;
 }

@@ -364,6 +364,7 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 	struct host *h = w->h;
 	const struct config *cfg = h->cfg;
 	int64_t deadline = now_ms() + cfg->transaction_timeout_ms;
+	int64_t stop_by = host_shutdown_deadline();
 	size_t have = 0, scanned = 0, streamed = 0;
 	bool client_ok = true, is_enc = false;
 	char *nl = NULL;
@@ -373,6 +374,14 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 		client_free(c);
 		return TXN_OK;
 	}
+	if (now_ms() >= stop_by) {
+		log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=shutdown_timeout",
+			hname(w), w->id);
+		host_fail_client(h, c);
+		return TXN_OK;
+	}
+	if (deadline > stop_by)
+		deadline = stop_by;
 	if (now_ms() - c->queued_at > cfg->queue_timeout_ms) {
 		atomic_fetch_add_explicit(&h->stats.timeouts, 1, memory_order_relaxed);
 		log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=queue_timeout",
@@ -456,6 +465,7 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 		to_client(w, c, &client_ok, w->rbuf, len + 1);
 	}
 	atomic_fetch_add_explicit(&h->stats.replied, 1, memory_order_relaxed);
+	host_record_latency(h, now_us() - c->start_us);
 	if (client_ok) {
 		host_release_client(h, c);
 	} else {

@@ -110,6 +110,10 @@ sub write_config {
         host_id => 'lonc-test',
         socket_dir => "$dir/sockets",
         pid_file => "$dir/$name.pid",
+        admin_socket => "$dir/$name-admin.sock",
+        # Tests run as root or as a user; either way keep that identity
+        # (t/integration/privileges.t covers the drop to another user).
+        user => scalar(getpwuid($>)),
         log_dir => $dir,
         log_level => 'info',
         connect_timeout => 2,

@@ -1,0 +1,377 @@
+/*
+ * admin.c - the admin socket thread and its commands.
+ *
+ * One connection, one command line, one answer, close.  Answers are
+ * built in memory (a host table is small) and written with a deadline,
+ * so a stuck admin client cannot block the thread for long.  The thread
+ * polls the listener and a wake pipe; admin_stop wakes and joins it.
+ * Locks: none of its own; it reads the broker with broker_foreach (the
+ * broker's read lock) and host snapshots (host locks, leaves).
+ */
+#include "admin.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "config.h"
+#include "daemon.h"
+#include "host.h"
+#include "linebuf.h"
+#include "log.h"
+#include "net.h"
+
+#define ADMIN_IO_MS 2000
+#define ADMIN_LINE_MAX 1024
+
+static struct broker *broker;
+static char *admin_path;
+static int listen_fd = -1;
+static int wake_pipe[2] = { -1, -1 };
+static pthread_t thread;
+static bool started;
+
+/* ---- a growable string ---- */
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void bprintf(struct buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
+
+static void bprintf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	for (;;) {
+		size_t room = b->cap - b->len;
+
+		va_start(ap, fmt);
+		int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if ((size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		b->cap = b->cap ? 2 * b->cap + (size_t)n : 1024 + (size_t)n;
+		b->p = xrealloc(b->p, b->cap);
+	}
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void bjson(struct buf *b, const char *s)
+{
+	bprintf(b, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			bprintf(b, "\\%c", c);
+		else if (c < 0x20)
+			bprintf(b, "\\u%04x", c);
+		else
+			bprintf(b, "%c", c);
+	}
+	bprintf(b, "\"");
+}
+
+/* ---- commands ---- */
+
+static void table_row(struct host *h, void *arg)
+{
+	struct buf *b = arg;
+	struct host_status st;
+
+	host_get_status(h, &st);
+	bprintf(b, "%-28s %-9s %3d/%-3d %4d %6zu %9lu %7lu %7lu %8lld %8lld %5d %-18s %s\n",
+		st.hostname, st.state, st.busy, st.connections, st.idle, st.queued,
+		st.requests, st.failed, st.timeouts, (long long)st.p50_us,
+		(long long)st.p99_us, st.retries_left, st.key_mode,
+		*st.last_error ? st.last_error : "-");
+}
+
+static void json_host(struct host *h, void *arg)
+{
+	struct buf *b = arg;
+	struct host_status st;
+
+	host_get_status(h, &st);
+	if (b->len && b->p[b->len - 1] == '}')
+		bprintf(b, ",");
+	bprintf(b, "{\"host\":");
+	bjson(b, st.hostname);
+	bprintf(b, ",\"state\":\"%s\",\"connections\":%d,\"busy\":%d,\"idle\":%d,"
+		"\"connecting\":%d,\"max_connections\":%d,\"queued\":%zu,"
+		"\"requests\":%lu,\"replied\":%lu,\"failed\":%lu,\"timeouts\":%lu,"
+		"\"rejected\":%lu,\"too_long\":%lu,\"client_gone\":%lu,"
+		"\"connects\":%lu,\"connect_failures\":%lu,\"refusals\":%lu,"
+		"\"retries_left\":%d,\"p50_us\":%lld,\"p99_us\":%lld,\"key_mode\":",
+		st.state, st.connections, st.busy, st.idle, st.connecting,
+		st.max_connections, st.queued, st.requests, st.replied, st.failed,
+		st.timeouts, st.rejected, st.too_long, st.client_gone, st.connects,
+		st.connect_failures, st.refusals, st.retries_left,
+		(long long)st.p50_us, (long long)st.p99_us);
+	bjson(b, st.key_mode);
+	bprintf(b, ",\"peer_version\":");
+	bjson(b, st.peer_version);
+	bprintf(b, ",\"last_error\":");
+	bjson(b, st.last_error);
+	bprintf(b, "}");
+}
+
+struct metric {
+	const char *name, *type, *help;
+};
+
+static const struct metric metrics[] = {
+	{ "lonc_requests_total", "counter", "Requests taken from local clients." },
+	{ "lonc_replies_total", "counter", "lond replies relayed to clients." },
+	{ "lonc_failed_total", "counter", "Requests answered con_lost." },
+	{ "lonc_timeouts_total", "counter", "Transactions or queue waits that timed out." },
+	{ "lonc_rejected_total", "counter", "Requests refused at once (queue full, host dead)." },
+	{ "lonc_connects_total", "counter", "Successful handshakes with lond." },
+	{ "lonc_connect_failures_total", "counter", "Failed connection attempts." },
+	{ "lonc_refusals_total", "counter", "Failed attempts that lond or TCP refused." },
+	{ "lonc_connections", "gauge", "Open lond connections." },
+	{ "lonc_busy_connections", "gauge", "Connections serving a request." },
+	{ "lonc_queued_requests", "gauge", "Requests waiting for a connection." },
+	{ "lonc_host_dead", "gauge", "1 while the host is in the dead state." },
+};
+
+struct metrics_arg {
+	struct buf *b;
+	int which;   /* index into metrics[], or -1 for the histogram */
+};
+
+static void metric_line(struct host *h, void *arg)
+{
+	struct metrics_arg *m = arg;
+	struct host_status st;
+	unsigned long v = 0;
+
+	host_get_status(h, &st);
+	if (m->which < 0) {
+		unsigned long cum = 0, count = 0;
+
+		for (int i = 0; i < HOST_LATENCY_BUCKETS; i++)
+			count += st.latency[i];
+		for (int i = 0; i < HOST_LATENCY_BUCKETS - 1; i++) {
+			cum += st.latency[i];
+			bprintf(m->b, "lonc_request_duration_seconds_bucket{host=\"%s\",le=\"%g\"} %lu\n",
+				st.hostname, (double)host_latency_bounds_us[i] / 1e6, cum);
+		}
+		bprintf(m->b, "lonc_request_duration_seconds_bucket{host=\"%s\",le=\"+Inf\"} %lu\n",
+			st.hostname, count);
+		bprintf(m->b, "lonc_request_duration_seconds_sum{host=\"%s\"} %.6f\n",
+			st.hostname, (double)st.latency_sum_us / 1e6);
+		bprintf(m->b, "lonc_request_duration_seconds_count{host=\"%s\"} %lu\n",
+			st.hostname, count);
+		return;
+	}
+	switch (m->which) {
+	case 0: v = st.requests; break;
+	case 1: v = st.replied; break;
+	case 2: v = st.failed; break;
+	case 3: v = st.timeouts; break;
+	case 4: v = st.rejected; break;
+	case 5: v = st.connects; break;
+	case 6: v = st.connect_failures; break;
+	case 7: v = st.refusals; break;
+	case 8: v = (unsigned long)st.connections; break;
+	case 9: v = (unsigned long)st.busy; break;
+	case 10: v = st.queued; break;
+	case 11: v = !strcmp(st.state, "dead"); break;
+	}
+	bprintf(m->b, "%s{host=\"%s\"} %lu\n", metrics[m->which].name, st.hostname, v);
+}
+
+static void hosts_line(struct host *h, void *arg)
+{
+	struct buf *b = arg;
+	const struct host_conf *hc = h->conf;
+
+	bprintf(b, "%s address=%s port=%d ids=", hc->hostname,
+		hc->address ? hc->address : hc->hostname, hc->port);
+	for (size_t i = 0; i < hc->n_ids; i++)
+		bprintf(b, "%s%s", i ? "," : "", hc->ids[i]);
+	bprintf(b, " aliases=");
+	for (size_t i = 0; i < hc->n_aliases; i++)
+		bprintf(b, "%s%s", i ? "," : "", hc->aliases[i]);
+	bprintf(b, "%s key_mode=%s max_connections=%d\n", hc->n_aliases ? "" : "-",
+		config_key_mode_name(hc->key_mode), hc->max_connections);
+}
+
+char *admin_command(struct broker *br, const char *line)
+{
+	struct buf b = { 0 };
+
+	if (!strcmp(line, "status")) {
+		bprintf(&b, "%-28s %-9s %7s %4s %6s %9s %7s %7s %8s %8s %5s %-18s %s\n",
+			"HOST", "STATE", "BUSY/CN", "IDLE", "QUEUED", "REQUESTS",
+			"FAILED", "TIMEOUT", "P50_US", "P99_US", "RETRY", "KEY_MODE",
+			"LAST_ERROR");
+		broker_foreach(br, table_row, &b);
+	} else if (!strcmp(line, "status json")) {
+		bprintf(&b, "{\"version\":\"%s\",\"pid\":%ld,\"hosts\":[", LONC_VERSION,
+			(long)getpid());
+		broker_foreach(br, json_host, &b);
+		bprintf(&b, "]}\n");
+	} else if (!strcmp(line, "metrics")) {
+		for (int i = 0; i < (int)(sizeof(metrics) / sizeof(metrics[0])); i++) {
+			struct metrics_arg m = { &b, i };
+
+			bprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", metrics[i].name,
+				metrics[i].help, metrics[i].name, metrics[i].type);
+			broker_foreach(br, metric_line, &m);
+		}
+		struct metrics_arg m = { &b, -1 };
+		bprintf(&b, "# HELP lonc_request_duration_seconds Time from a complete request to its relayed reply.\n"
+			"# TYPE lonc_request_duration_seconds histogram\n");
+		broker_foreach(br, metric_line, &m);
+	} else if (!strcmp(line, "hosts")) {
+		broker_foreach(br, hosts_line, &b);
+	} else if (!strncmp(line, "reset ", 6)) {
+		if (broker_reset_host(br, line + 6) == 0)
+			bprintf(&b, "ok\n");
+		else
+			bprintf(&b, "error: no host named '%s'\n", line + 6);
+	} else if (!strcmp(line, "reload")) {
+		char msg[1024];
+
+		if (broker_reload(br, msg, sizeof(msg)) == 0)
+			bprintf(&b, "ok %s\n", msg);
+		else
+			bprintf(&b, "error: %s\n", msg);
+	} else {
+		bprintf(&b, "error: unknown command '%s' (status, status json, metrics, hosts, reset HOST, reload)\n",
+			line);
+	}
+	return b.p;
+}
+
+/* ---- the thread ---- */
+
+static void serve(int fd)
+{
+	struct linebuf lb;
+	int64_t deadline = now_ms() + ADMIN_IO_MS;
+	size_t len;
+
+	linebuf_init(&lb, ADMIN_LINE_MAX);
+	for (;;) {
+		if (linebuf_has_line(&lb, &len))
+			break;
+		if (linebuf_overflowed(&lb) || net_wait_readable(fd, deadline) < 0)
+			goto out;
+		ssize_t n = linebuf_fill(&lb, fd);
+		if (n == 0 || (n < 0 && errno != EAGAIN))
+			goto out;
+	}
+	lb.data[len] = '\0';
+	if (len && lb.data[len - 1] == '\r')
+		lb.data[len - 1] = '\0';
+	log_msg(LOG_INFO, "event=admin_command command=\"%s\"", lb.data);
+	char *answer = admin_command(broker, lb.data);
+	if (answer) {
+		if (net_write_all(fd, answer, strlen(answer), now_ms() + ADMIN_IO_MS) < 0)
+			log_errno(LOG_INFO, "event=admin_write_failed");
+		free(answer);
+	}
+out:
+	linebuf_free(&lb);
+	close(fd);
+}
+
+static void *admin_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = listen_fd, .events = POLLIN },
+			{ .fd = wake_pipe[0], .events = POLLIN },
+		};
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno != EINTR)
+				usleep(10000);
+			continue;
+		}
+		if (p[1].revents)
+			return NULL;
+		if (p[0].revents & POLLIN) {
+			int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+			if (fd >= 0)
+				serve(fd);
+			else if (errno == EMFILE || errno == ENFILE)
+				usleep(100000);
+		}
+	}
+}
+
+int admin_open(struct broker *b, const char *path)
+{
+	broker = b;
+	admin_path = xstrdup(path);
+	listen_fd = net_listen_unix(path, 0600, 16);
+	if (listen_fd < 0) {
+		log_errno(LOG_ERR, "event=admin_listen_failed socket=%s", path);
+		return -1;
+	}
+	if (pipe2(wake_pipe, O_CLOEXEC) < 0) {
+		log_errno(LOG_ERR, "event=admin_pipe_failed");
+		return -1;
+	}
+	return 0;
+}
+
+int admin_give(uid_t uid, gid_t gid)
+{
+	return daemon_give(admin_path, uid, gid, 0600);
+}
+
+int admin_start(void)
+{
+	int rc = pthread_create(&thread, NULL, admin_main, NULL);
+
+	if (rc) {
+		log_msg(LOG_ERR, "event=thread_failed thread=admin error=\"%s\"", strerror(rc));
+		return -1;
+	}
+	started = true;
+	return 0;
+}
+
+void admin_stop(void)
+{
+	if (started) {
+		ssize_t n = write(wake_pipe[1], "x", 1);
+
+		(void)n;
+		pthread_join(thread, NULL);
+		started = false;
+	}
+	if (listen_fd >= 0) {
+		close(listen_fd);
+		listen_fd = -1;
+		unlink(admin_path);
+	}
+	for (int i = 0; i < 2; i++) {
+		if (wake_pipe[i] >= 0)
+			close(wake_pipe[i]);
+		wake_pipe[i] = -1;
+	}
+	free(admin_path);
+	admin_path = NULL;
+}
