@@ -31,6 +31,11 @@ int net_write_all(int fd, const void *buf, size_t len, int64_t deadline) WUR;
  * 0 at end of file, -1 with errno (ETIMEDOUT, ECONNRESET, ...). */
 ssize_t net_read(int fd, void *buf, size_t len, int64_t deadline) WUR;
 
+/* The same, but give up with errno ECANCELED as soon as wake_fd (if
+ * >= 0) becomes readable: lets a blocked worker notice a shutdown. */
+ssize_t net_read_wake(int fd, void *buf, size_t len, int64_t deadline,
+		      int wake_fd) WUR;
+
 /* Wait until fd is readable (or hung up) before deadline.  0, or -1
  * with errno ETIMEDOUT. */
 int net_wait_readable(int fd, int64_t deadline) WUR;

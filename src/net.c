@@ -28,10 +28,14 @@ int net_set_nonblock(int fd)
 	return fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
-/* poll one fd for `events` until deadline; 1 ready, -1 (errno). */
-static int wait_fd(int fd, short events, int64_t deadline)
+/* poll fd for `events` until deadline, or until wake_fd (if >= 0) is
+ * readable; 1 ready, -1 (errno; ECANCELED for wake_fd). */
+static int wait_fd2(int fd, short events, int64_t deadline, int wake_fd)
 {
-	struct pollfd p = { .fd = fd, .events = events };
+	struct pollfd p[2] = {
+		{ .fd = fd, .events = events },
+		{ .fd = wake_fd, .events = POLLIN },
+	};
 
 	for (;;) {
 		int64_t left = deadline - now_ms();
@@ -40,12 +44,22 @@ static int wait_fd(int fd, short events, int64_t deadline)
 			errno = ETIMEDOUT;
 			return -1;
 		}
-		int rc = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
-		if (rc > 0)
+		int rc = poll(p, wake_fd >= 0 ? 2 : 1,
+			      left > 1000000 ? 1000000 : (int)left);
+		if (rc > 0 && p[0].revents)
 			return 1;
+		if (rc > 0) {
+			errno = ECANCELED;
+			return -1;
+		}
 		if (rc < 0 && errno != EINTR)
 			return -1;
 	}
+}
+
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+	return wait_fd2(fd, events, deadline, -1);
 }
 
 int net_wait_readable(int fd, int64_t deadline)
@@ -155,7 +169,8 @@ int net_write_all(int fd, const void *buf, size_t len, int64_t deadline)
 	return 0;
 }
 
-ssize_t net_read(int fd, void *buf, size_t len, int64_t deadline)
+ssize_t net_read_wake(int fd, void *buf, size_t len, int64_t deadline,
+		      int wake_fd)
 {
 	for (;;) {
 		ssize_t n = read(fd, buf, len);
@@ -166,9 +181,14 @@ ssize_t net_read(int fd, void *buf, size_t len, int64_t deadline)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
-		if (wait_fd(fd, POLLIN, deadline) < 0)
+		if (wait_fd2(fd, POLLIN, deadline, wake_fd) < 0)
 			return -1;
 	}
+}
+
+ssize_t net_read(int fd, void *buf, size_t len, int64_t deadline)
+{
+	return net_read_wake(fd, buf, len, deadline, -1);
 }
 
 int net_listen_unix(const char *path, int mode, int backlog)

@@ -365,6 +365,7 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 	const struct config *cfg = h->cfg;
 	int64_t deadline = now_ms() + cfg->transaction_timeout_ms;
 	int64_t stop_by = host_shutdown_deadline();
+	int wake_fd = stop_by == INT64_MAX ? host_shutdown_fd() : -1;
 	size_t have = 0, scanned = 0, streamed = 0;
 	bool client_ok = true, is_enc = false;
 	char *nl = NULL;
@@ -422,7 +423,15 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 				have = scanned = 0;
 			}
 		}
-		ssize_t n = net_read(w->fd, w->rbuf + have, w->rcap - have, deadline);
+		ssize_t n = net_read_wake(w->fd, w->rbuf + have, w->rcap - have,
+					  deadline, wake_fd);
+		if (n < 0 && errno == ECANCELED) {
+			/* Shutdown began: its deadline may be sooner. */
+			wake_fd = -1;
+			if (deadline > host_shutdown_deadline())
+				deadline = host_shutdown_deadline();
+			continue;
+		}
 		if (n <= 0) {
 			bool timeout = n < 0 && errno == ETIMEDOUT;
 

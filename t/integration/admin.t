@@ -1,0 +1,74 @@
+#!/usr/bin/perl
+# The admin socket and lonc-ctl: every command, its output formats, and
+# the socket's permissions.  SIGUSR1 logs status and clears dead hosts.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::More;
+use LoncTest;
+
+watchdog(120);
+my $lond = start_lond();
+my $cfg = write_config(name => 'adm', retry_attempts => 1, backoff_initial => 60, backoff_max => 60,
+    hosts => [ { hostname => 'up', port => $lond->{port}, aliases => ['upalias'] },
+               { hostname => 'down', port => free_port() } ]);
+my $lonc = start_lonc($cfg);
+my $dir = $lonc->{socket_dir};
+my $admin = $cfg =~ s/\.yaml$/-admin.sock/r;
+my $ctl = build_dir() . '/lonc-ctl';
+sub ctl { my $o = `$ctl -s $admin @_ 2>&1`; return ($? >> 8, $o) }
+
+ok(-S $admin, 'admin socket exists');
+is((stat $admin)[2] & 07777, 0600, 'admin socket is mode 0600 (its user and root only)');
+is(request("$dir/up", 'ping'), 'pong', 'traffic') for 1 .. 3;
+is(request("$dir/down", 'ping'), 'con_lost', 'a failing host');
+wait_for(sub { log_text($lonc->{log}) =~ /host=down event=host_dead/ }, 10, 'dead');
+
+my ($rc, $out) = ctl('status');
+is($rc, 0, 'status exits 0');
+like($out, qr/^HOST\s+STATE/m, 'status has a header');
+like($out, qr/^up\s+connected\s+0\/1\s+1\s+0\s+3\s/m, 'up: connected, 1 idle connection, 3 requests');
+like($out, qr/^down\s+dead\s/m, 'down: dead');
+
+($rc, $out) = ctl('status', 'json');
+is($rc, 0, 'status json exits 0');
+like($out, qr/^\{"version":"[\d.]+","pid":\d+,"hosts":\[\{"host":"up","state":"connected",.*"requests":3,.*\}\]\}$/s, 'status json shape');
+like($out, qr/"host":"down","state":"dead".*"last_error":"connect to 127\.0\.0\.1 port \d+: Connection refused"/, 'last error of the dead host');
+
+($rc, $out) = ctl('metrics');
+is($rc, 0, 'metrics exits 0');
+like($out, qr/^# TYPE lonc_requests_total counter$/m, 'Prometheus TYPE lines');
+like($out, qr/^lonc_requests_total\{host="up"\} 3$/m, 'request counter per host');
+like($out, qr/^lonc_host_dead\{host="down"\} 1$/m, 'dead gauge');
+like($out, qr/^lonc_request_duration_seconds_bucket\{host="up",le="\+Inf"\} 3$/m, 'latency histogram');
+like($out, qr/^lonc_request_duration_seconds_count\{host="up"\} 3$/m, 'histogram count');
+
+($rc, $out) = ctl('hosts');
+like($out, qr/^up address=127\.0\.0\.1 port=\d+ ids=testlond aliases=upalias key_mode=insecure/m, 'hosts lists the table');
+
+($rc, $out) = ctl('reset', 'nosuchhost');
+is($rc, 1, 'reset of an unknown host exits 1');
+like($out, qr/^error: no host named 'nosuchhost'/, 'with a message');
+($rc, $out) = ctl('reset', 'down');
+is($out, "ok\n", 'reset down: ok');
+wait_for(sub { log_text($lonc->{log}) =~ /host=down event=retries_reset/ }, 10, 'reset applied');
+($rc, $out) = ctl('frobnicate');
+is($rc, 1, 'unknown command exits 1');
+
+# SIGUSR1: a status line per host and the dead state cleared.
+is(request("$dir/down", 'ping'), 'con_lost', 'down again');
+wait_for(sub { () = log_text($lonc->{log}) =~ /host=down event=host_dead/g; 1 }, 1, 'x');
+kill 'USR1', $lonc->{pid};
+wait_for(sub { log_text($lonc->{log}) =~ /status summary hosts=2/ }, 10, 'status');
+like(log_text($lonc->{log}), qr/status host=up state=connected connections=1 busy=0 idle=1 .*requests=3 .*p50_us=\d+ p99_us=\d+ .*key_mode=insecure peer_version="testlond-1.0"/, 'SIGUSR1 status line');
+
+# Permissions: another user cannot talk to the admin socket.
+SKIP: {
+    skip 'needs root to try as another user', 1 if $> != 0;
+    my $o = `su -s /bin/sh nobody -c '$ctl -s $admin status' 2>&1`;
+    like($o, qr/cannot reach lonc .*Permission denied/, 'nobody is refused');
+}
+is(stop_lonc($lonc), 0, 'clean shutdown');
+ok(!-e $admin, 'admin socket removed');
+done_testing();
