@@ -46,6 +46,11 @@ int broker_start(struct broker *b) WUR;
  * config kept; either way a one-line summary in msg. */
 int broker_reload(struct broker *b, char *msg, size_t msglen);
 
+/* Look for delayed transaction files and have each host that has some
+ * replay them (host_queue_delayed).  Returns the milliseconds until the
+ * next check is due. */
+int64_t broker_check_delayed(struct broker *b);
+
 /* SIGUSR1: log a status line per host plus a summary, and clear the
  * dead state of every dead host. */
 void broker_log_status(struct broker *b);

@@ -75,6 +75,7 @@ struct config {
 	int socket_mode;        /* permissions of the host sockets */
 	int shutdown_timeout_ms;
 	char *admin_socket;     /* the admin/status UNIX socket */
+	int delayed_scan_ms;    /* how often <socket_dir>/delayed is checked */
 	struct host_conf *hosts;
 	size_t n_hosts;
 };

@@ -6,8 +6,9 @@
  * Threads: the host's acceptor pushes requests; its manager starts
  * workers and owns the retry state; workers serve requests; the main
  * thread starts, stops and reports.  Locks: h->queue.mu (see queue.h)
- * and h->mu (text fields below).  Lock order: h->mu is a leaf; nothing
- * else is taken while holding it.
+ * and h->mu (text fields below, and the manager's start: it is created
+ * under h->mu so that two starters cannot race).  Lock order: h->mu is a
+ * leaf; no other lock is taken while holding it.
  */
 #ifndef LONC_HOST_H
 #define LONC_HOST_H
@@ -58,10 +59,14 @@ struct host {
 	atomic_int retries_left;         /* for status output */
 	_Atomic int64_t last_request;    /* now_ms() of the latest request */
 	_Atomic int64_t dead_since;      /* now_ms() when it last went dead */
+	atomic_bool replaying;           /* a worker is replaying delayed files */
+	atomic_bool delayed_queued;      /* a replay marker is in the queue */
+	_Atomic int64_t delayed_checked; /* last replay pass */
 
 	struct host_stats stats;
 
 	pthread_mutex_t mu;
+	bool shut;                       /* protected by mu: no manager start */
 	char peer_version[64];           /* protected by mu */
 	char last_error[160];            /* protected by mu */
 	char key_mode_used[24];          /* protected by mu */
@@ -119,6 +124,11 @@ void host_close_connections(struct host *h);
 /* Answer a client con_lost (or drop it if it is gone), count it, and
  * hand it back to its acceptor. */
 void host_fail_client(struct host *h, struct client *c);
+
+/* New delayed transaction files are waiting: put a replay marker (a
+ * NULL item) into the queue, once, so that a worker (started for it if
+ * need be) replays them.  Nothing while the host is dead. */
+void host_queue_delayed(struct host *h);
 
 /* Hand a served client back to its acceptor for its next request. */
 void host_release_client(struct host *h, struct client *c);

@@ -21,6 +21,7 @@
 #include "acceptor.h"
 #include "crypto.h"
 #include "daemon.h"
+#include "delayed.h"
 #include "host.h"
 #include "log.h"
 #include "outage.h"
@@ -343,6 +344,50 @@ fail:
 	log_msg(LOG_ERR, "event=reload_failed reason=\"%s\"", err);
 	pthread_mutex_unlock(&b->reload_mu);
 	return rc;
+}
+
+/* ---- delayed transactions ------------------------------------------ */
+
+static bool serves_id(const struct host *h, const char *id)
+{
+	for (size_t i = 0; i < h->conf->n_ids; i++)
+		if (!strcmp(h->conf->ids[i], id))
+			return true;
+	return false;
+}
+
+int64_t broker_check_delayed(struct broker *b)
+{
+	struct config *cfg = broker_config(b);
+	char *dir = delayed_dir(cfg->socket_dir);
+	int64_t interval = cfg->delayed_scan_ms;
+	struct delayed_item *items;
+	size_t n;
+
+	config_unref(cfg);
+	/* The directory is read without any lock held. */
+	if (delayed_scan(dir, NULL, 0, &items, &n) < 0) {
+		log_errno(LOG_WARNING, "event=delayed_scan_failed dir=%s", dir);
+		free(dir);
+		return interval;
+	}
+	free(dir);
+	if (n > 0) {
+		pthread_rwlock_rdlock(&b->lock);
+		for (size_t i = 0; i < b->n_hosts; i++) {
+			struct host *h = b->hosts[i];
+
+			for (size_t j = 0; j < n; j++) {
+				if (serves_id(h, items[j].hostid)) {
+					host_queue_delayed(h);
+					break;
+				}
+			}
+		}
+		pthread_rwlock_unlock(&b->lock);
+	}
+	delayed_free(items, n);
+	return interval;
 }
 
 /* ---- status --------------------------------------------------------- */

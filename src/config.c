@@ -68,6 +68,7 @@ static const struct option options[] = {
 	OPT(socket_mode, T_MODE, "0660", 0, 0777),
 	OPT_MS(shutdown_timeout_ms, "shutdown_timeout", "30", 0, DAY_MS),
 	OPT(admin_socket, T_STR, "/var/run/lonc-admin.sock", 0, 0),
+	OPT_MS(delayed_scan_ms, "delayed_scan_interval", "30", 100, DAY_MS),
 	/* The tls: mapping; its keys are "tls.<name>". */
 	OPT_AS(tls_ca_file, "tls.ca_file", T_OPTSTR, ""),
 	OPT_AS(tls_cert_file, "tls.cert_file", T_OPTSTR, ""),
@@ -329,7 +330,7 @@ static const char *const restart_options[] = {
 };
 static const char *const live_options[] = {
 	"log_level", "log_dir", "outage_window", "outage_min_hosts",
-	"shutdown_timeout", NULL,
+	"shutdown_timeout", "delayed_scan_interval", NULL,
 };
 
 static bool listed(const char *const *list, const char *name)

@@ -123,14 +123,22 @@ int host_start(struct host *h)
 
 int host_ensure_manager(struct host *h)
 {
-	/* Only the host's own acceptor thread gets here, so there is no
-	 * race between two starters; the flag is atomic for readers. */
-	if (atomic_load_explicit(&h->manager_started, memory_order_relaxed))
+	int rc = 0;
+
+	if (atomic_load_explicit(&h->manager_started, memory_order_acquire))
 		return 0;
-	if (manager_start(h, &h->manager) < 0)
-		return -1;
-	atomic_store(&h->manager_started, true);
-	return 0;
+	/* The acceptor and the delayed-file check may race to start it. */
+	pthread_mutex_lock(&h->mu);
+	if (h->shut) {
+		rc = -1;
+	} else if (!atomic_load(&h->manager_started)) {
+		if (manager_start(h, &h->manager) < 0)
+			rc = -1;
+		else
+			atomic_store(&h->manager_started, true);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return rc;
 }
 
 void host_stop_accepting(struct host *h)
@@ -140,8 +148,14 @@ void host_stop_accepting(struct host *h)
 
 void host_shutdown(struct host *h)
 {
+	bool started;
+
 	queue_close(&h->queue);
-	if (atomic_load(&h->manager_started)) {
+	pthread_mutex_lock(&h->mu);
+	h->shut = true;
+	started = atomic_load(&h->manager_started);
+	pthread_mutex_unlock(&h->mu);
+	if (started) {
 		pthread_join(h->manager, NULL);
 		atomic_store(&h->manager_started, false);
 	}
@@ -180,6 +194,11 @@ static void request_done(struct client *c)
 
 void host_fail_client(struct host *h, struct client *c)
 {
+	if (!c) {
+		/* A replay marker: the files stay for the next connection. */
+		atomic_store(&h->delayed_queued, false);
+		return;
+	}
 	atomic_fetch_add_explicit(&h->stats.failed, 1, memory_order_relaxed);
 	request_done(c);
 	if (net_peer_closed(c->fd)) {
@@ -194,6 +213,14 @@ void host_fail_client(struct host *h, struct client *c)
 		return;
 	}
 	acceptor_return(h->acceptor, c);
+}
+
+void host_queue_delayed(struct host *h)
+{
+	if (atomic_load(&h->dead) || atomic_exchange(&h->delayed_queued, true))
+		return;
+	if (queue_push(&h->queue, NULL) != QUEUE_OK || host_ensure_manager(h) < 0)
+		atomic_store(&h->delayed_queued, false);
 }
 
 void host_release_client(struct host *h, struct client *c)

@@ -77,9 +77,18 @@ static int signal_loop(struct broker *b, const sigset_t *set, const char *pid_fi
 	bool draining = false;
 	char msg[1024];
 
+	int64_t next_delayed = now_ms();
+
 	for (;;) {
-		struct timespec tick = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
-		int sig = draining ? sigtimedwait(set, NULL, &tick) : sigwaitinfo(set, NULL);
+		/* While draining, look at the drain every 100 ms; otherwise
+		 * sleep until the next delayed-transaction check. */
+		int64_t now = now_ms();
+		if (!draining && now >= next_delayed)
+			next_delayed = now + broker_check_delayed(b);
+		int64_t wait = draining ? 100 : next_delayed - now;
+		struct timespec tick = { .tv_sec = wait / 1000,
+					 .tv_nsec = (wait % 1000) * 1000000 };
+		int sig = sigtimedwait(set, NULL, &tick);
 
 		if (draining && atomic_load(&d.done)) {
 			pthread_join(drainer, NULL);

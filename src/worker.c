@@ -28,6 +28,7 @@
 
 #include "client.h"
 #include "crypto.h"
+#include "delayed.h"
 #include "host.h"
 #include "log.h"
 #include "lond.h"
@@ -269,29 +270,144 @@ out:
 	return rc;
 }
 
-/* Send the client's request, encrypting encrypt: requests.  0 or -1. */
-static int send_request(struct worker *w, struct client *c, int64_t deadline)
+/* Send one request line (line[len] is its '\n'), encrypting an
+ * encrypt: request.  0 or -1. */
+static int send_line(struct worker *w, const char *line, size_t len, int64_t deadline)
 {
 	struct lond_request r;
 
-	lond_parse_request(c->in.data, c->req_len, &r);
+	lond_parse_request(line, len, &r);
 	if (!r.encrypt)
-		return net_write_all(w->fd, c->in.data, c->req_len + 1, deadline);
+		return net_write_all(w->fd, line, len + 1, deadline);
 	size_t need = lond_enc_size(r.prefix_len, r.cmd_len);
 	if (need > w->wcap) {
 		free(w->wbuf);
 		w->wcap = need;
 		w->wbuf = xmalloc(need);
 	}
-	long len = lond_enc_encode(w->cipher, c->in.data, r.prefix_len, r.cmd,
-				   r.cmd_len, w->wbuf);
-	if (len < 0) {
+	long n = lond_enc_encode(w->cipher, line, r.prefix_len, r.cmd, r.cmd_len,
+				 w->wbuf);
+	if (n < 0) {
 		errno = EINVAL;
 		return -1;
 	}
-	int rc = net_write_all(w->fd, w->wbuf, (size_t)len, deadline);
+	int rc = net_write_all(w->fd, w->wbuf, (size_t)n, deadline);
 	/* The plain text of an encrypt: request must not linger. */
-	memset(w->wbuf, 0, (size_t)len);
+	memset(w->wbuf, 0, (size_t)n);
+	return rc;
+}
+
+static int send_request(struct worker *w, struct client *c, int64_t deadline)
+{
+	return send_line(w, c->in.data, c->req_len, deadline);
+}
+
+/* Read one whole reply line into rbuf (decrypted if enc:), growing the
+ * buffer up to max_reply_bytes.  Its length in *len.  0 or -1 (errno). */
+static int read_reply_whole(struct worker *w, int64_t deadline, size_t *len)
+{
+	size_t have = 0;
+	char *nl;
+
+	for (;;) {
+		if (have == w->rcap) {
+			if (w->rcap > w->h->cfg->max_reply_bytes) {
+				errno = EMSGSIZE;
+				return -1;
+			}
+			w->rcap *= 2;
+			w->rbuf = xrealloc(w->rbuf, w->rcap);
+		}
+		ssize_t n = net_read(w->fd, w->rbuf + have, w->rcap - have, deadline);
+		if (n <= 0) {
+			if (n == 0)
+				errno = ECONNRESET;
+			return -1;
+		}
+		nl = memchr(w->rbuf + have, '\n', (size_t)n);
+		have += (size_t)n;
+		if (nl)
+			break;
+	}
+	*len = (size_t)(nl - w->rbuf);
+	if (have > *len + 1) {
+		errno = EPROTO;
+		return -1;
+	}
+	if (lond_is_enc(w->rbuf, *len) &&
+	    lond_enc_decode(w->cipher, w->rbuf, *len, len) < 0) {
+		errno = EPROTO;
+		return -1;
+	}
+	return 0;
+}
+
+/* Replay this host's delayed transactions on this connection, oldest
+ * first, one host-wide replayer at a time.  A file is deleted (and its
+ * S: record written) only after lond answered it.  Returns -1 when the
+ * connection broke (the rest stays for the next connection). */
+static int replay_delayed(struct worker *w)
+{
+	struct host *h = w->h;
+	const struct config *cfg = h->cfg;
+	struct delayed_item *items;
+	size_t n, done = 0;
+	bool no = false;
+	int rc = 0;
+
+	if (!atomic_compare_exchange_strong(&h->replaying, &no, true))
+		return 0;
+	char *dir = delayed_dir(cfg->socket_dir);
+	if (delayed_scan(dir, h->conf->ids, h->conf->n_ids, &items, &n) < 0) {
+		log_errno(LOG_WARNING, "host=%s event=delayed_scan_failed dir=%s", hname(w), dir);
+		n = 0;
+		items = NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct delayed_item *it = &items[i];
+		size_t len, rlen;
+		char *line = delayed_read(it->path, cfg->max_request_bytes, &len);
+
+		if (!line) {
+			log_msg(LOG_WARNING, "host=%s event=delayed_unreadable file=%s",
+				hname(w), it->path);
+			continue;
+		}
+		size_t plen = strlen(it->hostid) + 9;   /* "sethost:" id ":" */
+		char *req = xmalloc(plen + len + 2);
+		snprintf(req, plen + 1, "sethost:%s:", it->hostid);
+		memcpy(req + plen, line, len);
+		req[plen + len] = '\n';
+		int64_t deadline = now_ms() + cfg->transaction_timeout_ms;
+		int ok = send_line(w, req, plen + len, deadline) == 0 &&
+			 read_reply_whole(w, deadline, &rlen) == 0;
+		memset(req, 0, plen + len);
+		free(req);
+		if (!ok) {
+			log_msg(LOG_WARNING, "host=%s worker=%u event=delayed_replay_failed file=%s reason=\"%s\"",
+				hname(w), w->id, it->path, io_reason());
+			memset(line, 0, len);
+			free(line);
+			rc = -1;
+			break;
+		}
+		if (unlink(it->path) < 0 && errno != ENOENT)
+			log_errno(LOG_ERR, "host=%s event=delayed_unlink_failed file=%s",
+				  hname(w), it->path);
+		if (delayed_record(cfg->log_dir, it->hostid, line, len) < 0)
+			log_errno(LOG_ERR, "host=%s event=delayed_record_failed log_dir=%s",
+				  hname(w), cfg->log_dir);
+		memset(line, 0, len);
+		free(line);
+		done++;
+	}
+	if (n)
+		log_msg(LOG_NOTICE, "host=%s event=delayed_replayed delivered=%zu pending=%zu",
+			hname(w), done, n - done);
+	delayed_free(items, n);
+	free(dir);
+	atomic_store(&h->delayed_checked, now_ms());
+	atomic_store(&h->replaying, false);
 	return rc;
 }
 
@@ -513,7 +629,9 @@ static void *worker_main(void *arg)
 	}
 	log_msg(LOG_INFO, "host=%s worker=%u event=connected", hname(w), w->id);
 	queue_worker_connected(&h->queue);
-	for (;;) {
+	if (replay_delayed(w) < 0)
+		why = "broken";
+	for (; strcmp(why, "broken");) {
 		/* Jitter spreads the closing of connections that went idle
 		 * together over a tenth of the idle timeout. */
 		int64_t idle = cfg->idle_timeout_ms +
@@ -532,6 +650,13 @@ static void *worker_main(void *arg)
 		if (rc == QUEUE_KICKED) {
 			why = "close_requested";
 			break;
+		}
+		if (!item) {
+			/* host_queue_delayed: new delayed files to replay. */
+			atomic_store(&h->delayed_queued, false);
+			if (replay_delayed(w) < 0)
+				why = "broken";
+			continue;
 		}
 		if (serve(w, item) == TXN_BROKEN) {
 			why = "broken";

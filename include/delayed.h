@@ -1,0 +1,44 @@
+/*
+ * delayed.h - lonnet's delayed (critical) transactions: files in
+ * <socket_dir>/delayed/ named <time>.<count>.<pid>.<cmd>.<hostid>, each
+ * holding one request line, to be replayed to that host once lonc has
+ * a working connection to it (protocol.md section 3).
+ *
+ * Pure file handling; the replay itself is done by a worker.  No locks.
+ */
+#ifndef LONC_DELAYED_H
+#define LONC_DELAYED_H
+
+#include <stddef.h>
+
+#include "util.h"
+
+struct delayed_item {
+	char *path;      /* full path of the file */
+	char *hostid;    /* the host ID it is addressed to */
+	long long time;  /* from the name */
+	long count;
+};
+
+/* The directory of a socket_dir's delayed files (malloc'd). */
+char *delayed_dir(const char *socket_dir);
+
+/* The files in dir addressed to one of ids (every file when n_ids is
+ * 0), oldest first (time, then
+ * count, then name).  Unparsable names are skipped.  0 or -1 (errno);
+ * a missing directory is an empty list. */
+int delayed_scan(const char *dir, char *const *ids, size_t n_ids,
+		 struct delayed_item **items, size_t *n) WUR;
+void delayed_free(struct delayed_item *items, size_t n);
+
+/* The request line of a file, without its '\n' (malloc'd), or NULL when
+ * unreadable, empty, or longer than max. */
+char *delayed_read(const char *path, size_t max, size_t *len);
+
+/* Append "<epoch>:S:<hostid>:<request>:<local time>" to
+ * <log_dir>/lonnet.perm.log.  The text of an encrypt: request is not
+ * written (it may carry a password).  0 or -1 (errno). */
+int delayed_record(const char *log_dir, const char *hostid,
+		   const char *request, size_t len) WUR;
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * delayed.c - scanning, reading and recording lonnet's delayed
+ * transaction files.  Called by a worker of the host being replayed
+ * (one at a time per host, see host->replaying); no locks.
+ */
+#include "delayed.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+char *delayed_dir(const char *socket_dir)
+{
+	size_t n = strlen(socket_dir) + sizeof("/delayed");
+	char *p = xmalloc(n);
+
+	snprintf(p, n, "%s/delayed", socket_dir);
+	return p;
+}
+
+/* <time>.<count>.<pid>.<cmd>.<hostid>: the host ID is after the last dot. */
+static int parse_name(const char *name, long long *t, long *count,
+		      const char **hostid)
+{
+	char *end;
+	const char *dot = strrchr(name, '.');
+
+	if (!dot || !dot[1])
+		return -1;
+	errno = 0;
+	*t = strtoll(name, &end, 10);
+	if (errno || end == name || *end != '.')
+		return -1;
+	*count = strtol(end + 1, &end, 10);
+	if (*end != '.')
+		return -1;
+	*hostid = dot + 1;
+	return 0;
+}
+
+static int older(const void *a, const void *b)
+{
+	const struct delayed_item *x = a, *y = b;
+
+	if (x->time != y->time)
+		return x->time < y->time ? -1 : 1;
+	if (x->count != y->count)
+		return x->count < y->count ? -1 : 1;
+	return strcmp(x->path, y->path);
+}
+
+int delayed_scan(const char *dir, char *const *ids, size_t n_ids,
+		 struct delayed_item **items, size_t *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	size_t cap = 0;
+
+	*items = NULL;
+	*n = 0;
+	if (!d)
+		return errno == ENOENT ? 0 : -1;
+	while ((e = readdir(d))) {
+		const char *hostid;
+		long long t;
+		long count;
+		bool ours = false;
+
+		if (e->d_name[0] == '.' || parse_name(e->d_name, &t, &count, &hostid) < 0)
+			continue;
+		ours = n_ids == 0;
+		for (size_t i = 0; i < n_ids; i++)
+			ours |= !strcmp(ids[i], hostid);
+		if (!ours)
+			continue;
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 16;
+			*items = xrealloc(*items, cap * sizeof(**items));
+		}
+		size_t len = strlen(dir) + strlen(e->d_name) + 2;
+		struct delayed_item *it = &(*items)[(*n)++];
+		it->path = xmalloc(len);
+		snprintf(it->path, len, "%s/%s", dir, e->d_name);
+		it->hostid = xstrdup(hostid);
+		it->time = t;
+		it->count = count;
+	}
+	closedir(d);
+	if (*n > 1)
+		qsort(*items, *n, sizeof(**items), older);
+	return 0;
+}
+
+void delayed_free(struct delayed_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(items[i].path);
+		free(items[i].hostid);
+	}
+	free(items);
+}
+
+char *delayed_read(const char *path, size_t max, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	size_t have = 0, cap = 256;
+	char *buf;
+
+	if (fd < 0)
+		return NULL;
+	buf = xmalloc(cap);
+	for (;;) {
+		if (have == cap) {
+			if (cap > max + 1)
+				goto fail;
+			cap *= 2;
+			buf = xrealloc(buf, cap);
+		}
+		ssize_t r = read(fd, buf + have, cap - have);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			goto fail;
+		if (r == 0)
+			break;
+		have += (size_t)r;
+	}
+	close(fd);
+	/* One line: stop at the first newline. */
+	char *nl = memchr(buf, '\n', have);
+	if (nl)
+		have = (size_t)(nl - buf);
+	if (have && buf[have - 1] == '\r')
+		have--;
+	if (have == 0 || have > max) {
+		free(buf);
+		return NULL;
+	}
+	buf[have] = '\0';
+	*len = have;
+	return buf;
+fail:
+	close(fd);
+	free(buf);
+	return NULL;
+}
+
+int delayed_record(const char *log_dir, const char *hostid,
+		   const char *request, size_t len)
+{
+	char path[4096], when[64];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	snprintf(path, sizeof(path), "%s/lonnet.perm.log", log_dir);
+	localtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%a %b %e %H:%M:%S %Y", &tm);
+	FILE *f = fopen(path, "a");
+	if (!f)
+		return -1;
+	if (len >= 8 && !memcmp(request, "encrypt:", 8)) {
+		/* Keep the command word only. */
+		const char *colon = memchr(request + 8, ':', len - 8);
+
+		len = colon ? (size_t)(colon - request) : len;
+	}
+	fprintf(f, "%lld:S:%s:%.*s:%s\n", (long long)now, hostid, (int)len, request, when);
+	return fclose(f) == 0 ? 0 : -1;
+}
