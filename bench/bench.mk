@@ -1,0 +1,26 @@
+# bench/bench.mk - the benchmark (issue 6), included by the top Makefile.
+#
+#   make bench                  build, then run every scenario (a few minutes)
+#   make bench BENCH_ARGS=...   pass options to bench/run (bench/run --help)
+#
+# The floor server is also part of `all`, so that the smoke test in
+# t/integration/bench-smoke.t finds it after the usual build.
+
+BENCH_FLOOR := $(BUILD)/bench/floor
+BENCH_ARGS  ?=
+
+.PHONY: bench bench-tools
+
+all: $(BENCH_FLOOR)
+
+$(BENCH_FLOOR): bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+bench-tools: $(BUILD)/lonc $(BUILD)/testlond $(BUILD)/lonc-load $(BENCH_FLOOR)
+
+bench: deps
+	@$(MAKE) --no-print-directory bench-tools
+	LONC_BUILD=$(BUILD) bench/run $(BENCH_ARGS)
+
+-include $(BENCH_FLOOR).d

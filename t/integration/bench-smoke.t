@@ -1,0 +1,61 @@
+#!/usr/bin/perl
+# A short functional run of the benchmark harness (bench/run --smoke):
+# every scenario it can run here completes with every request answered by
+# its own reply, and it writes a results JSON with the expected parts.
+# No speed assertions: the figures of a smoke run mean nothing.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use JSON::PP;
+use Test::More;
+use LoncTest;
+
+watchdog(300);
+my $run = "$FindBin::Bin/../../bench/run";
+my $out = tmp_dir() . '/results.json';
+local $ENV{LONC_BUILD} = build_dir();
+local $ENV{TMPDIR} = tmp_dir();    # bench/run's own files go in here
+my $text = `$run --smoke --out $out 2>&1`;
+is($? >> 8, 0, 'bench/run --smoke exits 0') or diag $text;
+like($text, qr/^Targets:$/m, 'it prints the targets');
+like($text, qr/^1 +lonc, new connection per request +1 /m, 'it prints the table');
+
+ok(-s $out, 'it writes the results JSON') or BAIL_OUT("no results:\n$text");
+my $r = eval { decode_json(LoncTest::log_text($out)) };
+ok($r, 'the results are valid JSON') or diag $@;
+$r //= {};
+
+my %want = map { $_ => 1 } 1, 2, 3, 5;
+$want{4} = 1 unless $r->{skipped}{4};
+for my $s (sort keys %want) {
+    for my $k (1, 4) {
+        my @runs = grep { $_->{scenario} == $s && ($_->{clients} // 0) == $k }
+            @{ $r->{runs} // [] };
+        is(scalar @runs, 1, "scenario $s at $k clients ran once");
+        my $run1 = $runs[0] // {};
+        cmp_ok($run1->{ok} // 0, '>', 0, "scenario $s at $k clients: replies");
+        is(($run1->{mismatch} // -1) + ($run1->{con_lost} // -1) + ($run1->{errors} // -1),
+            0, "scenario $s at $k clients: every request got its own reply");
+        ok(defined $r->{summary}{$s}{$k}{p50_us}, "scenario $s at $k clients: summarised");
+    }
+}
+ok(defined $r->{summary}{1}{1}{lond_cpu}, 'the test lond CPU share is recorded');
+ok(defined $r->{added_latency}{p50_us}, 'scenario 9: added latency');
+cmp_ok($r->{encryption}{lond_saw_encrypted} // 0, '>', 0,
+    'scenario 8: encrypt: requests reached the lond encrypted');
+is($r->{large_reply}{ok}, 1, 'scenario 7: the large reply was relayed whole');
+cmp_ok($r->{large_reply}{peak_rss_kib} // 0, '>', 0, 'scenario 7: RSS measured');
+my $mh = $r->{many_hosts} // {};
+is($mh->{many}{hosts}, 20, 'scenario 6: twenty configured hosts');
+cmp_ok($mh->{many}{idle_rss_kib} // 0, '>', 0, 'scenario 6: idle RSS measured');
+cmp_ok($mh->{many}{startup_s} // 0, '>', 0, 'scenario 6: start-up time measured');
+is($mh->{active}{hosts}, 5, 'scenario 6: five hosts active at once');
+cmp_ok($mh->{active}{ok} // 0, '>', 0, 'scenario 6: the active hosts answered');
+is(scalar @{ $r->{targets} // [] }, 8, 'eight targets');
+is(scalar(grep { $_->{status} =~ /^(PASS|FAIL|SKIP)$/ } @{ $r->{targets} // [] }), 8,
+    'each target has a status');
+my @started = map { $_->{pid} } @{ $r->{started} // [] };
+cmp_ok(scalar @started, '>=', 3, 'the servers it started are listed');
+is(scalar(grep { kill 0, $_ } @started), 0, 'none of them is left running');
+done_testing();
