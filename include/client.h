@@ -27,6 +27,8 @@ struct client {
 	int64_t queued_at;         /* when the request entered the queue (ms) */
 	int64_t start_us;          /* when the request was complete (us) */
 	struct client *next;       /* acceptor's hand-back list */
+	size_t slot;               /* acceptor: index in its reading set */
+	int epfd;                  /* the epoll set the fd is registered in */
 };
 
 /* Wrap an accepted (non-blocking) fd; requests up to max_request bytes. */

@@ -32,7 +32,9 @@ struct host_conf {
 	char *tls_name;         /* name lond's certificate must carry */
 	bool version_step;      /* send version:<v> after the key mode */
 	bool sethost_step;      /* send sethost:<id> after the key mode */
-	int line;               /* where the entry starts in the file */
+	bool imported;          /* from hosts_tab, not from hosts: */
+	int line;               /* where the entry starts in the file (for
+				   an imported host: its hosts.tab line) */
 };
 
 struct config {
@@ -76,13 +78,17 @@ struct config {
 	int shutdown_timeout_ms;
 	char *admin_socket;     /* the admin/status UNIX socket */
 	int delayed_scan_ms;    /* how often <socket_dir>/delayed is checked */
+	char *hosts_tab;        /* LON-CAPA host table to import ("" = none) */
+	char *loncapa_conf;     /* PerlSetVar defaults ("" = none) */
 	struct host_conf *hosts;
 	size_t n_hosts;
 };
 
 /* Load and validate `path`.  On success returns 0 and stores a new
  * config in *out.  On failure returns -1 and writes one message naming
- * the file, the line and the key into err. */
+ * the file, the line and the key into err.  The files named by
+ * loncapa_conf and hosts_tab (relative to the directory of `path`) are
+ * read as well, every time: their errors name their own file and line. */
 int config_load(const char *path, struct config **out, char *err,
 		size_t errlen) WUR;
 

@@ -40,6 +40,9 @@ ssize_t net_read_wake(int fd, void *buf, size_t len, int64_t deadline,
  * with errno ETIMEDOUT. */
 int net_wait_readable(int fd, int64_t deadline) WUR;
 
+/* The same, giving up with ECANCELED when wake_fd (>= 0) is readable. */
+int net_wait_readable_wake(int fd, int64_t deadline, int wake_fd) WUR;
+
 /* Create a listening UNIX stream socket at path (an old socket file
  * there is replaced), with permissions `mode`.  Non-blocking fd or -1. */
 int net_listen_unix(const char *path, int mode, int backlog) WUR;

@@ -2,17 +2,21 @@
  * acceptor.c - one thread per host: accept local clients on the host's
  * sockets and assemble their request lines.
  *
- * The thread polls: an eventfd (wake-ups: returned clients, stop), the
- * listeners, and every client it is reading from.  A complete request is
- * either answered here (lonc-local commands, fast failures) or pushed
- * into the host queue, after which a worker owns the client until it
- * calls acceptor_return().  Locks: a->mu (the hand-back list and the
- * stopping flag), a leaf taken for a few instructions at a time.
+ * The thread waits in epoll: an eventfd (stop, and hand-backs that need
+ * prompt attention), the listeners, and every client (one-shot, armed
+ * while we expect bytes from it).  A complete request is either answered
+ * here (lonc-local commands, fast failures) or pushed into the host
+ * queue, after which a worker owns the client until it calls
+ * acceptor_return(), which re-arms the client in this epoll set and puts
+ * it on the hand-back list: the thread is woken by the client's next
+ * bytes (or hang-up), not by the hand-back itself.  Locks: a->mu (the
+ * hand-back list, the stopping and sleeping flags), a leaf taken for a
+ * few instructions and at most one epoll_ctl at a time.
  */
 #include "acceptor.h"
 
 #include <errno.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,18 +43,25 @@ struct acceptor {
 	pthread_t thread;
 	bool started;
 
+	int epfd;
+
 	pthread_mutex_t mu;
 	struct client *returned;   /* protected by mu */
 	bool stopping;             /* protected by mu */
+	bool sleeping;             /* protected by mu: waiting with no timeout */
 	struct acceptor *successor; /* protected by mu; set by handover */
 
 	/* Owned by the acceptor thread. */
 	struct client **reading;   /* clients whose request we are reading */
 	size_t nreading, capreading;
-	struct pollfd *pfds;
-	size_t cappfds;
 	int64_t listen_paused_until;
+	bool listen_paused;
 };
+
+/* epoll data: a client pointer (8-aligned, tag 0), or a tag. */
+#define TAG_WAKE 1
+#define TAG_LISTEN 2   /* | (index << 3) */
+#define TAG_MASK 7
 
 static const char *host_name(const struct acceptor *a)
 {
@@ -79,6 +90,7 @@ static struct acceptor *alloc_acceptor(struct host *h)
 	struct acceptor *a = xcalloc(1, sizeof(*a));
 
 	a->h = h;
+	a->wake_fd = a->epfd = -1;
 	pthread_mutex_init(&a->mu, NULL);
 	a->nlisten = (int)hc->n_aliases + 1;
 	a->listen_fds = xcalloc((size_t)a->nlisten, sizeof(int));
@@ -88,8 +100,15 @@ static struct acceptor *alloc_acceptor(struct host *h)
 		a->paths[i] = socket_path(h, socket_name(hc, (size_t)i));
 	}
 	a->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (a->wake_fd < 0) {
+	a->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (a->wake_fd < 0 || a->epfd < 0) {
 		log_errno(LOG_ERR, "host=%s event=eventfd_failed", hc->hostname);
+		acceptor_free(a);
+		return NULL;
+	}
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_WAKE };
+	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->wake_fd, &ev) < 0) {
+		log_errno(LOG_ERR, "host=%s event=epoll_failed", hc->hostname);
 		acceptor_free(a);
 		return NULL;
 	}
@@ -161,9 +180,24 @@ static void wake(struct acceptor *a)
 	(void)n; /* a full counter already means "wake up" */
 }
 
+/* Wait for the client's next bytes (one-shot): the first event after
+ * this disarms it again.  0 or -1 (errno). */
+static int arm(struct acceptor *a, struct client *c)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
+		.data.ptr = c,
+	};
+
+	if (c->epfd == a->epfd)
+		return epoll_ctl(a->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+	c->epfd = a->epfd;
+	return epoll_ctl(a->epfd, EPOLL_CTL_ADD, c->fd, &ev);
+}
+
 void acceptor_return(struct acceptor *a, struct client *c)
 {
-	bool was_empty;
+	bool need_wake;
 
 	pthread_mutex_lock(&a->mu);
 	if (a->successor) {
@@ -179,11 +213,19 @@ void acceptor_return(struct acceptor *a, struct client *c)
 		client_free(c);
 		return;
 	}
-	was_empty = a->returned == NULL;
+	/* On the list and armed in one critical section: the thread drains
+	 * the list (under mu) before it looks at events, so any event for c
+	 * finds c already handed back. */
 	c->next = a->returned;
 	a->returned = c;
+	if (arm(a, c) < 0)
+		log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
+	/* A pipelined request is already in the buffer (no event will come
+	 * for it), and a thread asleep without a timeout would not see the
+	 * client's read deadline: wake it in those cases only. */
+	need_wake = c->in.len > 0 || a->sleeping;
 	pthread_mutex_unlock(&a->mu);
-	if (was_empty)
+	if (need_wake)
 		wake(a);
 }
 
@@ -195,8 +237,23 @@ static void add_reading(struct acceptor *a, struct client *c)
 				      a->capreading * sizeof(*a->reading));
 	}
 	c->deadline = now_ms() + a->h->cfg->client_timeout_ms;
+	c->slot = a->nreading;
 	a->reading[a->nreading++] = c;
 }
+
+/* Take c out of the reading set (it went to a worker, or is closed). */
+static void remove_reading(struct acceptor *a, struct client *c)
+{
+	size_t i = c->slot;
+
+	if (i >= a->nreading || a->reading[i] != c)
+		return;
+	a->reading[i] = a->reading[--a->nreading];
+	a->reading[i]->slot = i;
+	c->slot = SIZE_MAX;
+}
+
+static void pause_listeners(struct acceptor *a, bool pause);
 
 /* Answer a lonc-generated line; a client that cannot take it at once is
  * dropped (the acceptor never waits on one client).  Returns false when
@@ -328,6 +385,7 @@ static void accept_clients(struct acceptor *a, int lfd)
 				log_errno(LOG_ERR, "host=%s event=accept_failed pause_ms=%d",
 					  host_name(a), EMFILE_PAUSE_MS);
 				a->listen_paused_until = now_ms() + EMFILE_PAUSE_MS;
+				pause_listeners(a, true);
 			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
 				   errno != EINTR && errno != ECONNABORTED) {
 				log_errno(LOG_WARNING, "host=%s event=accept_failed",
@@ -337,51 +395,59 @@ static void accept_clients(struct acceptor *a, int lfd)
 		}
 		struct client *c = client_new(fd, a, a->h->cfg->max_request_bytes);
 		/* The request usually follows the connect at once: try to
-		 * read it now and save a trip through poll. */
-		c->deadline = now_ms() + a->h->cfg->client_timeout_ms;
-		if (read_client(a, c))
+		 * read it now and save a trip through epoll. */
+		c->slot = SIZE_MAX;
+		if (read_client(a, c)) {
 			add_reading(a, c);
+			if (arm(a, c) < 0) {
+				log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
+				remove_reading(a, c);
+				client_free(c);
+			}
+		}
 	}
 }
 
-/* Take back the clients that workers returned. */
-static bool take_returned(struct acceptor *a)
+/* Take back the clients that workers returned.  They are armed already;
+ * a pipelined request already in a buffer is acted on now. */
+static void take_returned(struct acceptor *a)
 {
-	uint64_t v;
-	ssize_t n = read(a->wake_fd, &v, sizeof(v));
 	struct client *list, *next;
-	bool stopping;
 
-	(void)n;
 	pthread_mutex_lock(&a->mu);
 	list = a->returned;
 	a->returned = NULL;
-	stopping = a->stopping;
 	pthread_mutex_unlock(&a->mu);
 	for (struct client *c = list; c; c = next) {
 		next = c->next;
 		c->next = NULL;
-		if (stopping) {
-			client_free(c);
-			continue;
-		}
-		/* The request was consumed by whoever answered it; a
-		 * pipelined next request may already be here. */
-		if (process(a, c))
+		if (c->in.len == 0 || process(a, c))
 			add_reading(a, c);
 	}
-	return !stopping;
 }
 
-static int64_t next_deadline(struct acceptor *a, int64_t now)
+static void pause_listeners(struct acceptor *a, bool pause)
+{
+	for (int i = 0; i < a->nlisten; i++) {
+		struct epoll_event ev = {
+			.events = pause ? 0 : EPOLLIN,
+			.data.u64 = TAG_LISTEN | ((uint64_t)i << 3),
+		};
+
+		if (a->listen_fds[i] >= 0)
+			epoll_ctl(a->epfd, EPOLL_CTL_MOD, a->listen_fds[i], &ev);
+	}
+	a->listen_paused = pause;
+}
+
+static int64_t next_deadline(struct acceptor *a)
 {
 	int64_t next = -1;
 
 	for (size_t i = 0; i < a->nreading; i++)
 		if (next < 0 || a->reading[i]->deadline < next)
 			next = a->reading[i]->deadline;
-	if (a->listen_paused_until > now &&
-	    (next < 0 || a->listen_paused_until < next))
+	if (a->listen_paused && (next < 0 || a->listen_paused_until < next))
 		next = a->listen_paused_until;
 	return next;
 }
@@ -400,60 +466,96 @@ static void expire_clients(struct acceptor *a, int64_t now)
 			client_free(c);
 			continue;
 		}
+		c->slot = j;
 		a->reading[j++] = c;
 	}
 	a->nreading = j;
 }
 
+/* Handle one epoll event. */
+static void on_event(struct acceptor *a, const struct epoll_event *ev)
+{
+	uint64_t tag = ev->data.u64 & TAG_MASK;
+
+	if (tag == TAG_WAKE) {
+		uint64_t v;
+		ssize_t n = read(a->wake_fd, &v, sizeof(v));
+
+		(void)n;
+	} else if (tag == TAG_LISTEN) {
+		accept_clients(a, a->listen_fds[ev->data.u64 >> 3]);
+	} else {
+		struct client *c = ev->data.ptr;
+
+		/* Out of the set first: read_client may hand c to a worker
+		 * or free it.  One-shot: c is disarmed now; re-armed if it
+		 * stays, with its first deadline (trickling bytes do not
+		 * extend it). */
+		int64_t deadline = c->deadline;
+
+		remove_reading(a, c);
+		if (!read_client(a, c))
+			return;
+		add_reading(a, c);
+		c->deadline = deadline;
+		if (arm(a, c) < 0) {
+			log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
+			remove_reading(a, c);
+			client_free(c);
+		}
+	}
+}
+
 static void *acceptor_main(void *arg)
 {
 	struct acceptor *a = arg;
+	struct epoll_event events[64];
 
+	for (int i = 0; i < a->nlisten; i++) {
+		struct epoll_event ev = {
+			.events = EPOLLIN,
+			.data.u64 = TAG_LISTEN | ((uint64_t)i << 3),
+		};
+
+		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->listen_fds[i], &ev) < 0)
+			log_errno(LOG_ERR, "host=%s event=epoll_failed socket=%s",
+				  host_name(a), a->paths[i]);
+	}
 	for (;;) {
-		size_t nfixed = 1 + (size_t)a->nlisten;
-		size_t need = nfixed + a->nreading;
 		int64_t now = now_ms();
-		bool listening = a->listen_paused_until <= now;
 
-		if (need > a->cappfds) {
-			a->cappfds = need * 2;
-			a->pfds = xrealloc(a->pfds, a->cappfds * sizeof(*a->pfds));
-		}
-		a->pfds[0] = (struct pollfd){ .fd = a->wake_fd, .events = POLLIN };
-		for (int i = 0; i < a->nlisten; i++)
-			a->pfds[1 + i] = (struct pollfd){
-				.fd = listening ? a->listen_fds[i] : -1,
-				.events = POLLIN };
-		for (size_t i = 0; i < a->nreading; i++)
-			a->pfds[nfixed + i] = (struct pollfd){
-				.fd = a->reading[i]->fd, .events = POLLIN };
-		int64_t deadline = next_deadline(a, now);
+		if (a->listen_paused && a->listen_paused_until <= now)
+			pause_listeners(a, false);
+		take_returned(a);
+		int64_t deadline = next_deadline(a);
 		int timeout = deadline < 0 ? -1 :
 			      deadline <= now ? 0 : (int)(deadline - now);
-		int rc = poll(a->pfds, need, timeout);
-		if (rc < 0 && errno != EINTR) {
-			log_errno(LOG_ERR, "host=%s event=poll_failed", host_name(a));
+		/* Going to sleep for good is announced under mu, so that a
+		 * hand-back in the meantime wakes us (see acceptor_return). */
+		pthread_mutex_lock(&a->mu);
+		if (a->stopping) {
+			pthread_mutex_unlock(&a->mu);
+			break;
+		}
+		if (a->returned)
+			timeout = 0;
+		a->sleeping = timeout < 0;
+		pthread_mutex_unlock(&a->mu);
+		int n = epoll_wait(a->epfd, events, 64, timeout);
+		if (timeout < 0) {
+			pthread_mutex_lock(&a->mu);
+			a->sleeping = false;
+			pthread_mutex_unlock(&a->mu);
+		}
+		if (n < 0 && errno != EINTR) {
+			log_errno(LOG_ERR, "host=%s event=epoll_failed", host_name(a));
 			usleep(10000);
 			continue;
 		}
-		/* Clients first: the set is rebuilt from the survivors.
-		 * New and returned clients are appended after the scan. */
-		size_t n = a->nreading, j = 0;
-		struct client **set = a->reading;
-		for (size_t i = 0; i < n; i++) {
-			struct client *c = set[i];
-			short re = rc > 0 ? a->pfds[nfixed + i].revents : 0;
-
-			if (re && !read_client(a, c))
-				continue;
-			set[j++] = c;
-		}
-		a->nreading = j;
-		if (rc > 0 && (a->pfds[0].revents & POLLIN) && !take_returned(a))
-			break;
-		for (int i = 0; rc > 0 && i < a->nlisten; i++)
-			if (a->pfds[1 + i].revents & POLLIN)
-				accept_clients(a, a->listen_fds[i]);
+		/* Hand-backs before events: an event may be for one of them. */
+		take_returned(a);
+		for (int i = 0; i < n; i++)
+			on_event(a, &events[i]);
 		expire_clients(a, now_ms());
 	}
 	/* The reading clients stay: acceptor_handover passes them on,
@@ -558,10 +660,11 @@ void acceptor_free(struct acceptor *a)
 	}
 	if (a->wake_fd >= 0)
 		close(a->wake_fd);
+	if (a->epfd >= 0)
+		close(a->epfd);
 	pthread_mutex_destroy(&a->mu);
 	free(a->listen_fds);
 	free(a->paths);
 	free(a->reading);
-	free(a->pfds);
 	free(a);
 }

@@ -5,6 +5,7 @@
  */
 #include "client.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,6 +20,8 @@ struct client *client_new(int fd, struct acceptor *acc, size_t max_request)
 
 	c->fd = fd;
 	c->acc = acc;
+	c->epfd = -1;
+	c->slot = SIZE_MAX;
 	linebuf_init(&c->in, max_request);
 	return c;
 }

@@ -2,20 +2,28 @@
  * config.c - YAML configuration loader.  The only file that includes
  * <yaml.h>.  One option table describes every top-level key (name, type,
  * default, bounds); defaults go through the same parser as file values,
- * so a default can never be of the wrong type.  Called from the main
- * thread only (start-up and reload); takes no locks.
+ * so a default can never be of the wrong type.  For the move from
+ * loncnew it also applies what loncapa.c reads from LON-CAPA's own
+ * files: PerlSetVar defaults (loncapa_conf) and imported hosts
+ * (hosts_tab).  Precedence: table defaults < loncapa_conf < YAML keys.
+ * Called from the main thread only (start-up and reload); takes no locks.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 #include <yaml.h>
 
+#include "loncapa.h"
 #include "log.h"
 
 enum opt_type { T_STR, T_INT, T_SIZE, T_MS, T_BOOL, T_LEVEL, T_FACILITY,
@@ -69,6 +77,9 @@ static const struct option options[] = {
 	OPT_MS(shutdown_timeout_ms, "shutdown_timeout", "30", 0, DAY_MS),
 	OPT(admin_socket, T_STR, "/var/run/lonc-admin.sock", 0, 0),
 	OPT_MS(delayed_scan_ms, "delayed_scan_interval", "30", 100, DAY_MS),
+	/* Migration from loncnew: "" means none. */
+	OPT(loncapa_conf, T_OPTSTR, "", 0, 0),
+	OPT(hosts_tab, T_OPTSTR, "", 0, 0),
 	/* The tls: mapping; its keys are "tls.<name>". */
 	OPT_AS(tls_ca_file, "tls.ca_file", T_OPTSTR, ""),
 	OPT_AS(tls_cert_file, "tls.cert_file", T_OPTSTR, ""),
@@ -126,29 +137,68 @@ struct loader {
 	yaml_document_t doc;
 	char *err;
 	size_t errlen;
-	bool seen[N_OPTIONS];
+	bool seen[N_OPTIONS];           /* given in the YAML file */
+	unsigned long key_line[N_OPTIONS];  /* ... at this line */
+	bool from_conf[N_OPTIONS];      /* set from loncapa_conf */
+	char *conf_path;                /* loncapa_conf, resolved */
+	char *tab_path;                 /* hosts_tab, resolved */
 };
 
+/* A line of one of the files being read, for messages. */
+struct where {
+	const char *path;
+	unsigned long line;
+};
+
+static struct where at(const struct loader *ld, const yaml_node_t *node)
+{
+	return (struct where){ ld->path,
+			       node ? (unsigned long)node->start_mark.line + 1 : 1UL };
+}
+
+static int vfail(struct loader *ld, struct where w, const char *key,
+		 const char *fmt, va_list ap) PRINTF_LIKE(4, 0);
+
+static int vfail(struct loader *ld, struct where w, const char *key,
+		 const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (key)
+		snprintf(ld->err, ld->errlen, "%s:%lu: key '%s': %s", w.path,
+			 w.line, key, msg);
+	else
+		snprintf(ld->err, ld->errlen, "%s:%lu: %s", w.path, w.line, msg);
+	return -1;
+}
+
+/* "FILE:LINE: key 'KEY': message" (without the key part if key is NULL)
+ * for a YAML node (fail) or any line of any file (fail_at). */
 static int fail(struct loader *ld, const yaml_node_t *node, const char *key,
 		const char *fmt, ...) PRINTF_LIKE(4, 5);
+static int fail_at(struct loader *ld, struct where w, const char *key,
+		   const char *fmt, ...) PRINTF_LIKE(4, 5);
 
 static int fail(struct loader *ld, const yaml_node_t *node, const char *key,
 		const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vfail(ld, at(ld, node), key, fmt, ap);
 	va_end(ap);
-	if (key)
-		snprintf(ld->err, ld->errlen, "%s:%lu: key '%s': %s", ld->path,
-			 node ? (unsigned long)node->start_mark.line + 1 : 1UL,
-			 key, msg);
-	else
-		snprintf(ld->err, ld->errlen, "%s:%lu: %s", ld->path,
-			 node ? (unsigned long)node->start_mark.line + 1 : 1UL,
-			 msg);
+	return -1;
+}
+
+static int fail_at(struct loader *ld, struct where w, const char *key,
+		   const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfail(ld, w, key, fmt, ap);
+	va_end(ap);
 	return -1;
 }
 
@@ -253,10 +303,11 @@ static const char *type_name(enum opt_type t)
 	return "?";
 }
 
-/* Store text value `s` for option `o` into cfg; node is for messages. */
+/* Store text value `s` for option `o` into cfg.  Messages name the key
+ * as `key` (the option, or the PerlSetVar it came from) at `w`. */
 static int set_option(struct loader *ld, struct config *cfg,
-		      const struct option *o, const char *s,
-		      const yaml_node_t *node)
+		      const struct option *o, const char *s, struct where w,
+		      const char *key)
 {
 	char *field = (char *)cfg + o->offset;
 	long long v = 0;
@@ -265,7 +316,7 @@ static int set_option(struct loader *ld, struct config *cfg,
 	switch (o->type) {
 	case T_STR:
 		if (!*s)
-			return fail(ld, node, o->name, "must not be empty");
+			return fail_at(ld, w, key, "must not be empty");
 		/* fall through */
 	case T_OPTSTR:
 		free(*(char **)field);
@@ -273,23 +324,23 @@ static int set_option(struct loader *ld, struct config *cfg,
 		return 0;
 	case T_KEYMODE:
 		if ((*(int *)field = parse_key_mode(s)) < 0)
-			return fail(ld, node, o->name, "expected %s, got '%s'",
-				    type_name(o->type), s);
+			return fail_at(ld, w, key, "expected %s, got '%s'",
+				       type_name(o->type), s);
 		return 0;
 	case T_BOOL:
 		if (parse_bool(s, (bool *)field) < 0)
-			return fail(ld, node, o->name, "expected %s, got '%s'",
-				    type_name(o->type), s);
+			return fail_at(ld, w, key, "expected %s, got '%s'",
+				       type_name(o->type), s);
 		return 0;
 	case T_LEVEL:
 		if ((*(int *)field = log_level_from_name(s)) < 0)
-			return fail(ld, node, o->name, "expected %s, got '%s'",
-				    type_name(o->type), s);
+			return fail_at(ld, w, key, "expected %s, got '%s'",
+				       type_name(o->type), s);
 		return 0;
 	case T_FACILITY:
 		if ((*(int *)field = log_facility_from_name(s)) < 0)
-			return fail(ld, node, o->name, "expected %s, got '%s'",
-				    type_name(o->type), s);
+			return fail_at(ld, w, key, "expected %s, got '%s'",
+				       type_name(o->type), s);
 		return 0;
 	case T_INT: rc = parse_ll(s, &v); break;
 	case T_SIZE: rc = parse_size(s, &v); break;
@@ -304,16 +355,16 @@ static int set_option(struct loader *ld, struct config *cfg,
 	case T_MS: rc = parse_ms(s, &v); break;
 	}
 	if (rc < 0)
-		return fail(ld, node, o->name, "expected %s, got '%s'",
-			    type_name(o->type), s);
+		return fail_at(ld, w, key, "expected %s, got '%s'",
+			       type_name(o->type), s);
 	if (v < o->min || v > o->max) {
 		if (o->type == T_MS)
-			return fail(ld, node, o->name,
-				    "%s is out of range (%.3g to %lld seconds)",
-				    s, (double)o->min / 1000, o->max / 1000);
-		return fail(ld, node, o->name,
-			    "%s is out of range (%lld to %lld)", s, o->min,
-			    o->max);
+			return fail_at(ld, w, key,
+				       "%s is out of range (%.3g to %lld seconds)",
+				       s, (double)o->min / 1000, o->max / 1000);
+		return fail_at(ld, w, key,
+			       "%s is out of range (%lld to %lld)", s, o->min,
+			       o->max);
 	}
 	if (o->type == T_SIZE)
 		*(size_t *)field = (size_t)v;
@@ -326,7 +377,7 @@ static int set_option(struct loader *ld, struct config *cfg,
  * here shapes the hosts: a host whose settings differ is rebuilt. */
 static const char *const restart_options[] = {
 	"socket_dir", "pid_file", "user", "group", "socket_mode",
-	"admin_socket", "syslog_facility", NULL,
+	"admin_socket", "syslog_facility", "loncapa_conf", "hosts_tab", NULL,
 };
 static const char *const live_options[] = {
 	"log_level", "log_dir", "outage_window", "outage_min_hosts",
@@ -478,7 +529,7 @@ static bool tls_configured(const struct config *cfg)
 /* auto: local for this node's own lond (its ids include host_id), ssl
  * when certificates are configured, insecure only if allowed. */
 static int resolve_key_mode(struct loader *ld, const struct config *cfg,
-			    struct host_conf *h, const yaml_node_t *node)
+			    struct host_conf *h, struct where w)
 {
 	if (h->key_mode == KEY_AUTO) {
 		bool own = false;
@@ -492,14 +543,37 @@ static int resolve_key_mode(struct loader *ld, const struct config *cfg,
 		else if (cfg->allow_insecure)
 			h->key_mode = KEY_INSECURE;
 		else
-			return fail(ld, node, "key_mode",
-				    "host '%s': auto finds no usable key mode (no tls: certificates and allow_insecure is false)",
-				    h->hostname);
+			return fail_at(ld, w, "key_mode",
+				       "host '%s': auto finds no usable key mode (no tls: certificates and allow_insecure is false)",
+				       h->hostname);
 	}
 	if (h->key_mode == KEY_SSL && !tls_configured(cfg))
-		return fail(ld, node, "tls",
-			    "host '%s' uses ssl but tls: ca_file, cert_file and key_file are not all set",
-			    h->hostname);
+		return fail_at(ld, w, "tls",
+			       "host '%s' uses ssl but tls: ca_file, cert_file and key_file are not all set",
+			       h->hostname);
+	return 0;
+}
+
+/* What a host entry takes from the globals unless it says otherwise. */
+static void host_defaults(const struct config *cfg, struct host_conf *h)
+{
+	h->version_step = cfg->version_step;
+	h->sethost_step = cfg->sethost_step;
+	h->key_mode = (enum key_mode)cfg->key_mode;
+}
+
+/* Complete an entry once its own keys are in; w is for messages. */
+static int finish_host(struct loader *ld, const struct config *cfg,
+		       struct host_conf *h, struct where w)
+{
+	if (resolve_key_mode(ld, cfg, h, w) < 0)
+		return -1;
+	if (!h->tls_name)
+		h->tls_name = xstrdup(h->hostname);
+	if (!h->port)
+		h->port = cfg->lond_port;
+	if (!h->max_connections)
+		h->max_connections = cfg->max_connections;
 	return 0;
 }
 
@@ -507,11 +581,7 @@ static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 		     struct host_conf *h)
 {
 	h->line = (int)node->start_mark.line + 1;
-	h->port = 0;
-	h->max_connections = 0;
-	h->version_step = cfg->version_step;
-	h->sethost_step = cfg->sethost_step;
-	h->key_mode = (enum key_mode)cfg->key_mode;
+	host_defaults(cfg, h);
 	if (node->type != YAML_MAPPING_NODE)
 		return fail(ld, node, "hosts",
 			    "each entry must be a mapping with hostname and ids");
@@ -594,32 +664,286 @@ static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 			return fail(ld, node, "aliases",
 				    "'%s' cannot name a socket file",
 				    h->aliases[i]);
-	if (resolve_key_mode(ld, cfg, h, node) < 0)
-		return -1;
-	if (!h->tls_name)
-		h->tls_name = xstrdup(h->hostname);
-	if (!h->port)
-		h->port = cfg->lond_port;
-	if (!h->max_connections)
-		h->max_connections = cfg->max_connections;
-	return 0;
+	return finish_host(ld, cfg, h, at(ld, node));
 }
 
+/*
+ * Files of LON-CAPA (migration from loncnew)
+ * ------------------------------------------
+ * loncapa_conf and hosts_tab name files that loncapa.c parses; this is
+ * where their contents become lonc settings.  A relative path is taken
+ * from the directory of the YAML file, so a reload (after the daemon
+ * changed to "/") reads the same files.  Only regular files are read: a
+ * FIFO or a device named by mistake must not hang the loader.
+ */
+
+static char *resolve_path(const char *config_path, const char *p)
+{
+	const char *slash = strrchr(config_path, '/');
+
+	if (p[0] == '/' || !slash)
+		return xstrdup(p);
+	size_t dl = (size_t)(slash - config_path) + 1;
+	char *r = xmalloc(dl + strlen(p) + 1);
+	memcpy(r, config_path, dl);
+	strcpy(r + dl, p);
+	return r;
+}
+
+/* Open the file of option `name` (already resolved to `path`); a
+ * failure names the YAML line of the key. */
+static FILE *open_import(struct loader *ld, const char *name, const char *path)
+{
+	const struct option *o = find_option(name);
+	struct where w = { ld->path, ld->key_line[o - options] };
+	struct stat st;
+	FILE *f;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		fail_at(ld, w, name, "cannot open '%s': %s", path,
+			strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		fail_at(ld, w, name, "'%s' is not a regular file", path);
+		return NULL;
+	}
+	f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		fail_at(ld, w, name, "cannot read '%s': %s", path,
+			strerror(errno));
+	}
+	return f;
+}
+
+/*
+ * loncapa_conf: the PerlSetVar values loncnew ran with become defaults
+ * of lonc options, below any key the YAML file gives itself (whatever
+ * the order of the keys there) and above the table's defaults.
+ * lonDaemons was loncnew's home: its pid file and logs were in
+ * <lonDaemons>/logs.
+ */
+static const struct perl_default {
+	const char *var;        /* PerlSetVar name */
+	const char *option;     /* lonc option it gives a default for */
+	const char *suffix;     /* appended to the value */
+} perl_defaults[] = {
+	{ "lonHostID", "host_id", NULL },
+	{ "lonSockDir", "socket_dir", NULL },
+	{ "londPort", "lond_port", NULL },
+	{ "lonDaemons", "pid_file", "/logs/lonc.pid" },
+	{ "lonDaemons", "log_dir", "/logs" },
+	{ "loncAllowInsecure", "allow_insecure", NULL },
+};
+#define N_PERL_DEFAULTS (sizeof(perl_defaults) / sizeof(perl_defaults[0]))
+
+static const char *const perl_vars[] = {
+	"lonHostID", "lonSockDir", "londPort", "lonDaemons",
+	"loncAllowInsecure", NULL,
+};
+
+/* loncAllowInsecure is a Perl truth value: 1/0 as well as words. */
+static const char *perl_bool(const char *v)
+{
+	static const char *const yes[] = { "1", "yes", "true", "on", NULL };
+	static const char *const no[] = { "0", "no", "false", "off", NULL };
+
+	for (const char *const *y = yes; *y; y++)
+		if (!strcasecmp(v, *y))
+			return "true";
+	for (const char *const *n = no; *n; n++)
+		if (!strcasecmp(v, *n))
+			return "false";
+	return NULL;
+}
+
+static int apply_perl_default(struct loader *ld, struct config *cfg,
+			      const struct perl_default *pd,
+			      const struct loncapa_var *v)
+{
+	const struct option *o = find_option(pd->option);
+	struct where w = { ld->conf_path, (unsigned long)v->line };
+	char *value;
+	int rc;
+
+	if (ld->seen[o - options])
+		return 0;               /* the YAML file says otherwise */
+	if (o->type == T_BOOL) {
+		const char *b = perl_bool(v->value);
+
+		if (!b)
+			return fail_at(ld, w, v->name,
+				       "expected 1 or 0 (or yes/no, true/false), got '%s'",
+				       v->value);
+		value = xstrdup(b);
+	} else if (pd->suffix) {
+		size_t n = strlen(v->value);
+
+		if (n == 0)
+			return fail_at(ld, w, v->name, "must not be empty");
+		while (n > 1 && v->value[n - 1] == '/')
+			n--;
+		if (n == 1 && v->value[0] == '/')
+			n = 0;
+		value = xmalloc(n + strlen(pd->suffix) + 1);
+		memcpy(value, v->value, n);
+		strcpy(value + n, pd->suffix);
+	} else {
+		value = xstrdup(v->value);
+	}
+	rc = set_option(ld, cfg, o, value, w, v->name);
+	free(value);
+	ld->from_conf[o - options] = rc == 0;
+	return rc;
+}
+
+static int apply_loncapa_conf(struct loader *ld, struct config *cfg)
+{
+	struct loncapa_conf conf = { NULL, 0 };
+	FILE *f;
+	int rc;
+
+	ld->conf_path = resolve_path(ld->path, cfg->loncapa_conf);
+	if (!(f = open_import(ld, "loncapa_conf", ld->conf_path)))
+		return -1;
+	rc = loncapa_read_conf(f, ld->conf_path, perl_vars, &conf, ld->err,
+			       ld->errlen);
+	fclose(f);
+	for (size_t i = 0; rc == 0 && i < N_PERL_DEFAULTS; i++) {
+		const struct loncapa_var *v =
+			loncapa_conf_get(&conf, perl_defaults[i].var);
+
+		if (v)
+			rc = apply_perl_default(ld, cfg, &perl_defaults[i], v);
+	}
+	loncapa_conf_free(&conf);
+	return rc;
+}
+
+/* The PerlSetVar that could have given option `name`, or NULL. */
+static const char *perl_var_of(const char *name)
+{
+	for (size_t i = 0; i < N_PERL_DEFAULTS; i++)
+		if (!strcmp(perl_defaults[i].option, name))
+			return perl_defaults[i].var;
+	return NULL;
+}
+
+/*
+ * hosts_tab: each machine of the host table becomes a host entry with
+ * the globals' settings, its ids in file order and, from the old form,
+ * its address.  An entry of hosts: with the same hostname replaces the
+ * imported one whole; the others are added.  Entries keep their
+ * hosts.tab line, so later messages about them name that file.
+ */
+static int import_host(struct loader *ld, const struct config *cfg,
+		       const struct loncapa_host *t, struct host_conf *h)
+{
+	struct where w = { ld->tab_path, (unsigned long)t->line };
+
+	h->imported = true;
+	h->line = t->line;
+	host_defaults(cfg, h);
+	if (!valid_socket_name(t->name))
+		return fail_at(ld, w, NULL,
+			       "host name '%s' cannot name a socket file",
+			       t->name);
+	h->hostname = xstrdup(t->name);
+	h->ids = xcalloc(t->n_ids + 1, sizeof(char *));
+	for (h->n_ids = 0; h->n_ids < t->n_ids; h->n_ids++)
+		h->ids[h->n_ids] = xstrdup(t->ids[h->n_ids]);
+	h->address = t->address ? xstrdup(t->address) : NULL;
+	return finish_host(ld, cfg, h, w);
+}
+
+static int read_hosts_tab(struct loader *ld, struct config *cfg,
+			  struct loncapa_hosts *tab)
+{
+	FILE *f;
+	int rc;
+
+	ld->tab_path = resolve_path(ld->path, cfg->hosts_tab);
+	if (!(f = open_import(ld, "hosts_tab", ld->tab_path)))
+		return -1;
+	rc = loncapa_read_hosts_tab(f, ld->tab_path, tab, ld->err, ld->errlen);
+	fclose(f);
+	return rc;
+}
+
+/* The hosts: list (node, NULL when absent) and then the imported hosts
+ * it does not replace. */
 static int load_hosts(struct loader *ld, struct config *cfg, yaml_node_t *node)
 {
-	if (node->type != YAML_SEQUENCE_NODE)
+	struct loncapa_hosts tab = { NULL, 0 };
+	size_t cnt = 0;
+	int rc = -1;
+
+	if (node && node->type != YAML_SEQUENCE_NODE)
 		return fail(ld, node, "hosts", "expected a list of hosts");
-	size_t cnt = (size_t)(node->data.sequence.items.top -
-			      node->data.sequence.items.start);
-	cfg->hosts = xcalloc(cnt, sizeof(struct host_conf));
-	for (yaml_node_item_t *it = node->data.sequence.items.start;
-	     it < node->data.sequence.items.top; it++) {
-		yaml_node_t *item = yaml_document_get_node(&ld->doc, *it);
+	if (node)
+		cnt = (size_t)(node->data.sequence.items.top -
+			       node->data.sequence.items.start);
+	if (*cfg->hosts_tab && read_hosts_tab(ld, cfg, &tab) < 0)
+		return -1;
+	cfg->hosts = xcalloc(cnt + tab.n + 1, sizeof(struct host_conf));
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *item = yaml_document_get_node(
+			&ld->doc, node->data.sequence.items.start[i]);
 
 		if (load_host(ld, cfg, item, &cfg->hosts[cfg->n_hosts++]) < 0)
-			return -1;
+			goto out;
 	}
-	return 0;
+	for (size_t i = 0; i < tab.n; i++) {
+		if (config_find_host(cfg, tab.hosts[i].name))
+			continue;       /* hosts: has it */
+		if (import_host(ld, cfg, &tab.hosts[i],
+				&cfg->hosts[cfg->n_hosts++]) < 0)
+			goto out;
+	}
+	if (*cfg->hosts_tab && cfg->n_hosts == 0) {
+		const struct option *o = find_option("hosts_tab");
+
+		struct where w = { ld->path, ld->key_line[o - options] };
+
+		fail_at(ld, w, "hosts_tab",
+			"'%s' names no hosts and there is no hosts: list",
+			ld->tab_path);
+		goto out;
+	}
+	rc = 0;
+out:
+	loncapa_hosts_free(&tab);
+	return rc;
+}
+
+/* The file an entry comes from: the YAML file or hosts_tab. */
+static const char *host_file(const struct loader *ld, const struct host_conf *h)
+{
+	return h->imported ? ld->tab_path : ld->path;
+}
+
+/* A bad socket name of entry h, as "FILE:LINE: key 'hosts': ..." for an
+ * entry of hosts: and "FILE:LINE: ..." for an imported one.  `other`
+ * is the entry that has the name already, or NULL. */
+static int socket_name_error(struct loader *ld, const struct host_conf *h,
+			     const char *name, const struct host_conf *other)
+{
+	char also[PATH_MAX + 32] = "";
+
+	if (other && other->imported == h->imported)
+		snprintf(also, sizeof(also), " (also at line %d)", other->line);
+	else if (other)
+		snprintf(also, sizeof(also), " (also at %s:%d)",
+			 host_file(ld, other), other->line);
+	snprintf(ld->err, ld->errlen, "%s:%d: %ssocket name '%s' %s%s",
+		 host_file(ld, h), h->line, h->imported ? "" : "key 'hosts': ",
+		 name, other ? "is used twice" :
+		 "is reserved or too long for socket_dir", also);
+	return -1;
 }
 
 /* Every socket name (hostnames and aliases) must be unique and fit
@@ -636,7 +960,7 @@ static int check_socket_names(struct loader *ld, struct config *cfg)
 			const char *name = a == 0 ? h->hostname : h->aliases[a - 1];
 
 			if (strlen(name) > max || !strcmp(name, "delayed"))
-				goto bad_name;
+				return socket_name_error(ld, h, name, NULL);
 			for (size_t j = 0; j <= i; j++) {
 				struct host_conf *o = &cfg->hosts[j];
 				size_t lim = j == i ? a : o->n_aliases + 1;
@@ -644,20 +968,10 @@ static int check_socket_names(struct loader *ld, struct config *cfg)
 				for (size_t b = 0; b < lim; b++) {
 					const char *other = b == 0 ? o->hostname :
 								     o->aliases[b - 1];
-					if (!strcmp(name, other)) {
-						snprintf(ld->err, ld->errlen,
-							 "%s:%d: key 'hosts': socket name '%s' is used twice (also at line %d)",
-							 ld->path, h->line, name, o->line);
-						return -1;
-					}
+					if (!strcmp(name, other))
+						return socket_name_error(ld, h, name, o);
 				}
 			}
-			continue;
-bad_name:
-			snprintf(ld->err, ld->errlen,
-				 "%s:%d: key 'hosts': socket name '%s' is reserved or too long for socket_dir",
-				 ld->path, h->line, name);
-			return -1;
 		}
 	}
 	return 0;
@@ -670,10 +984,11 @@ static int load_option(struct loader *ld, struct config *cfg,
 	if (ld->seen[o - options])
 		return fail(ld, kn, o->name, "given twice");
 	ld->seen[o - options] = true;
+	ld->key_line[o - options] = at(ld, kn).line;
 	const char *v = scalar(vn);
 	if (!v)
 		return fail(ld, vn, o->name, "expected %s", type_name(o->type));
-	return set_option(ld, cfg, o, v, vn);
+	return set_option(ld, cfg, o, v, at(ld, vn), o->name);
 }
 
 static int load_tls(struct loader *ld, struct config *cfg, yaml_node_t *node)
@@ -732,12 +1047,22 @@ static int load_root(struct loader *ld, struct config *cfg)
 		if (load_option(ld, cfg, o, kn, vn) < 0)
 			return -1;
 	}
-	for (size_t i = 0; i < N_OPTIONS; i++)
-		if (!ld->seen[i] && !options[i].def)
+	if (*cfg->loncapa_conf && apply_loncapa_conf(ld, cfg) < 0)
+		return -1;
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const char *var = perl_var_of(options[i].name);
+
+		if (ld->seen[i] || ld->from_conf[i] || options[i].def)
+			continue;
+		if (*cfg->loncapa_conf && var)
 			return fail(ld, root, options[i].name,
-				    "required but missing");
-	if (!hosts)
-		return fail(ld, root, "hosts", "required but missing");
+				    "required but missing (and %s sets no %s)",
+				    ld->conf_path, var);
+		return fail(ld, root, options[i].name, "required but missing");
+	}
+	if (!hosts && !*cfg->hosts_tab)
+		return fail(ld, root, "hosts",
+			    "required but missing (or hosts_tab)");
 	if (cfg->backoff_initial_ms > cfg->backoff_max_ms)
 		return fail(ld, root, "backoff_initial",
 			    "must not exceed backoff_max");
@@ -759,7 +1084,8 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	/* Defaults first, through the same parser as file values. */
 	for (size_t i = 0; i < N_OPTIONS; i++)
 		if (options[i].def &&
-		    set_option(&ld, cfg, &options[i], options[i].def, NULL) < 0)
+		    set_option(&ld, cfg, &options[i], options[i].def,
+			       (struct where){ path, 1 }, options[i].name) < 0)
 			goto out_cfg;
 	f = fopen(path, "r");
 	if (!f) {
@@ -791,6 +1117,8 @@ out_parser:
 out_file:
 	fclose(f);
 out_cfg:
+	free(ld.conf_path);
+	free(ld.tab_path);
 	if (rc < 0) {
 		config_free(cfg);
 		return -1;
@@ -832,6 +1160,22 @@ void config_print(const struct config *cfg, FILE *out)
 	fprintf(out, "config %s: OK\n", cfg->path);
 	fprintf(out, "host_id %s, socket_dir %s, %zu host(s)\n", cfg->host_id,
 		cfg->socket_dir, cfg->n_hosts);
+	if (*cfg->loncapa_conf) {
+		char *p = resolve_path(cfg->path, cfg->loncapa_conf);
+
+		fprintf(out, "loncapa_conf %s: PerlSetVar defaults under this file's keys\n",
+			p);
+		free(p);
+	}
+	if (*cfg->hosts_tab) {
+		char *p = resolve_path(cfg->path, cfg->hosts_tab);
+		size_t n = 0;
+
+		for (size_t i = 0; i < cfg->n_hosts; i++)
+			n += cfg->hosts[i].imported;
+		fprintf(out, "hosts_tab %s: %zu host(s) imported\n", p, n);
+		free(p);
+	}
 	fprintf(out, "pool: max_connections %d, max_queue %d, idle_timeout %.1fs\n",
 		cfg->max_connections, cfg->max_queue, cfg->idle_timeout_ms / 1000.0);
 	fprintf(out, "timeouts: connect %.1fs, handshake %.1fs, transaction %.1fs, client %.1fs, queue %.1fs\n",
@@ -850,7 +1194,10 @@ void config_print(const struct config *cfg, FILE *out)
 			for (size_t j = 0; j < h->n_aliases; j++)
 				fprintf(out, "%s%s", j ? "," : "", h->aliases[j]);
 		}
-		fprintf(out, " key_mode=%s max_connections=%d\n",
+		fprintf(out, " key_mode=%s max_connections=%d",
 			config_key_mode_name(h->key_mode), h->max_connections);
+		if (h->imported)
+			fprintf(out, " (hosts_tab line %d)", h->line);
+		fputc('\n', out);
 	}
 }

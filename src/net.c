@@ -67,6 +67,11 @@ int net_wait_readable(int fd, int64_t deadline)
 	return wait_fd(fd, POLLIN, deadline) > 0 ? 0 : -1;
 }
 
+int net_wait_readable_wake(int fd, int64_t deadline, int wake_fd)
+{
+	return wait_fd2(fd, POLLIN, deadline, wake_fd) > 0 ? 0 : -1;
+}
+
 static int connect_one(const struct addrinfo *ai, int64_t deadline)
 {
 	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |

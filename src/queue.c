@@ -74,6 +74,7 @@ static bool demand(const struct queue *q, int max_workers)
 enum queue_rc queue_push(struct queue *q, void *item)
 {
 	enum queue_rc rc = QUEUE_OK;
+	bool wake_worker = false, wake_manager = false;
 
 	lock(q);
 	if (q->closed) {
@@ -83,12 +84,18 @@ enum queue_rc queue_push(struct queue *q, void *item)
 	} else {
 		q->items[(q->head + q->len) % q->cap] = item;
 		q->len++;
-		if ((size_t)q->idle >= q->len)
-			pthread_cond_signal(&q->nonempty);
-		else
-			pthread_cond_broadcast(&q->changed);
+		/* An idle worker takes it; else the manager may add one. */
+		wake_worker = (size_t)q->idle >= q->len;
+		wake_manager = !wake_worker && q->connecting == 0;
 	}
 	unlock(q);
+	/* Signalled after the unlock, so that the woken thread does not
+	 * block at once on the mutex we still hold.  Waiters re-check their
+	 * predicate under the mutex, so no wake-up is lost. */
+	if (wake_worker)
+		pthread_cond_signal(&q->nonempty);
+	else if (wake_manager)
+		pthread_cond_broadcast(&q->changed);
 	return rc;
 }
 

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -443,14 +444,24 @@ static void fail_txn(struct worker *w, struct client *c, bool streamed,
 	host_fail_client(h, c);
 }
 
-/* True when lond closed (or broke, or spoke unasked on) an idle
- * connection: something is waiting to be read before we sent anything. */
-static bool connection_stale(int fd)
+/* Look at both ends without waiting.  Returns -1 when the client hung
+ * up (a UNIX peer that closed gives POLLHUP; one that only shut down
+ * its writing side still wants the reply).  Sets *stale when lond's end
+ * of a connection that served before has something to read: lond closed
+ * it (or broke it, or spoke unasked) while it sat in the pool. */
+static int check_ends(struct worker *w, struct client *c, bool *stale)
 {
-	char b;
-	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	struct pollfd p[2] = {
+		{ .fd = c->fd, .events = POLLIN },
+		{ .fd = w->fd, .events = POLLIN },
+	};
 
-	return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+	if (poll(p, 2, 0) <= 0)
+		return 0;
+	if (p[0].revents & (POLLHUP | POLLERR))
+		return -1;
+	*stale = w->served > 0 && p[1].revents != 0;
+	return 0;
 }
 
 /* Replace the connection by a fresh one.  0 or -1 (logged, counted). */
@@ -483,10 +494,14 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 	int64_t stop_by = host_shutdown_deadline();
 	int wake_fd = stop_by == INT64_MAX ? host_shutdown_fd() : -1;
 	size_t have = 0, scanned = 0, streamed = 0;
-	bool client_ok = true, is_enc = false;
+	bool client_ok = true, is_enc = false, waited = false;
 	char *nl = NULL;
 
-	if (net_peer_closed(c->fd)) {
+	/* One poll looks at both ends before anything is sent: a client
+	 * that hung up while its request waited is dropped, and a pooled
+	 * connection that lond closed while idle is noticed (see below). */
+	bool stale = false;
+	if (check_ends(w, c, &stale) < 0) {
 		atomic_fetch_add_explicit(&h->stats.client_gone, 1, memory_order_relaxed);
 		client_free(c);
 		return TXN_OK;
@@ -511,7 +526,6 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 	 * fails with EPIPE/ECONNRESET.  Either way lond never saw the
 	 * request, so it is safe to send it once more on a fresh connection.
 	 * Once a byte of reply arrived there is no retry (it may have run). */
-	bool stale = w->served > 0 && connection_stale(w->fd);
 	int rc = stale ? -1 : send_request(w, c, deadline);
 	if (rc < 0 && w->served > 0 && (stale || errno == EPIPE || errno == ECONNRESET)) {
 		log_msg(LOG_INFO, "host=%s worker=%u event=stale_connection action=reconnect",
@@ -537,6 +551,21 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 				to_client(w, c, &client_ok, w->rbuf, have);
 				streamed += have;
 				have = scanned = 0;
+			}
+		}
+		/* lond has not answered yet right after the send: wait
+		 * first instead of a read that would say EAGAIN. */
+		if (have == 0 && streamed == 0 && !waited) {
+			waited = true;
+			if (net_wait_readable_wake(w->fd, deadline, wake_fd) < 0 &&
+			    errno != ECANCELED) {
+				bool timeout = errno == ETIMEDOUT;
+
+				if (timeout)
+					atomic_fetch_add_explicit(&h->stats.timeouts, 1,
+								  memory_order_relaxed);
+				fail_txn(w, c, false, timeout ? "transaction_timeout" : "read_failed");
+				return TXN_BROKEN;
 			}
 		}
 		ssize_t n = net_read_wake(w->fd, w->rbuf + have, w->rcap - have,
