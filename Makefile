@@ -107,10 +107,22 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	scripts/demo $(BUILD)
 
+# The init script gets the installed paths as its defaults.
 install: $(BUILD)/lonc
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/lonc
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/lonc \
+		$(DESTDIR)$(SYSCONFDIR)/init.d $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BUILD)/lonc $(DESTDIR)$(SBINDIR)/lonc
+	if [ -f $(BUILD)/lonc-ctl ]; then \
+		install -m 0755 $(BUILD)/lonc-ctl $(DESTDIR)$(SBINDIR)/lonc-ctl; fi
 	install -m 0644 etc/lonc.yaml $(DESTDIR)$(SYSCONFDIR)/lonc/lonc.yaml.example
+	sed -e 's|^DEFAULT_DAEMON=.*|DEFAULT_DAEMON=$(SBINDIR)/lonc|' \
+	    -e 's|^DEFAULT_CONFIG=.*|DEFAULT_CONFIG=$(SYSCONFDIR)/lonc/lonc.yaml|' \
+	    -e 's|^DEFAULTS_FILE=.*|DEFAULTS_FILE=$(SYSCONFDIR)/default/lonc|' \
+	    scripts/lonc.init > $(DESTDIR)$(SYSCONFDIR)/init.d/lonc
+	chmod 0755 $(DESTDIR)$(SYSCONFDIR)/init.d/lonc
+	install -m 0644 doc/lonc.8 doc/lonc-ctl.8 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 doc/lonc.yaml.5 $(DESTDIR)$(MANDIR)/man5
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
