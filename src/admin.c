@@ -149,6 +149,19 @@ static const struct metric metrics[] = {
 	{ "lonc_host_dead", "gauge", "1 while the host is in the dead state." },
 };
 
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void blabel(struct buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			bprintf(b, "\\%c", *s);
+		else if (*s == '\n')
+			bprintf(b, "\\n");
+		else
+			bprintf(b, "%c", *s);
+	}
+}
+
 struct metrics_arg {
 	struct buf *b;
 	int which;   /* index into metrics[], or -1 for the histogram */
@@ -168,15 +181,20 @@ static void metric_line(struct host *h, void *arg)
 			count += st.latency[i];
 		for (int i = 0; i < HOST_LATENCY_BUCKETS - 1; i++) {
 			cum += st.latency[i];
-			bprintf(m->b, "lonc_request_duration_seconds_bucket{host=\"%s\",le=\"%g\"} %lu\n",
-				st.hostname, (double)host_latency_bounds_us[i] / 1e6, cum);
+			bprintf(m->b, "lonc_request_duration_seconds_bucket{host=\"");
+			blabel(m->b, st.hostname);
+			bprintf(m->b, "\",le=\"%g\"} %lu\n",
+				(double)host_latency_bounds_us[i] / 1e6, cum);
 		}
-		bprintf(m->b, "lonc_request_duration_seconds_bucket{host=\"%s\",le=\"+Inf\"} %lu\n",
-			st.hostname, count);
-		bprintf(m->b, "lonc_request_duration_seconds_sum{host=\"%s\"} %.6f\n",
-			st.hostname, (double)st.latency_sum_us / 1e6);
-		bprintf(m->b, "lonc_request_duration_seconds_count{host=\"%s\"} %lu\n",
-			st.hostname, count);
+		bprintf(m->b, "lonc_request_duration_seconds_bucket{host=\"");
+		blabel(m->b, st.hostname);
+		bprintf(m->b, "\",le=\"+Inf\"} %lu\n", count);
+		bprintf(m->b, "lonc_request_duration_seconds_sum{host=\"");
+		blabel(m->b, st.hostname);
+		bprintf(m->b, "\"} %.6f\n", (double)st.latency_sum_us / 1e6);
+		bprintf(m->b, "lonc_request_duration_seconds_count{host=\"");
+		blabel(m->b, st.hostname);
+		bprintf(m->b, "\"} %lu\n", count);
 		return;
 	}
 	switch (m->which) {
@@ -193,7 +211,9 @@ static void metric_line(struct host *h, void *arg)
 	case 10: v = st.queued; break;
 	case 11: v = !strcmp(st.state, "dead"); break;
 	}
-	bprintf(m->b, "%s{host=\"%s\"} %lu\n", metrics[m->which].name, st.hostname, v);
+	bprintf(m->b, "%s{host=\"", metrics[m->which].name);
+	blabel(m->b, st.hostname);
+	bprintf(m->b, "\"} %lu\n", v);
 }
 
 static void hosts_line(struct host *h, void *arg)

@@ -45,7 +45,7 @@ struct option {
 static const struct option options[] = {
 	OPT(host_id, T_STR, NULL, 0, 0),
 	OPT(socket_dir, T_STR, NULL, 0, 0),
-	OPT(pid_file, T_STR, "/var/run/lonc.pid", 0, 0),
+	OPT(pid_file, T_STR, "/var/run/lonc/lonc.pid", 0, 0),
 	OPT(log_dir, T_STR, "/home/httpd/perl/logs", 0, 0),
 	OPT(user, T_STR, "www", 0, 0),
 	OPT(log_level, T_LEVEL, "info", 0, 0),
@@ -75,7 +75,7 @@ static const struct option options[] = {
 	OPT(group, T_OPTSTR, "", 0, 0),
 	OPT(socket_mode, T_MODE, "0660", 0, 0777),
 	OPT_MS(shutdown_timeout_ms, "shutdown_timeout", "30", 0, DAY_MS),
-	OPT(admin_socket, T_STR, "/var/run/lonc-admin.sock", 0, 0),
+	OPT(admin_socket, T_STR, "/var/run/lonc/admin.sock", 0, 0),
 	OPT_MS(delayed_scan_ms, "delayed_scan_interval", "30", 100, DAY_MS),
 	/* Migration from loncnew: "" means none. */
 	OPT(loncapa_conf, T_OPTSTR, "", 0, 0),
@@ -1160,6 +1160,9 @@ void config_print(const struct config *cfg, FILE *out)
 	fprintf(out, "config %s: OK\n", cfg->path);
 	fprintf(out, "host_id %s, socket_dir %s, %zu host(s)\n", cfg->host_id,
 		cfg->socket_dir, cfg->n_hosts);
+	/* One line each, for scripts: sed -n 's/^pid_file //p'. */
+	fprintf(out, "pid_file %s\n", cfg->pid_file);
+	fprintf(out, "log_dir %s\n", cfg->log_dir);
 	if (*cfg->loncapa_conf) {
 		char *p = resolve_path(cfg->path, cfg->loncapa_conf);
 

@@ -124,6 +124,35 @@ static int signal_loop(struct broker *b, const sigset_t *set, const char *pid_fi
 	}
 }
 
+/* Directories lonc created for its pid file and admin socket; handed to
+ * the daemon's user so that it can remove those files at exit. */
+static char *made_dirs[2];
+
+/* Create the directory of `file` if it is missing and remember it.
+ * 0 or -1 (errno). */
+static int ensure_dir_of(const char *file, int slot)
+{
+	char *dir = xstrdup(file);
+	char *slash = strrchr(dir, '/');
+	struct stat st;
+
+	if (!slash || slash == dir) {
+		free(dir);
+		return 0;
+	}
+	*slash = '\0';
+	if (stat(dir, &st) == 0) {
+		free(dir);
+		return 0;
+	}
+	if (make_dirs(dir) < 0) {
+		free(dir);
+		return -1;
+	}
+	made_dirs[slot] = dir;
+	return 0;
+}
+
 /* Started as root: hand sockets and directories to `user`, then become
  * that user for good.  Otherwise nothing to do. */
 static int drop_root(struct broker *b, const struct config *cfg, int pid_fd)
@@ -137,6 +166,13 @@ static int drop_root(struct broker *b, const struct config *cfg, int pid_fd)
 	if (daemon_lookup_user(cfg->user, cfg->group, &uid, &gid, err, sizeof(err)) < 0) {
 		log_msg(LOG_ERR, "event=start_failed reason=\"%s\"", err);
 		return -1;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (made_dirs[i] && daemon_give(made_dirs[i], uid, gid, 0755) < 0) {
+			log_errno(LOG_ERR, "event=start_failed reason=\"cannot give %s to user %s\"",
+				  made_dirs[i], cfg->user);
+			return -1;
+		}
 	}
 	if (daemon_give(cfg->socket_dir, uid, gid, -1) < 0 ||
 	    (uses_mode(cfg, KEY_LOCAL) && daemon_give(cfg->local_key_dir, uid, gid, 0700) < 0) ||
@@ -198,9 +234,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lonc: %s\n", err);
 		return EXIT_CONFIG;
 	}
+	/* Reloads read the file again after the daemon moved to "/". */
+	char *abs_path = realpath(path, NULL);
+	if (abs_path)
+		path = abs_path;
 	if (test) {
 		config_print(cfg, stdout);
 		config_unref(cfg);
+		free(abs_path);
 		return 0;
 	}
 	log_open("lonc", cfg->syslog_facility, foreground, cfg->log_level);
@@ -236,6 +277,10 @@ int main(int argc, char **argv)
 		log_errno(LOG_ERR, "event=start_failed reason=\"cannot detach\"");
 		goto out;
 	}
+	if (ensure_dir_of(cfg->pid_file, 0) < 0 || ensure_dir_of(cfg->admin_socket, 1) < 0) {
+		log_errno(LOG_ERR, "event=start_failed reason=\"cannot create the directory of pid_file or admin_socket\"");
+		goto out;
+	}
 	pid_fd = pidfile_open(cfg->pid_file, err, sizeof(err));
 	if (pid_fd < 0) {
 		log_msg(LOG_ERR, "event=start_failed reason=\"%s\"", err);
@@ -264,6 +309,9 @@ out:
 	daemon_ready(status);
 	pidfile_close(pid_file, pid_fd);
 	free(pid_file);
+	free(abs_path);
+	free(made_dirs[0]);
+	free(made_dirs[1]);
 	crypto_tls_free(tls);
 	config_unref(cfg);
 	log_close();

@@ -209,6 +209,19 @@ int net_listen_unix(const char *path, int mode, int backlog)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
+	/* A socket file someone still listens on is not ours to replace
+	 * (another lonc with the same socket_dir): refuse.  A stale one,
+	 * left by a crash, is removed. */
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe >= 0) {
+		int in_use = connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+
+		close(probe);
+		if (in_use) {
+			errno = EADDRINUSE;
+			goto fail;
+		}
+	}
 	if (unlink(path) < 0 && errno != ENOENT)
 		goto fail;
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)

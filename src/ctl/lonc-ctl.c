@@ -6,7 +6,7 @@
  *
  * Sends the command as one line, prints the answer, exits 0 unless the
  * answer starts with "error" (1) or the daemon cannot be reached (2).
- * The socket defaults to /var/run/lonc-admin.sock, or $LONC_ADMIN_SOCKET.
+ * The socket defaults to /var/run/lonc/admin.sock, or $LONC_ADMIN_SOCKET.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -34,7 +34,7 @@ int main(int argc, char **argv)
 	int i = 1, fd;
 
 	if (!path)
-		path = "/var/run/lonc-admin.sock";
+		path = "/var/run/lonc/admin.sock";
 	if (i < argc && !strcmp(argv[i], "-s")) {
 		if (i + 1 >= argc)
 			usage();

@@ -1,7 +1,10 @@
 /*
  * Unit test for config.c: a valid file with every kind of value, the
  * defaults, and one fixture per kind of error (t/fixtures/config/bad_*),
- * each of which names its expected message in its first line.
+ * each of which names its expected message in its first line.  The
+ * migration keys (loncapa_conf, hosts_tab) read the LON-CAPA files in
+ * t/fixtures/loncapa/: what they import, the order defaults <
+ * loncapa.conf < YAML, and their errors (bad_conf_*, bad_tab_*).
  */
 #include <dirent.h>
 #include <syslog.h>
@@ -10,6 +13,17 @@
 #include "tap.h"
 
 #define FIXTURES "t/fixtures/config"
+
+static struct config *load(const char *name)
+{
+	struct config *cfg = NULL;
+	char path[256], err[1024] = "";
+
+	snprintf(path, sizeof(path), FIXTURES "/%s", name);
+	if (config_load(path, &cfg, err, sizeof(err)) < 0)
+		printf("# %s\n", err);
+	return cfg;
+}
 
 static void check_valid(void)
 {
@@ -60,7 +74,7 @@ static void check_defaults(void)
 	is_int(cfg->max_connections, 10, "default max_connections");
 	is_int(cfg->idle_timeout_ms, 300000, "default idle_timeout 300 s");
 	is_int(cfg->log_level, LOG_INFO, "default log level");
-	is_str(cfg->pid_file, "/var/run/lonc.pid", "default pid_file");
+	is_str(cfg->pid_file, "/var/run/lonc/lonc.pid", "default pid_file");
 	config_free(cfg);
 }
 
@@ -82,6 +96,147 @@ static void check_tls(void)
 	is_int(cfg->hosts[1].key_mode, KEY_INSECURE, "explicit per-host insecure is kept");
 	is_str(cfg->hosts[1].tls_name, "other.name", "per-host tls_name");
 	config_free(cfg);
+}
+
+/* hosts.tab and loncapa.conf with keys of the YAML file on both sides
+ * of loncapa_conf: the YAML keys win, loncapa.conf beats the defaults,
+ * hosts: replaces one imported machine and adds one. */
+static void check_import(void)
+{
+	struct config *cfg = load("import.yaml");
+	const struct host_conf *h;
+
+	ok(cfg != NULL, "import.yaml loads");
+	if (!cfg)
+		return;
+	is_str(cfg->host_id, "msu1", "lonHostID gives host_id (the last PerlSetVar wins)");
+	is_str(cfg->socket_dir, "/tmp/lonc-import", "socket_dir before loncapa_conf beats lonSockDir");
+	is_int(cfg->lond_port, 6663, "lond_port after loncapa_conf beats londPort");
+	is_str(cfg->pid_file, "/home/httpd/perl/logs/lonc.pid", "lonDaemons gives pid_file");
+	is_str(cfg->log_dir, "/home/httpd/perl/logs", "lonDaemons gives log_dir");
+	ok(cfg->allow_insecure, "loncAllowInsecure 1 gives allow_insecure");
+	is_int(cfg->n_hosts, 5, "two hosts: entries and three imported machines");
+	is_str(cfg->hosts[0].hostname, "lon2.example.edu", "hosts: entries come first");
+	ok(!cfg->hosts[0].imported, "the replaced machine is the hosts: entry");
+	is_int(cfg->hosts[0].n_ids, 1, "... with its own ids only");
+	is_str(cfg->hosts[0].ids[0], "yaml2", "... yaml2");
+	is_str(cfg->hosts[0].address, "127.0.0.2", "... and its own address");
+	is_str(cfg->hosts[1].hostname, "extra.example.edu", "an added hosts: entry");
+
+	h = config_find_host(cfg, "lon1.example.edu");
+	ok(h && h->imported, "lon1 imported");
+	if (h) {
+		is_int(h->n_ids, 2, "lon1: every id of the name");
+		is_str(h->ids[0], "msu1", "lon1: ids in file order (1)");
+		is_str(h->ids[1], "msul1", "lon1: ids in file order (2)");
+		is_str(h->address, "35.8.63.51", "lon1: old form gives the address");
+		is_int(h->line, 2, "lon1: its hosts.tab line");
+		is_int(h->port, 6663, "lon1: port from lond_port");
+		is_int(h->key_mode, KEY_LOCAL, "lon1 has our lonHostID: local key mode");
+		is_str(h->tls_name, "lon1.example.edu", "lon1: tls_name is the name");
+		is_int(h->max_connections, 10, "lon1: global max_connections");
+		ok(h->version_step && h->sethost_step, "lon1: global handshake steps");
+	}
+	h = config_find_host(cfg, "lon3.example.edu");
+	ok(h && h->imported, "lon3 imported");
+	if (h) {
+		is_int(h->n_ids, 2, "lon3: a repeated line adds no id");
+		is_str(h->ids[0], "msu3", "lon3: trimmed id");
+		is_str(h->ids[1], "other1", "lon3: id of a line with more fields");
+		ok(h->address == NULL, "lon3: later form, resolve the name");
+		is_int(h->line, 6, "lon3: first line naming it");
+		is_int(h->key_mode, KEY_INSECURE, "lon3: insecure (allowed by loncapa.conf)");
+	}
+	h = config_find_host(cfg, "lon4.example.edu");
+	ok(h && h->imported && h->address == NULL, "lon4: empty fifth field, no address");
+	ok(!config_find_host(cfg, "msu"), "a default: line is no host");
+	config_free(cfg);
+}
+
+/* loncapa_conf and hosts_tab alone make a complete configuration. */
+static void check_import_minimal(void)
+{
+	struct config *cfg = load("import_minimal.yaml");
+
+	ok(cfg != NULL, "import_minimal.yaml loads");
+	if (!cfg)
+		return;
+	is_str(cfg->host_id, "msu1", "host_id from loncapa.conf");
+	is_str(cfg->socket_dir, "/home/httpd/sockets", "socket_dir from a quoted lonSockDir");
+	is_int(cfg->lond_port, 5663, "lond_port from londPort");
+	is_int(cfg->n_hosts, 4, "four machines imported");
+	is_str(cfg->hosts[1].hostname, "lon2.example.edu", "imported in file order");
+	is_str(cfg->hosts[1].address, "35.8.63.52", "lon2 keeps its address");
+	is_int(cfg->hosts[1].port, 5663, "imported port from londPort");
+	config_free(cfg);
+}
+
+/* The later form only, CRLF line ends. */
+static void check_import_later(void)
+{
+	struct config *cfg = load("import_later.yaml");
+
+	ok(cfg != NULL, "import_later.yaml loads");
+	if (!cfg)
+		return;
+	is_int(cfg->n_hosts, 2, "two machines");
+	is_str(cfg->hosts[0].hostname, "later1.example.edu", "name without the CR");
+	ok(cfg->hosts[0].address == NULL, "protocol field is not an address");
+	is_str(cfg->hosts[1].ids[0], "later2", "id of the second line");
+	config_free(cfg);
+}
+
+static void check_import_overridden(void)
+{
+	struct config *cfg = load("import_overridden.yaml");
+
+	ok(cfg != NULL, "a bad loncapa.conf value the YAML file overrides is not used");
+	if (cfg)
+		is_int(cfg->lond_port, 5663, "lond_port from the YAML file");
+	config_free(cfg);
+}
+
+static void check_import_none(void)
+{
+	struct config *cfg = load("import_none.yaml");
+
+	ok(cfg != NULL, "import_none.yaml loads: \"\" is no file");
+	if (!cfg)
+		return;
+	is_int(cfg->n_hosts, 1, "only the hosts: entry");
+	ok(!cfg->hosts[0].imported, "not imported");
+	config_free(cfg);
+}
+
+/* Both paths need a restart; the files behind them are re-read by
+ * every load, which is what a reload does. */
+static void check_import_reload(void)
+{
+	struct config *a = load("import_minimal.yaml");
+	struct config *b = load("import_later.yaml");
+	struct config *c = load("import_conf_path.yaml");
+	struct config *d = load("import_minimal.yaml");
+	char err[512] = "";
+
+	ok(a && b && c && d, "reload fixtures load");
+	if (a && b && c && d) {
+		ok(config_check_reload(a, d, err, sizeof(err)) == 0,
+		   "same paths: reload allowed");
+		ok(config_check_reload(a, b, err, sizeof(err)) < 0,
+		   "another hosts_tab: refused");
+		ok(strstr(err, "key 'hosts_tab' changed; it takes effect only at a restart") != NULL,
+		   "... naming hosts_tab");
+		ok(config_check_reload(a, c, err, sizeof(err)) < 0,
+		   "another loncapa_conf: refused");
+		ok(strstr(err, "key 'loncapa_conf' changed") != NULL,
+		   "... naming loncapa_conf");
+		ok(config_host_same(a, &a->hosts[0], d, &d->hosts[0]),
+		   "an unchanged imported host keeps its pool");
+	}
+	config_free(a);
+	config_free(b);
+	config_free(c);
+	config_free(d);
 }
 
 /* The expectation is the first line: "# expect: <text>". */
@@ -133,7 +288,7 @@ static void check_errors(void)
 		config_free(cfg);
 	}
 	closedir(d);
-	ok(seen >= 15, "every error fixture was tried");
+	ok(seen >= 40, "every error fixture was tried");
 }
 
 static void check_missing_file(void)
@@ -179,6 +334,12 @@ int main(void)
 	check_valid();
 	check_defaults();
 	check_tls();
+	check_import();
+	check_import_minimal();
+	check_import_later();
+	check_import_none();
+	check_import_overridden();
+	check_import_reload();
 	check_errors();
 	check_missing_file();
 	check_documented();
