@@ -237,6 +237,7 @@ void loncapa_hosts_free(struct loncapa_hosts *t)
  * PerlSetVar counts and the last one of a name wins, as in
  * LONCAPA::Configuration.  Lines of variables nobody asked for are
  * skipped without a look, so a file full of other directives is fine.
+ * Apache's line continuation (a trailing backslash) is not supported.
  */
 
 static bool listed(const char *const *names, const char *name)
