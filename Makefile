@@ -58,7 +58,7 @@ $(BUILD)/lonc-ctl: src/ctl/lonc-ctl.c
 
 $(BUILD)/testlond: t/lond/testlond.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS) -lgcrypt
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS) -lgcrypt -lssl -lcrypto
 
 $(BUILD)/lonc-load: t/tools/lonc-load.c
 	@mkdir -p $(dir $@)

@@ -17,13 +17,34 @@
  *   - every accepted TCP connection is served by its own detached thread
  *     (small stack, blocking I/O), as the real lond forks per connection.
  * Shared state is limited to the read-only configuration (set before the
- * first thread starts), the global fault (atomic) and the statistics
- * counters (atomic).
+ * first thread starts; this includes the OpenSSL server context, which
+ * OpenSSL allows to be shared once set up), the global fault (atomic) and
+ * the statistics counters (atomic).
  *
  * Per connection: the first line is either "ctl:<cmd>" (one answer, close)
  * or an init line that selects a handshake mode from the mode table (ssl,
  * local, insecure). After the handshake, setup commands (version:, sethost:,
- * ekey) and normal commands are served one line at a time.
+ * ekey) and normal commands are served one line at a time. With
+ * --no-handshake every line but a first "ctl:" is a command (no key).
+ *
+ * ssl mode (protocol.md 2.4), when --tls-cert/--tls-key/--tls-ca are given:
+ * "ok:ssl", then a TLS server handshake on the same socket (TLS 1.2 or
+ * newer, client certificate required and verified against --tls-ca), one
+ * line over TLS with a fresh key (32 lower-case hex digits), the
+ * close_notify exchange in both directions, then plain text again with
+ * key = pack("H32", line). The socket is non-blocking only during TLS (with
+ * a deadline); OpenSSL's read-ahead is off, so it reads exactly one record
+ * at a time and the plain text after the peer's close_notify stays in the
+ * socket for the line reader. Without certificates (or under fault
+ * no_certificates) init:ssl gets a challenge, as a lond without
+ * certificates answers. local mode reads and deletes the key file, which
+ * must be a regular file of mode 0600.
+ *
+ * Faults are global and checked where they act: at the init line
+ * (refusals, hangs), inside the TLS exchange (tls_no_close_notify), after
+ * each reply (close_after_reply), before each read() of a served connection
+ * (stop_reading: the thread stops reading, polls the fault every 100 ms
+ * and closes once it is cleared). Control connections are never affected.
  *
  * Keys never appear in the log.
  */
@@ -54,6 +75,10 @@
 #include <unistd.h>
 
 #include <gcrypt.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 /* ------------------------------------------------------------------------ */
 /* Constants                                                                */
@@ -76,6 +101,9 @@
 #define IDEA_KEY_LEN        16u
 #define IDEA_BLOCK_LEN      8u
 #define LISTEN_BACKLOG      4096
+#define TLS_TIMEOUT_MS      10000ull      /* default --tls-timeout */
+#define STOP_POLL_MS        100           /* fault stop_reading: fault poll */
+#define LOCAL_KEY_MODE      0600
 
 /* ------------------------------------------------------------------------ */
 /* Configuration (written by main before any thread starts, then read-only) */
@@ -86,6 +114,11 @@ struct config {
     const char *bind_addr;
     const char *host_id;
     const char *client_id;
+    const char *tls_cert;  /* --tls-cert/--tls-key/--tls-ca: all or none */
+    const char *tls_key;
+    const char *tls_ca;
+    unsigned long long tls_timeout_ms;
+    bool no_handshake;
     bool quiet;
 };
 
@@ -94,8 +127,12 @@ static struct config g_config = {
     .bind_addr = "127.0.0.1",
     .host_id = "testlond",
     .client_id = "lonc-test",
+    .tls_timeout_ms = TLS_TIMEOUT_MS,
     .quiet = false,
 };
+
+/* The TLS server context, NULL without certificates (read-only once set). */
+static SSL_CTX *g_tls_ctx;
 
 static char g_pattern[PATTERN_CHUNK];
 
@@ -111,6 +148,10 @@ enum fault {
     FAULT_CLOSE_HANDSHAKE,
     FAULT_CLOSE_AFTER_REPLY,
     FAULT_NO_INSECURE,
+    FAULT_NOT_IN_HOST_TABLE,
+    FAULT_NO_CERTIFICATES,
+    FAULT_STOP_READING,
+    FAULT_TLS_NO_CLOSE_NOTIFY,
 };
 
 struct fault_name {
@@ -126,6 +167,10 @@ static const struct fault_name fault_names[] = {
     { "close_handshake", FAULT_CLOSE_HANDSHAKE },
     { "close_after_reply", FAULT_CLOSE_AFTER_REPLY },
     { "no_insecure", FAULT_NO_INSECURE },
+    { "not_in_host_table", FAULT_NOT_IN_HOST_TABLE },
+    { "no_certificates", FAULT_NO_CERTIFICATES },
+    { "stop_reading", FAULT_STOP_READING },
+    { "tls_no_close_notify", FAULT_TLS_NO_CLOSE_NOTIFY },
 };
 
 static atomic_int g_fault = FAULT_NONE;
@@ -158,6 +203,9 @@ struct stats {
     atomic_ullong handshakes;
     atomic_ullong requests;
     atomic_ullong encrypted;
+    atomic_ullong tls;        /* completed TLS key exchanges */
+    atomic_ullong tls_failed; /* TLS key exchanges that failed */
+    atomic_ullong local;      /* completed local key exchanges */
 };
 
 static struct stats g_stats;
@@ -184,6 +232,9 @@ static void stats_reset(void)
     atomic_store(&g_stats.handshakes, 0);
     atomic_store(&g_stats.requests, 0);
     atomic_store(&g_stats.encrypted, 0);
+    atomic_store(&g_stats.tls, 0);
+    atomic_store(&g_stats.tls_failed, 0);
+    atomic_store(&g_stats.local, 0);
     atomic_store(&g_stats.max_active, atomic_load(&g_stats.active));
 }
 
@@ -191,13 +242,17 @@ static int stats_format(char *buf, size_t size)
 {
     return snprintf(buf, size,
                     "connections=%llu active=%lld max_active=%lld "
-                    "handshakes=%llu requests=%llu encrypted=%llu",
+                    "handshakes=%llu requests=%llu encrypted=%llu "
+                    "tls=%llu tls_failed=%llu local=%llu",
                     atomic_load(&g_stats.connections),
                     atomic_load(&g_stats.active),
                     atomic_load(&g_stats.max_active),
                     atomic_load(&g_stats.handshakes),
                     atomic_load(&g_stats.requests),
-                    atomic_load(&g_stats.encrypted));
+                    atomic_load(&g_stats.encrypted),
+                    atomic_load(&g_stats.tls),
+                    atomic_load(&g_stats.tls_failed),
+                    atomic_load(&g_stats.local));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -294,6 +349,14 @@ static void hex_encode(const unsigned char *in, size_t len, char *out)
     }
 }
 
+static unsigned long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000ull +
+           (unsigned long long)ts.tv_nsec / 1000000ull;
+}
+
 static void sleep_ms(unsigned long long ms)
 {
     struct timespec ts = {
@@ -355,9 +418,12 @@ struct line_reader {
     size_t start; /* first unconsumed byte */
     size_t scan;  /* bytes before this were searched for '\n' already */
     size_t end;   /* end of buffered data */
+    bool stoppable; /* READ_STOPPED instead of read() under stop_reading */
 };
 
-enum read_status { READ_OK, READ_EOF, READ_ERROR, READ_TOO_LONG, READ_NOMEM };
+enum read_status {
+    READ_OK, READ_EOF, READ_ERROR, READ_TOO_LONG, READ_NOMEM, READ_STOPPED
+};
 
 static bool reader_init(struct line_reader *r)
 {
@@ -421,6 +487,8 @@ static enum read_status reader_make_room(struct line_reader *r)
  * Read one line. On READ_OK *line points into the reader's buffer, is
  * NUL-terminated in place of its '\n' (a trailing '\r' is dropped too) and
  * stays valid until the next call. A partial line before EOF is dropped.
+ * A stoppable reader checks fault stop_reading before every read() and then
+ * returns READ_STOPPED without reading (whatever it buffered stays there).
  */
 static enum read_status read_line(int fd, struct line_reader *r,
                                   char **line, size_t *len)
@@ -446,6 +514,8 @@ static enum read_status read_line(int fd, struct line_reader *r,
             if (st != READ_OK)
                 return st;
         }
+        if (r->stoppable && current_fault() == FAULT_STOP_READING)
+            return READ_STOPPED;
         ssize_t got = read(fd, r->buf + r->end, r->cap - r->end);
         if (got == 0)
             return READ_EOF;
@@ -887,6 +957,62 @@ static enum action cmd_whoami(struct conn *c, char *arg, size_t len, int depth)
     return reply(c, id, id_len);
 }
 
+/* record:<token>: count deliveries per token (delayed-transaction tests
+ * check that each one arrived exactly once); ctl:recorded=<token>. */
+#define RECORD_SLOTS 256
+#define RECORD_TOKEN 64
+
+static struct {
+    char token[RECORD_TOKEN];
+    unsigned long count;
+} g_records[RECORD_SLOTS];
+static pthread_mutex_t g_records_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned long *record_slot(const char *tok, size_t len, bool create)
+{
+    if (len == 0 || len >= RECORD_TOKEN)
+        return NULL;
+    for (size_t i = 0; i < RECORD_SLOTS; i++) {
+        if (!g_records[i].token[0]) {
+            if (!create)
+                return NULL;
+            memcpy(g_records[i].token, tok, len);
+            g_records[i].token[len] = '\0';
+            return &g_records[i].count;
+        }
+        if (strlen(g_records[i].token) == len && !memcmp(g_records[i].token, tok, len))
+            return &g_records[i].count;
+    }
+    return NULL;
+}
+
+static unsigned long records_get(const char *tok, size_t len)
+{
+    pthread_mutex_lock(&g_records_mu);
+    unsigned long *n = record_slot(tok, len, false);
+    unsigned long v = n ? *n : 0;
+    pthread_mutex_unlock(&g_records_mu);
+    return v;
+}
+
+static void records_reset(void)
+{
+    pthread_mutex_lock(&g_records_mu);
+    memset(g_records, 0, sizeof g_records);
+    pthread_mutex_unlock(&g_records_mu);
+}
+
+static enum action cmd_record(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    pthread_mutex_lock(&g_records_mu);
+    unsigned long *n = record_slot(arg, len, true);
+    if (n)
+        (*n)++;
+    pthread_mutex_unlock(&g_records_mu);
+    return reply_str(c, n ? "ok" : "error:bad_token");
+}
+
 static enum action cmd_refused(struct conn *c, char *arg, size_t len, int depth)
 {
     (void)arg, (void)len, (void)depth;
@@ -954,7 +1080,7 @@ static char *decrypt_request(struct conn *c, const char *arg, size_t len,
                              size_t *plain_len)
 {
     const char *colon = memchr(arg, ':', len);
-    if (!colon || !c->have_key)
+    if (!colon)
         return NULL;
     unsigned long long n;
     size_t hex_len = len - (size_t)(colon - arg) - 1;
@@ -981,6 +1107,8 @@ static enum action cmd_enc(struct conn *c, char *arg, size_t len, int depth)
 {
     if (depth > 0)
         return reply_str(c, "error:bad_enc"); /* no nested enc: */
+    if (!c->have_key)
+        return reply_str(c, "error:no_key");
     size_t plain_len;
     char *plain = decrypt_request(c, arg, len, &plain_len);
     if (!plain)
@@ -1031,6 +1159,7 @@ static const struct command commands[] = {
     { "encecho:", cmd_encecho },
     { "sethost:", cmd_sethost },
     { "refused_cmd", cmd_refused },
+    { "record:", cmd_record },
     { "version:", cmd_version },
     { "ekey", cmd_ekey },
 };
@@ -1057,31 +1186,319 @@ static bool is_setup_command(const char *cmd, size_t len)
            memchr(cmd + 8, ':', len - 8) == NULL;
 }
 
-static const char *serve_requests(struct conn *c)
+/* Fault stop_reading: read nothing more; close once the fault is cleared. */
+static const char *stop_reading(struct conn *c)
 {
+    log_event("conn %llu fault stop_reading: not reading any more", c->id);
+    while (current_fault() == FAULT_STOP_READING)
+        sleep_ms(STOP_POLL_MS);
+    return "fault stop_reading, then cleared";
+}
+
+/* Serve one command line; false (with *why) when the connection ends. */
+static bool serve_line(struct conn *c, char *line, size_t len, const char **why)
+{
+    bool setup = is_setup_command(line, len);
+    if (!setup) {
+        atomic_fetch_add(&g_stats.requests, 1);
+        c->requests++;
+    }
+    if (dispatch(c, line, len, 0) == ACT_CLOSE) {
+        *why = "closed by command or write error";
+        return false;
+    }
+    if (!setup && current_fault() == FAULT_CLOSE_AFTER_REPLY) {
+        *why = "fault close_after_reply";
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Command lines until the connection ends; first (if not NULL, the line
+ * already read in --no-handshake mode) is served before reading. Under
+ * fault stop_reading a line that was read is dropped unanswered (and not
+ * counted) and nothing more is read.
+ */
+static const char *serve_requests(struct conn *c, char *first, size_t first_len)
+{
+    const char *why;
+    c->in.stoppable = true;
+    if (first) {
+        if (current_fault() == FAULT_STOP_READING)
+            return stop_reading(c);
+        if (!serve_line(c, first, first_len, &why))
+            return why;
+    }
     for (;;) {
         char *line;
         size_t len;
         conn_trim_when_idle(c);
         enum read_status st = read_line(c->fd, &c->in, &line, &len);
-        if (st == READ_EOF)
+        if (st == READ_OK && current_fault() == FAULT_STOP_READING)
+            st = READ_STOPPED;
+        switch (st) {
+        case READ_OK:
+            break;
+        case READ_STOPPED:
+            return stop_reading(c);
+        case READ_EOF:
             return "eof";
-        if (st == READ_TOO_LONG) {
+        case READ_TOO_LONG:
             send_str(c->fd, "error:request_too_long");
             return "request too long";
+        case READ_NOMEM:
+            return "out of memory";
+        case READ_ERROR:
+        default:
+            return "read error";
         }
-        if (st != READ_OK)
-            return st == READ_NOMEM ? "out of memory" : "read error";
-        bool setup = is_setup_command(line, len);
-        if (!setup) {
-            atomic_fetch_add(&g_stats.requests, 1);
-            c->requests++;
-        }
-        if (dispatch(c, line, len, 0) == ACT_CLOSE)
-            return "closed by command or write error";
-        if (!setup && current_fault() == FAULT_CLOSE_AFTER_REPLY)
-            return "fault close_after_reply";
+        if (!serve_line(c, line, len, &why))
+            return why;
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* TLS server side (OpenSSL)                                                */
+/* ------------------------------------------------------------------------ */
+
+/* The oldest queued OpenSSL error's reason into buf, or NULL; clears all. */
+static const char *tls_error_text(char *buf, size_t size)
+{
+    unsigned long e = ERR_get_error();
+    ERR_clear_error();
+    if (e == 0)
+        return NULL;
+    const char *reason = ERR_reason_error_string(e);
+    if (reason)
+        snprintf(buf, size, "%s", reason);
+    else
+        ERR_error_string_n(e, buf, size);
+    return buf;
+}
+
+/*
+ * The server context: TLS 1.2 or newer, our certificate chain and key, a
+ * client certificate required and verified against ca (whose names are
+ * also sent in the CertificateRequest). No server-side session cache;
+ * session tickets stay at OpenSSL's server default (TLS 1.3: two
+ * NewSessionTicket messages right after the handshake, before the key
+ * line), so the client's handling of them is exercised too. Read-ahead
+ * stays off (the default, set explicitly): OpenSSL then reads a record's
+ * header and body and not one byte more, so the plain text that follows
+ * the peer's close_notify stays in the socket.
+ */
+static SSL_CTX *tls_ctx_new(const char *cert, const char *key, const char *ca)
+{
+    static const unsigned char sid_ctx[] = "testlond";
+    char why[256];
+    const char *what = "cannot create the TLS context";
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx)
+        goto fail;
+    what = "cannot require TLS 1.2";
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
+        goto fail;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       NULL);
+    SSL_CTX_set_read_ahead(ctx, 0);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    what = "cannot configure the TLS context";
+    if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1) != 1)
+        goto fail;
+    what = ca;
+    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
+        goto fail;
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
+    if (!names)
+        goto fail;
+    SSL_CTX_set_client_CA_list(ctx, names);
+    what = cert;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        goto fail;
+    what = key;
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        goto fail;
+    what = "--tls-key does not match --tls-cert";
+    if (SSL_CTX_check_private_key(ctx) != 1)
+        goto fail;
+    return ctx;
+fail:;
+    const char *reason = tls_error_text(why, sizeof why);
+    fprintf(stderr, "testlond: %s: %s\n", what, reason ? reason : "failed");
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static bool set_blocking(int fd, bool blocking)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return false;
+    fl = blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK;
+    return fcntl(fd, F_SETFL, fl) == 0;
+}
+
+/* One TLS key exchange on a non-blocking socket, under one deadline. */
+struct tls_io {
+    SSL *ssl;
+    int fd;
+    unsigned long long deadline;
+    const char *step; /* for the log line on failure */
+    char why[256];
+};
+
+/* Why the last SSL call failed, into t->why. */
+static void tls_explain(struct tls_io *t, int ssl_err, int sys_errno)
+{
+    char buf[200];
+    long vr = SSL_get_verify_result(t->ssl);
+    const char *reason = tls_error_text(buf, sizeof buf);
+    if (vr != X509_V_OK)
+        snprintf(t->why, sizeof t->why, "client certificate rejected: %s",
+                 X509_verify_cert_error_string(vr));
+    else if (reason)
+        snprintf(t->why, sizeof t->why, "%s", reason);
+    else if (ssl_err == SSL_ERROR_ZERO_RETURN)
+        snprintf(t->why, sizeof t->why, "the peer sent close_notify");
+    else if (ssl_err == SSL_ERROR_SYSCALL && sys_errno != 0)
+        snprintf(t->why, sizeof t->why, "%s", strerror(sys_errno));
+    else if (ssl_err == SSL_ERROR_SYSCALL)
+        snprintf(t->why, sizeof t->why, "the peer closed the connection");
+    else
+        snprintf(t->why, sizeof t->why, "SSL error %d", ssl_err);
+}
+
+/* After an SSL call returned rc: wait for what it wants; false on failure. */
+static bool tls_retry(struct tls_io *t, int rc)
+{
+    int sys_errno = errno;
+    int err = SSL_get_error(t->ssl, rc);
+    struct pollfd pfd = { .fd = t->fd };
+    if (err == SSL_ERROR_WANT_READ) {
+        pfd.events = POLLIN;
+    } else if (err == SSL_ERROR_WANT_WRITE) {
+        pfd.events = POLLOUT;
+    } else {
+        tls_explain(t, err, sys_errno);
+        return false;
+    }
+    for (;;) {
+        unsigned long long now = now_ms();
+        if (now >= t->deadline) {
+            snprintf(t->why, sizeof t->why, "timed out after %llu ms",
+                     g_config.tls_timeout_ms);
+            return false;
+        }
+        unsigned long long left = t->deadline - now;
+        int n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (n > 0)
+            return true;
+        if (n < 0 && errno != EINTR) {
+            snprintf(t->why, sizeof t->why, "poll: %s", strerror(errno));
+            return false;
+        }
+    }
+}
+
+static void tls_log_session(const struct conn *c, SSL *ssl)
+{
+    if (g_config.quiet)
+        return;
+    char subject[256] = "-";
+    X509 *peer = SSL_get0_peer_certificate(ssl);
+    if (peer)
+        X509_NAME_oneline(X509_get_subject_name(peer), subject, sizeof subject);
+    log_event("conn %llu tls %s %s client=%s", c->id, SSL_get_version(ssl),
+              SSL_get_cipher_name(ssl), subject);
+}
+
+/*
+ * After "ok:ssl": TLS handshake, the key line, close_notify both ways, then
+ * the socket is back to blocking plain text and the connection has its key.
+ */
+static bool tls_key_exchange(struct conn *c, enum fault f)
+{
+    struct tls_io t = {
+        .fd = c->fd,
+        .deadline = now_ms() + g_config.tls_timeout_ms,
+        .step = "setup",
+        .why = "cannot set up the connection",
+    };
+    char line[2 * IDEA_KEY_LEN + 1];
+    unsigned char raw[IDEA_KEY_LEN];
+    unsigned char key[IDEA_KEY_LEN];
+    bool ok = false;
+    int r;
+
+    ERR_clear_error();
+    t.ssl = SSL_new(g_tls_ctx);
+    if (!t.ssl || SSL_set_fd(t.ssl, c->fd) != 1 || !set_blocking(c->fd, false))
+        goto out;
+    t.step = "handshake";
+    while ((r = SSL_accept(t.ssl)) != 1) {
+        if (!tls_retry(&t, r))
+            goto out;
+    }
+    tls_log_session(c, t.ssl);
+    t.step = "sending the key";
+    if (RAND_bytes(raw, sizeof raw) != 1) {
+        snprintf(t.why, sizeof t.why, "no random bytes");
+        goto out;
+    }
+    hex_encode(raw, sizeof raw, line);
+    line[2 * IDEA_KEY_LEN] = '\n';
+    while ((r = SSL_write(t.ssl, line, (int)sizeof line)) <= 0) {
+        if (!tls_retry(&t, r))
+            goto out;
+    }
+    if (f == FAULT_TLS_NO_CLOSE_NOTIFY) {
+        log_event("conn %llu fault tls_no_close_notify: no close_notify, "
+                  "waiting for the peer to close", c->id);
+        t.step = NULL; /* a fault, not a failure */
+        if (set_blocking(c->fd, true))
+            drain_until_eof(c->fd);
+        goto out;
+    }
+    t.step = "close_notify exchange";
+    while ((r = SSL_shutdown(t.ssl)) != 1) {
+        if (r == 0 && now_ms() < t.deadline)
+            continue; /* ours is sent; the next call reads the peer's */
+        if (r == 0) {
+            snprintf(t.why, sizeof t.why, "timed out after %llu ms",
+                     g_config.tls_timeout_ms);
+            goto out;
+        }
+        if (!tls_retry(&t, r))
+            goto out;
+    }
+    if (SSL_has_pending(t.ssl)) {
+        snprintf(t.why, sizeof t.why, "TLS data left after close_notify");
+        goto out;
+    }
+    t.step = "switching back to plain text";
+    if (!set_blocking(c->fd, true)) {
+        snprintf(t.why, sizeof t.why, "fcntl: %s", strerror(errno));
+        goto out;
+    }
+    pack_h32(line, 2 * IDEA_KEY_LEN, key);
+    ok = cipher_set_key(&c->cipher, &c->have_key, key);
+    if (!ok)
+        snprintf(t.why, sizeof t.why, "cannot set the IDEA key");
+out:
+    memset(line, 0, sizeof line);
+    memset(raw, 0, sizeof raw);
+    memset(key, 0, sizeof key);
+    SSL_free(t.ssl);
+    ERR_clear_error();
+    if (ok) {
+        atomic_fetch_add(&g_stats.tls, 1);
+    } else if (t.step) {
+        atomic_fetch_add(&g_stats.tls_failed, 1);
+        log_event("conn %llu TLS %s failed: %s", c->id, t.step, t.why);
+    }
+    return ok;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1094,8 +1511,10 @@ struct hs_mode {
     const char *name;
     const char *exact;   /* init line equal to this ... */
     const char *prefix;  /* ... or starting with this (argument follows) */
-    bool insecure;       /* refused under fault no_insecure */
-    enum hs_result (*run)(struct conn *c, const char *arg, size_t len);
+    bool insecure;       /* refused at once under fault no_insecure */
+    /* f: the fault in effect when the init line arrived */
+    enum hs_result (*run)(struct conn *c, const char *arg, size_t len,
+                          enum fault f);
 };
 
 static void handshake_done(struct conn *c, const char *mode)
@@ -1104,10 +1523,13 @@ static void handshake_done(struct conn *c, const char *mode)
     log_event("conn %llu handshake ok mode=%s", c->id, mode);
 }
 
-/* Challenge, echoed back by the peer, answered "ok". */
-static enum hs_result hs_challenge(struct conn *c, const char *arg, size_t len)
+/*
+ * Challenge, echoed back by the peer, answered "ok" -- or "refused" when
+ * refuse_echo (fault no_insecure after an init:ssl without certificates).
+ */
+static enum hs_result challenge_exchange(struct conn *c, const char *mode,
+                                         bool refuse_echo)
 {
-    (void)arg, (void)len;
     char challenge[64];
     snprintf(challenge, sizeof challenge, "%ld%lld", (long)getpid(),
              (long long)time(NULL));
@@ -1122,59 +1544,121 @@ static enum hs_result hs_challenge(struct conn *c, const char *arg, size_t len)
         send_str(c->fd, "refused");
         return HS_CLOSE;
     }
-    handshake_done(c, "insecure");
+    if (refuse_echo) {
+        log_event("conn %llu fault no_insecure: insecure continuation of "
+                  "init:ssl refused", c->id);
+        send_str(c->fd, "refused");
+        return HS_CLOSE;
+    }
+    handshake_done(c, mode);
     return send_str(c->fd, "ok") ? HS_OK : HS_CLOSE;
 }
 
-/* Read the key file (32 hex digits, optional newline) and unlink it. */
-static bool read_local_key(const char *path, unsigned char key[IDEA_KEY_LEN])
+static enum hs_result hs_insecure(struct conn *c, const char *arg, size_t len,
+                                  enum fault f)
+{
+    (void)arg, (void)len, (void)f;
+    return challenge_exchange(c, "insecure", false);
+}
+
+/*
+ * init:ssl: with certificates "ok:ssl" and the TLS key exchange; without
+ * (or under fault no_certificates) a challenge, as a lond without
+ * certificates answers, and then the insecure handshake.
+ */
+static enum hs_result hs_ssl(struct conn *c, const char *arg, size_t len,
+                             enum fault f)
+{
+    (void)arg, (void)len;
+    if (!g_tls_ctx || f == FAULT_NO_CERTIFICATES) {
+        log_event("conn %llu init:ssl without certificates%s: challenge",
+                  c->id, g_tls_ctx ? " (fault no_certificates)" : "");
+        return challenge_exchange(c, "ssl->insecure", f == FAULT_NO_INSECURE);
+    }
+    if (c->in.start != c->in.end) {
+        /* The peer did not wait for ok:ssl; its bytes are not TLS's. */
+        atomic_fetch_add(&g_stats.tls_failed, 1);
+        log_event("conn %llu data after init:ssl before ok:ssl: closing", c->id);
+        return HS_CLOSE;
+    }
+    if (!send_str(c->fd, "ok:ssl") || !tls_key_exchange(c, f))
+        return HS_CLOSE;
+    handshake_done(c, "ssl");
+    return HS_OK;
+}
+
+/*
+ * Read the key file (32 hex digits, optional newline; a regular file of
+ * mode 0600) and unlink it. NULL on success, else why it is refused (a
+ * refused file is left in place).
+ */
+static const char *read_local_key(const char *path, unsigned char key[IDEA_KEY_LEN],
+                                  char *why, size_t why_size)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return false;
+    if (fd < 0) {
+        snprintf(why, why_size, "cannot open it: %s", strerror(errno));
+        return why;
+    }
     struct stat sb;
     char buf[40];
     ssize_t n = -1;
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+    const char *err = NULL;
+    if (fstat(fd, &sb) != 0) {
+        err = "cannot stat it";
+    } else if (!S_ISREG(sb.st_mode)) {
+        err = "not a regular file";
+    } else if ((sb.st_mode & 07777) != LOCAL_KEY_MODE) {
+        snprintf(why, why_size, "mode %04o, not %04o",
+                 (unsigned)(sb.st_mode & 07777), (unsigned)LOCAL_KEY_MODE);
+        err = why;
+    } else {
         n = read(fd, buf, sizeof buf);
         unlink(path);
     }
     close(fd);
+    if (err)
+        return err;
     size_t len = n > 0 ? (size_t)n : 0;
     if (len > 0 && buf[len - 1] == '\n')
         len--;
     if (len > 0 && buf[len - 1] == '\r')
         len--;
-    if (len != 2 * IDEA_KEY_LEN)
-        return false;
-    return hex_decode(buf, len, key);
+    if (len != 2 * IDEA_KEY_LEN || !hex_decode(buf, len, key)) {
+        memset(buf, 0, sizeof buf);
+        return "not 32 hex digits";
+    }
+    memset(buf, 0, sizeof buf);
+    return NULL;
 }
 
-static enum hs_result hs_local(struct conn *c, const char *arg, size_t len)
+static enum hs_result hs_local(struct conn *c, const char *arg, size_t len,
+                               enum fault f)
 {
+    (void)f;
     unsigned char key[IDEA_KEY_LEN];
-    bool ok = len > 0 && memchr(arg, '\0', len) == NULL &&
-              read_local_key(arg, key) &&
-              cipher_set_key(&c->cipher, &c->have_key, key);
+    char why[64];
+    const char *err = "bad path";
+    if (len > 0 && memchr(arg, '\0', len) == NULL)
+        err = read_local_key(arg, key, why, sizeof why);
+    if (!err && !cipher_set_key(&c->cipher, &c->have_key, key))
+        err = "cannot set the IDEA key";
     memset(key, 0, sizeof key);
-    if (!ok) {
-        log_event("conn %llu local key file unusable: refused", c->id);
+    if (err) {
+        log_event("conn %llu local key file %s: %s: refused", c->id, arg, err);
         send_str(c->fd, "refused");
         return HS_CLOSE;
     }
+    atomic_fetch_add(&g_stats.local, 1);
     handshake_done(c, "local");
     return send_str(c->fd, "ok:local") ? HS_OK : HS_CLOSE;
 }
 
-/*
- * Order matters: the first matching entry wins. "init:ssl" answers a
- * challenge (as a lond without certificates does) until TLS is added; it
- * then becomes insecure = false with its own run function.
- */
+/* Order matters: the first matching entry wins. */
 static const struct hs_mode hs_modes[] = {
-    { "ssl", "init:ssl", "init:ssl:", true, hs_challenge },
+    { "ssl", "init:ssl", "init:ssl:", false, hs_ssl },
     { "local", NULL, "init:local:", false, hs_local },
-    { "insecure", "init", "init::", true, hs_challenge },
+    { "insecure", "init", "init::", true, hs_insecure },
 };
 
 static const struct hs_mode *hs_lookup(const char *line, size_t len,
@@ -1221,7 +1705,12 @@ static enum hs_result run_handshake(struct conn *c, const char *line, size_t len
         drain_until_eof(c->fd);
         return HS_CLOSE;
     case FAULT_REFUSE:
-        log_event("conn %llu fault refuse", c->id);
+        log_event("conn %llu fault refuse: refused", c->id);
+        send_str(c->fd, "refused");
+        return HS_CLOSE;
+    case FAULT_NOT_IN_HOST_TABLE:
+        log_event("conn %llu fault not_in_host_table: client not in the host "
+                  "table: refused", c->id);
         send_str(c->fd, "refused");
         return HS_CLOSE;
     default:
@@ -1245,7 +1734,7 @@ static enum hs_result run_handshake(struct conn *c, const char *line, size_t len
         log_event("conn %llu fault garbage_handshake", c->id);
         return hs_garbage(c);
     }
-    return m->run(c, arg, arg_len);
+    return m->run(c, arg, arg_len, f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1254,14 +1743,17 @@ static enum hs_result run_handshake(struct conn *c, const char *line, size_t len
 
 static void serve_control(struct conn *c, const char *cmd, size_t len)
 {
-    char buf[256];
+    char buf[512];
     const char *answer = buf;
     enum fault f;
     if (equals(cmd, len, "stats")) {
         stats_format(buf, sizeof buf);
     } else if (equals(cmd, len, "reset")) {
         stats_reset();
+        records_reset();
         answer = "ok";
+    } else if (has_prefix(cmd, len, "recorded=")) {
+        snprintf(buf, sizeof buf, "%lu", records_get(cmd + 9, len - 9));
     } else if (equals(cmd, len, "ping")) {
         answer = "pong";
     } else if (has_prefix(cmd, len, "fault=")) {
@@ -1295,8 +1787,10 @@ static void serve_connection(struct conn *c)
     stats_conn_opened();
     log_event("conn %llu open peer=%s", c->id, c->peer);
     const char *why = "handshake failed";
-    if (run_handshake(c, line, len) == HS_OK)
-        why = serve_requests(c);
+    if (g_config.no_handshake)
+        why = serve_requests(c, line, len);
+    else if (run_handshake(c, line, len) == HS_OK)
+        why = serve_requests(c, NULL, 0);
     stats_conn_closed();
     log_event("conn %llu closed (%s) requests=%llu peer_version=%s", c->id, why,
               c->requests, c->peer_version[0] ? c->peer_version : "-");
@@ -1494,16 +1988,27 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: testlond [--port N] [--bind ADDR] [--host-id ID] "
             "[--client-id ID]\n"
-            "                [--fault NAME] [--quiet]\n"
-            "  --port N        TCP port, 0 (default) picks a free one\n"
-            "  --bind ADDR     listen address (default 127.0.0.1; ::1 works)\n"
-            "  --host-id ID    this lond's host ID (default testlond)\n"
-            "  --client-id ID  the lonc's host ID, for ekey (default lonc-test)\n"
-            "  --fault NAME    initial fault: none refuse hang_handshake\n"
-            "                  garbage_handshake close_handshake\n"
-            "                  close_after_reply no_insecure\n"
-            "  --quiet         no log lines on stderr\n"
-            "Prints \"ready port=<N>\" on stdout once listening.\n");
+            "                [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
+            "                [--tls-timeout MS] [--no-handshake] "
+            "[--fault NAME] [--quiet]\n"
+            "  --port N          TCP port, 0 (default) picks a free one\n"
+            "  --bind ADDR       listen address (default 127.0.0.1; ::1 works)\n"
+            "  --host-id ID      this lond's host ID (default testlond)\n"
+            "  --client-id ID    the lonc's host ID, for ekey (default lonc-test)\n"
+            "  --tls-cert FILE   lond's certificate (chain), PEM\n"
+            "  --tls-key FILE    its private key, PEM\n"
+            "  --tls-ca FILE     CA that client certificates must chain to\n"
+            "                    (all three: ssl mode; none: init:ssl gets a\n"
+            "                    challenge, as from a lond without certificates)\n"
+            "  --tls-timeout MS  limit for the whole TLS exchange (default %llu)\n"
+            "  --no-handshake    no init line, no key: every line is a command\n"
+            "  --fault NAME      initial fault: none refuse hang_handshake\n"
+            "                    garbage_handshake close_handshake\n"
+            "                    close_after_reply no_insecure not_in_host_table\n"
+            "                    no_certificates stop_reading tls_no_close_notify\n"
+            "  --quiet           no log lines on stderr\n"
+            "Prints \"ready port=<N>\" on stdout once listening.\n",
+            TLS_TIMEOUT_MS);
 }
 
 static bool parse_args(int argc, char **argv)
@@ -1514,11 +2019,16 @@ static bool parse_args(int argc, char **argv)
         { "host-id", required_argument, NULL, 'H' },
         { "client-id", required_argument, NULL, 'C' },
         { "fault", required_argument, NULL, 'f' },
+        { "tls-cert", required_argument, NULL, 'c' },
+        { "tls-key", required_argument, NULL, 'k' },
+        { "tls-ca", required_argument, NULL, 'a' },
+        { "tls-timeout", required_argument, NULL, 'T' },
+        { "no-handshake", no_argument, NULL, 'n' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    unsigned long long port;
+    unsigned long long port, ms;
     enum fault f;
     int opt;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -1550,6 +2060,25 @@ static bool parse_args(int argc, char **argv)
             }
             atomic_store(&g_fault, (int)f);
             break;
+        case 'c':
+            g_config.tls_cert = optarg;
+            break;
+        case 'k':
+            g_config.tls_key = optarg;
+            break;
+        case 'a':
+            g_config.tls_ca = optarg;
+            break;
+        case 'T':
+            if (!parse_u64(optarg, strlen(optarg), SLEEP_MS_MAX, &ms) || ms == 0) {
+                fprintf(stderr, "testlond: bad --tls-timeout: %s\n", optarg);
+                return false;
+            }
+            g_config.tls_timeout_ms = ms;
+            break;
+        case 'n':
+            g_config.no_handshake = true;
+            break;
         case 'q':
             g_config.quiet = true;
             break;
@@ -1562,6 +2091,12 @@ static bool parse_args(int argc, char **argv)
     }
     if (optind != argc) {
         fprintf(stderr, "testlond: unexpected argument: %s\n", argv[optind]);
+        return false;
+    }
+    int tls_opts = !!g_config.tls_cert + !!g_config.tls_key + !!g_config.tls_ca;
+    if (tls_opts != 0 && tls_opts != 3) {
+        fprintf(stderr, "testlond: --tls-cert, --tls-key and --tls-ca go "
+                        "together\n");
         return false;
     }
     return true;
@@ -1577,6 +2112,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "testlond: libgcrypt IDEA unavailable or self-test failed\n");
         return 1;
     }
+    /* No atexit cleanup: connection threads may still be inside OpenSSL
+     * when main returns. */
+    if (OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, NULL) != 1) {
+        fprintf(stderr, "testlond: cannot initialise OpenSSL\n");
+        return 1;
+    }
+    if (g_config.tls_cert) {
+        g_tls_ctx = tls_ctx_new(g_config.tls_cert, g_config.tls_key,
+                                g_config.tls_ca);
+        if (!g_tls_ctx)
+            return 1;
+    }
     for (size_t i = 0; i < sizeof g_pattern; i++)
         g_pattern[i] = (char)('a' + i % 26);
 
@@ -1591,8 +2138,10 @@ int main(int argc, char **argv)
         return 1;
     printf("ready port=%d\n", bound_port(listen_fd));
     fflush(stdout);
-    log_event("listening on %s port %d, host id %s", g_config.bind_addr,
-              bound_port(listen_fd), g_config.host_id);
+    log_event("listening on %s port %d, host id %s, %s", g_config.bind_addr,
+              bound_port(listen_fd), g_config.host_id,
+              g_config.no_handshake ? "no handshake" :
+              g_tls_ctx ? "ssl mode available" : "no certificates");
 
     accept_loop(listen_fd, wake_fd);
 

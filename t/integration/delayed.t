@@ -1,0 +1,75 @@
+#!/usr/bin/perl
+# lonnet's delayed transactions: files in <socket_dir>/delayed/ are
+# replayed to their host once lonc has a working connection, oldest
+# first, as sethost:<hostid>:<line>; each file is deleted only after lond
+# answered and gets its S: record in lonnet.perm.log; files that arrive
+# while lonc runs are picked up; a host that flaps during the replay
+# still gets every transaction exactly once (counted at the test lond).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::More;
+use LoncTest;
+
+watchdog(180);
+my $port = free_port();
+my $cfg = write_config(
+    name => 'dl',
+    delayed_scan_interval => 0.2,
+    retry_attempts => 1,
+    backoff_initial => 0.2,
+    backoff_max => 0.5,
+    hosts => [ { hostname => 'remote', port => $port, ids => [ 'remoteid', 'otherid' ] } ],
+);
+my $dir = tmp_dir();
+my $ddir = "$dir/sockets/delayed";
+system('mkdir', '-p', $ddir) == 0 or die;
+
+sub put {
+    my ($time, $count, $token, $id) = @_;
+    my $f = "$ddir/$time.$count.4242.record.$id";
+    open my $fh, '>', $f or die "$f: $!";
+    print $fh "record:$token\n";
+    close $fh;
+    return $f;
+}
+# Written while the host is down and lonc not yet running; the order of
+# the names is not the order of creation.
+put(1700000003, 1, 'third', 'remoteid');
+put(1700000001, 2, 'second', 'otherid');
+put(1700000001, 1, 'first', 'remoteid');
+put(1700000002, 1, 'unrelated', 'someoneelse');
+
+my $lonc = start_lonc($cfg);
+my $log = sub { log_text($lonc->{log}) };
+
+# The host is down: the check's connection attempts fail, nothing is
+# delivered and nothing is lost.
+wait_for(sub { $log->() =~ /host=remote event=connect_failed/ }, 20, 'an attempt was made');
+my @left = glob("$ddir/*");
+is(scalar @left, 4, 'with lond down every file stays');
+
+# lond comes up and closes the connection after every reply (a host
+# that flaps): each connection delivers one file, the rest wait.
+my $lond = start_lond(port => $port, fault => 'close_after_reply');
+wait_for(sub { my @f = glob("$ddir/*.remoteid $ddir/*.otherid"); @f == 0 }, 60, 'all delivered');
+pass('every file for the host was delivered and deleted');
+ok(-e "$ddir/1700000002.1.4242.record.someoneelse", 'a file for another host stays');
+for my $t (qw(first second third)) {
+    is(lond_ctl($lond, "recorded=$t"), 1, "'$t' reached lond exactly once");
+}
+my $perm = log_text("$dir/lonnet.perm.log");
+my @rec = $perm =~ /^(\d+):S:(\w+):(record:\w+):\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$/mg;
+is(scalar(@rec) / 3, 3, 'three S: records in lonnet.perm.log');
+is_deeply([ map { $rec[$_ * 3 + 2] } 0 .. 2 ], [qw(record:first record:second record:third)], 'oldest first');
+is($rec[1], 'remoteid', 'the record names the host ID the file was for');
+like($log->(), qr/event=delayed_replayed delivered=1/, 'replay logged');
+
+# A file that arrives while lonc runs is picked up without any request.
+lond_ctl($lond, 'fault=none');
+put(1700000009, 1, 'late', 'remoteid');
+wait_for(sub { !-e "$ddir/1700000009.1.4242.record.remoteid" }, 20, 'late file delivered');
+is(lond_ctl($lond, 'recorded=late'), 1, 'a file written while lonc runs is delivered once');
+is(stop_lonc($lonc), 0, 'clean shutdown');
+done_testing();
