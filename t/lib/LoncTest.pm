@@ -61,6 +61,7 @@ sub start_lond {
     push @args, '--client-id', $o{client_id} if $o{client_id};
     push @args, '--fault', $o{fault} if $o{fault};
     push @args, '--bind', $o{bind} if $o{bind};
+    push @args, @{ $o{args} } if $o{args};
     my @pre = $o{wrapper} ? @{ $o{wrapper} } : ();
     my $pid = _spawn($out, $log, @pre, build_dir() . '/testlond', @args);
     my $port;
