@@ -254,8 +254,13 @@ int crypto_tls_key_exchange(struct crypto_tls *t, int fd, const char *peer_name,
 	}
 	/* close_notify both ways: ours, then wait for lond's. */
 	while ((r = SSL_shutdown(ssl)) != 1) {
-		if (r == 0)
+		if (r == 0 && now_ms() < deadline)
 			continue;   /* ours sent; call again to read lond's */
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			tls_fail(ssl, "close_notify exchange", err, errlen);
+			goto out;
+		}
 		if (tls_wait(ssl, fd, r, deadline) < 0) {
 			tls_fail(ssl, "close_notify exchange", err, errlen);
 			goto out;

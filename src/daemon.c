@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,7 +95,23 @@ int pidfile_open(const char *path, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	/* We hold the lock: whatever the file says is stale. */
+	/* We hold the lock, but a daemon that does not lock its pid file
+	 * (loncnew) may still be alive under the pid it names. */
+	char old[32];
+	ssize_t got = pread(fd, old, sizeof(old) - 1, 0);
+	if (got > 0) {
+		old[got] = '\0';
+		long pid = strtol(old, NULL, 10);
+
+		if (pid > 1 && pid != (long)getpid() && kill((pid_t)pid, 0) == 0) {
+			snprintf(err, errlen,
+				 "pid file %s names a running process (pid %ld): stop it first (loncnew?) or remove the file",
+				 path, pid);
+			close(fd);
+			return -1;
+		}
+	}
+	/* Whatever the file says is stale. */
 	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
 		snprintf(err, errlen, "cannot write pid file %s: %s", path,

@@ -48,6 +48,24 @@ ok(-S "$l->{socket_dir}/h1", 'the first instance keeps its socket');
 is(stop_lonc($l), 0, 'first instance stops cleanly');
 ok(!-e "$dir/good.pid", 'pid file removed');
 
+# A pid file naming a live process that holds no lock (loncnew does not
+# lock its pid file): refused, and the file is left alone.
+{
+    open my $pf, '>', "$dir/good.pid" or die;
+    print $pf "$$\n";
+    close $pf;
+    $out = `$lonc -c $good --foreground 2>&1`;
+    isnt($? >> 8, 0, 'a pid file naming a running process stops the start');
+    like($out, qr/names a running process \(pid $$\)/, 'with a clear message');
+    is(log_text("$dir/good.pid"), "$$\n", 'the pid file is untouched');
+    open $pf, '>', "$dir/good.pid" or die;
+    print $pf "999999999\n";
+    close $pf;
+    my $l2 = start_lonc($good);
+    pass('a stale pid file (no such process) is replaced');
+    is(stop_lonc($l2), 0, 'and lonc stops cleanly');
+}
+
 # Daemon mode: detaches, writes its pid file, stops on SIGTERM.
 system($lonc, '-c', $good);
 is($? >> 8, 0, 'daemon mode: the parent reports a successful start');
