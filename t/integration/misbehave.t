@@ -55,6 +55,22 @@ is(request($sock, 'drip:5:slow but in time'), 'slow but in time', 'a dripping re
 is(request($sock, 'drip:200:' . ('x' x 20)), 'con_lost', 'a reply dripping past transaction_timeout: con_lost');
 healthy('drip');
 
+# A lond that stops reading: the send of a large request cannot finish;
+# it ends by transaction_timeout in con_lost, and the daemon goes on.
+request($sock, 'close_connection_exit');
+wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'pool empty');
+lond_ctl($lond, 'fault=stop_reading');
+{
+    my $before = () = $log->() =~ /reason=(?:send|transaction)_timeout/g;
+    my $t0 = time;
+    is(request($sock, 'echo:' . ('s' x 8_000_000), 30), 'con_lost', 'lond stops reading: con_lost');
+    cmp_ok(time - $t0, '<', 10, 'bounded by transaction_timeout');
+    my $after = () = $log->() =~ /reason=(?:send|transaction)_timeout/g;
+    is($after, $before + 1, 'logged as a (send or transaction) timeout');
+}
+lond_ctl($lond, 'fault=none');
+healthy('stop_reading');
+
 # Overload: max_connections 2, max_queue 4; 12 slow requests at once.
 {
     my @s = map { unix_connect($sock) or die } 1 .. 12;
