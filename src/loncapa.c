@@ -178,10 +178,12 @@ static int tab_line(struct loncapa_hosts *t, char *text, const char *path,
 	return 0;
 }
 
-int loncapa_read_hosts_tab(FILE *f, const char *path,
-			   struct loncapa_hosts *out, char *err, size_t errlen)
+/* Call fn for every line of f that is neither blank nor a comment,
+ * trimmed, with its line number; stop at the first failure.  0 or -1. */
+static int each_line(FILE *f, const char *path,
+		     int (*fn)(void *ctx, char *text, int line), void *ctx,
+		     char *err, size_t errlen)
 {
-	struct loncapa_hosts t = { NULL, 0 };
 	char *buf = NULL;
 	size_t cap = 0;
 	int line = 0, rc = 0;
@@ -192,13 +194,36 @@ int loncapa_read_hosts_tab(FILE *f, const char *path,
 		line++;
 		if (!*s || *s == '#')
 			continue;
-		if ((rc = tab_line(&t, s, path, line, err, errlen)) < 0)
+		if ((rc = fn(ctx, s, line)) < 0)
 			break;
 	}
 	if (rc == 0 && ferror(f))
 		rc = fail_line(err, errlen, path, line + 1, "read error");
 	free(buf);
-	if (rc < 0) {
+	return rc;
+}
+
+struct tab_ctx {
+	struct loncapa_hosts *t;
+	const char *path;
+	char *err;
+	size_t errlen;
+};
+
+static int tab_line_cb(void *ctx, char *text, int line)
+{
+	struct tab_ctx *x = ctx;
+
+	return tab_line(x->t, text, x->path, line, x->err, x->errlen);
+}
+
+int loncapa_read_hosts_tab(FILE *f, const char *path,
+			   struct loncapa_hosts *out, char *err, size_t errlen)
+{
+	struct loncapa_hosts t = { NULL, 0 };
+	struct tab_ctx x = { &t, path, err, errlen };
+
+	if (each_line(f, path, tab_line_cb, &x, err, errlen) < 0) {
 		loncapa_hosts_free(&t);
 		return -1;
 	}
@@ -325,27 +350,28 @@ static int conf_line(struct loncapa_conf *c, char *p,
 	return 0;
 }
 
+struct conf_ctx {
+	struct loncapa_conf *c;
+	const char *const *names;
+	const char *path;
+	char *err;
+	size_t errlen;
+};
+
+static int conf_line_cb(void *ctx, char *text, int line)
+{
+	struct conf_ctx *x = ctx;
+
+	return conf_line(x->c, text, x->names, x->path, line, x->err, x->errlen);
+}
+
 int loncapa_read_conf(FILE *f, const char *path, const char *const *names,
 		      struct loncapa_conf *out, char *err, size_t errlen)
 {
 	struct loncapa_conf c = { NULL, 0 };
-	char *buf = NULL;
-	size_t cap = 0;
-	int line = 0, rc = 0;
+	struct conf_ctx x = { &c, names, path, err, errlen };
 
-	while (getline(&buf, &cap, f) >= 0) {
-		char *s = trim(buf);
-
-		line++;
-		if (!*s || *s == '#')
-			continue;
-		if ((rc = conf_line(&c, s, names, path, line, err, errlen)) < 0)
-			break;
-	}
-	if (rc == 0 && ferror(f))
-		rc = fail_line(err, errlen, path, line + 1, "read error");
-	free(buf);
-	if (rc < 0) {
+	if (each_line(f, path, conf_line_cb, &x, err, errlen) < 0) {
 		loncapa_conf_free(&c);
 		return -1;
 	}

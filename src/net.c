@@ -72,6 +72,16 @@ int net_wait_readable_wake(int fd, int64_t deadline, int wake_fd)
 	return wait_fd2(fd, POLLIN, deadline, wake_fd) > 0 ? 0 : -1;
 }
 
+/* Close fd after a failure, keeping the failure's errno; returns -1. */
+static int close_failed(int fd)
+{
+	int err = errno;
+
+	close(fd);
+	errno = err;
+	return -1;
+}
+
 static int connect_one(const struct addrinfo *ai, int64_t deadline)
 {
 	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
@@ -96,10 +106,7 @@ static int connect_one(const struct addrinfo *ai, int64_t deadline)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
 fail:
-	err = errno;
-	close(fd);
-	errno = err;
-	return -1;
+	return close_failed(fd);
 }
 
 int net_connect_tcp(const char *host, int port, int64_t deadline,
@@ -199,7 +206,7 @@ ssize_t net_read(int fd, void *buf, size_t len, int64_t deadline)
 int net_listen_unix(const char *path, int mode, int backlog)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd, err;
+	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		errno = ENAMETOOLONG;
@@ -230,10 +237,7 @@ int net_listen_unix(const char *path, int mode, int backlog)
 		goto fail;
 	return fd;
 fail:
-	err = errno;
-	close(fd);
-	errno = err;
-	return -1;
+	return close_failed(fd);
 }
 
 int net_peer_closed(int fd)
