@@ -35,6 +35,10 @@ const struct worker_result *worker_result(const struct worker *w);
 /* True once the thread has ended and can be joined without waiting. */
 bool worker_finished(const struct worker *w);
 
+/* True once the worker no longer counts in the pool (its connection is
+ * lost and it is finishing); joining it waits only for that. */
+bool worker_left(const struct worker *w);
+
 /* Join the thread and free the worker. */
 void worker_join(struct worker *w);
 

@@ -141,8 +141,20 @@ static void grow(struct manager *m)
 	struct host *h = m->h;
 	struct worker **slot = free_slot(m);
 
-	if (!slot)
-		return;
+	if (!slot) {
+		/* Every slot is taken, but the pool has room: a worker left
+		 * it and is finishing (answering its client).  Wait for it
+		 * rather than spin. */
+		for (int i = 0; i < m->nslots && !slot; i++) {
+			if (m->slots[i] && worker_left(m->slots[i])) {
+				worker_join(m->slots[i]);
+				m->slots[i] = NULL;
+				slot = &m->slots[i];
+			}
+		}
+		if (!slot)
+			return;
+	}
 	*slot = worker_start(h, ++m->next_id);
 	if (!*slot) {
 		m->hold_until = now_ms() + h->cfg->backoff_initial_ms;

@@ -54,6 +54,8 @@ struct worker {
 	size_t wcap;
 	unsigned generation;       /* the queue's generation at connect */
 	unsigned long served;      /* requests sent on this connection */
+	bool counted;              /* still counted among the queue's workers */
+	atomic_bool left;          /* left the pool, about to finish */
 };
 
 enum txn_rc {
@@ -426,6 +428,16 @@ static void to_client(struct worker *w, struct client *c, bool *client_ok,
 	}
 }
 
+/* Stop counting this worker in the pool (once). */
+static void leave_pool(struct worker *w)
+{
+	if (w->counted) {
+		w->counted = false;
+		atomic_store(&w->left, true);
+		queue_worker_exit(&w->h->queue, false);
+	}
+}
+
 static void fail_txn(struct worker *w, struct client *c, bool streamed,
 		     const char *what)
 {
@@ -434,6 +446,10 @@ static void fail_txn(struct worker *w, struct client *c, bool streamed,
 	log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=%s%s",
 		hname(w), w->id, what, streamed ? " client=closed_mid_reply" : "");
 	host_set_error(h, "transaction: %s", what);
+	/* The connection is lost: leave the pool before the client hears
+	 * of it, so that its next request finds the pool as it really is
+	 * (a failed attempt to connect then counts toward the dead state). */
+	leave_pool(w);
 	if (streamed) {
 		/* Part of the reply already went out; a con_lost now would
 		 * be read as data.  Closing tells the client it is cut off. */
@@ -658,6 +674,7 @@ static void *worker_main(void *arg)
 	}
 	log_msg(LOG_INFO, "host=%s worker=%u event=connected", hname(w), w->id);
 	queue_worker_connected(&h->queue);
+	w->counted = true;
 	if (replay_delayed(w) < 0)
 		why = "broken";
 	for (; strcmp(why, "broken");) {
@@ -703,7 +720,10 @@ static void *worker_main(void *arg)
 	free(w->wbuf);
 	w->wbuf = NULL;
 	atomic_store(&w->finished, true);
-	queue_worker_exit(&h->queue, false);
+	if (w->counted)
+		queue_worker_exit(&h->queue, false);
+	else
+		queue_poke(&h->queue);   /* the manager may reap this slot now */
 	return NULL;
 }
 
@@ -734,6 +754,11 @@ struct worker *worker_start(struct host *h, unsigned id)
 const struct worker_result *worker_result(const struct worker *w)
 {
 	return &w->result;
+}
+
+bool worker_left(const struct worker *w)
+{
+	return atomic_load(&w->left) || atomic_load(&w->finished);
 }
 
 bool worker_finished(const struct worker *w)
