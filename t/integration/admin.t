@@ -28,7 +28,7 @@ wait_for(sub { log_text($lonc->{log}) =~ /host=down event=host_dead/ }, 10, 'dea
 my ($rc, $out) = ctl('status');
 is($rc, 0, 'status exits 0');
 like($out, qr/^HOST\s+STATE/m, 'status has a header');
-like($out, qr/^up\s+connected\s+0\/1\s+1\s+0\s+3\s/m, 'up: connected, 1 idle connection, 3 requests');
+like($out, qr/^up\s+connected\s+0\/[12]\s+[12]\s+0\s+3\s/m, 'up: connected, idle connections, 3 requests');
 like($out, qr/^down\s+dead\s/m, 'down: dead');
 
 ($rc, $out) = ctl('status', 'json');
@@ -61,7 +61,7 @@ is(request("$dir/down", 'ping'), 'con_lost', 'down again');
 wait_for(sub { () = log_text($lonc->{log}) =~ /host=down event=host_dead/g; 1 }, 1, 'x');
 kill 'USR1', $lonc->{pid};
 wait_for(sub { log_text($lonc->{log}) =~ /status summary hosts=2/ }, 10, 'status');
-like(log_text($lonc->{log}), qr/status host=up state=connected connections=1 busy=0 idle=1 .*requests=3 .*p50_us=\d+ p99_us=\d+ .*key_mode=insecure peer_version="testlond-1.0"/, 'SIGUSR1 status line');
+like(log_text($lonc->{log}), qr/status host=up state=connected connections=\d+ busy=0 idle=\d+ .*requests=3 .*p50_us=\d+ p99_us=\d+ .*key_mode=insecure peer_version="testlond-1.0"/, 'SIGUSR1 status line');
 
 # Permissions: another user cannot talk to the admin socket.
 SKIP: {
