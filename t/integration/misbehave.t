@@ -35,9 +35,11 @@ for my $case (
     [ refuse => qr/kind=refused reason="handshake step init: lond refused the connection"/ ],
 ) {
     my ($fault, $re) = @$case;
+    # Fault first, then empty the pool: no connection made before the
+    # fault can serve the request below.
+    is(lond_ctl($lond, "fault=$fault"), 'ok', "fault $fault set");
     request($sock, 'close_connection_exit');
     wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'pool empty');
-    is(lond_ctl($lond, "fault=$fault"), 'ok', "fault $fault set");
     my $t0 = time;
     is(request($sock, 'ping'), 'con_lost', "$fault: client gets con_lost");
     cmp_ok(time - $t0, '<', 8, "$fault: bounded time");
