@@ -157,6 +157,17 @@ struct host_status {
 
 void host_get_status(struct host *h, struct host_status *st);
 
+/* The numeric fields of a snapshot as name/value pairs, in one fixed
+ * order, for every status format (log line, JSON).  Returns the count
+ * (at most HOST_STATUS_NUMBERS). */
+#define HOST_STATUS_NUMBERS 20
+struct host_field {
+	const char *name;
+	long long value;
+};
+size_t host_status_numbers(const struct host_status *st,
+			   struct host_field out[HOST_STATUS_NUMBERS]);
+
 /* Record one relayed reply's latency. */
 void host_record_latency(struct host *h, int64_t us);
 

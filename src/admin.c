@@ -109,20 +109,15 @@ static void json_host(struct host *h, void *arg)
 	host_get_status(h, &st);
 	if (b->len && b->p[b->len - 1] == '}')
 		bprintf(b, ",");
+	struct host_field f[HOST_STATUS_NUMBERS];
+	size_t n = host_status_numbers(&st, f);
+
 	bprintf(b, "{\"host\":");
 	bjson(b, st.hostname);
-	bprintf(b, ",\"state\":\"%s\",\"connections\":%d,\"busy\":%d,\"idle\":%d,"
-		"\"connecting\":%d,\"max_connections\":%d,\"queued\":%zu,"
-		"\"requests\":%lu,\"replied\":%lu,\"failed\":%lu,\"timeouts\":%lu,"
-		"\"rejected\":%lu,\"too_long\":%lu,\"client_gone\":%lu,"
-		"\"connects\":%lu,\"connect_failures\":%lu,\"refusals\":%lu,"
-		"\"retries_left\":%d,\"p50_us\":%lld,\"p99_us\":%lld,\"key_mode\":",
-		st.state, st.connections, st.busy, st.idle, st.connecting,
-		st.max_connections, st.queued, st.requests, st.replied, st.failed,
-		st.timeouts, st.rejected, st.too_long, st.client_gone, st.connects,
-		st.connect_failures, st.refusals, st.retries_left,
-		(long long)st.p50_us, (long long)st.p99_us);
-	bjson(b, st.key_mode);
+	bprintf(b, ",\"state\":\"%s\"", st.state);
+	for (size_t i = 0; i < n; i++)
+		bprintf(b, ",\"%s\":%lld", f[i].name, f[i].value);
+	bprintf(b, ",\"key_mode\":");	bjson(b, st.key_mode);
 	bprintf(b, ",\"peer_version\":");
 	bjson(b, st.peer_version);
 	bprintf(b, ",\"last_error\":");

@@ -315,21 +315,50 @@ void host_get_status(struct host *h, struct host_status *st)
 		       config_key_mode_name(h->conf->key_mode);
 }
 
+size_t host_status_numbers(const struct host_status *st,
+			   struct host_field out[HOST_STATUS_NUMBERS])
+{
+	const struct host_field f[] = {
+		{ "connections", st->connections }, { "busy", st->busy },
+		{ "idle", st->idle }, { "connecting", st->connecting },
+		{ "max_connections", st->max_connections },
+		{ "queued", (long long)st->queued },
+		{ "requests", (long long)st->requests },
+		{ "replied", (long long)st->replied },
+		{ "failed", (long long)st->failed },
+		{ "timeouts", (long long)st->timeouts },
+		{ "rejected", (long long)st->rejected },
+		{ "too_long", (long long)st->too_long },
+		{ "client_gone", (long long)st->client_gone },
+		{ "connects", (long long)st->connects },
+		{ "connect_failures", (long long)st->connect_failures },
+		{ "refusals", (long long)st->refusals },
+		{ "p50_us", st->p50_us }, { "p99_us", st->p99_us },
+		{ "retries_left", st->retries_left },
+	};
+	size_t n = sizeof(f) / sizeof(f[0]);
+
+	_Static_assert(sizeof(f) / sizeof(f[0]) <= HOST_STATUS_NUMBERS,
+		       "HOST_STATUS_NUMBERS too small");
+	memcpy(out, f, sizeof(f));
+	return n;
+}
+
 void host_log_status(struct host *h)
 {
 	struct host_status st;
+	struct host_field f[HOST_STATUS_NUMBERS];
+	char nums[1024];
+	size_t len = 0;
 
 	host_get_status(h, &st);
+	size_t n = host_status_numbers(&st, f);
+	nums[0] = '\0';
+	for (size_t i = 0; i < n && len < sizeof(nums); i++)
+		len += (size_t)snprintf(nums + len, sizeof(nums) - len, " %s=%lld",
+					f[i].name, f[i].value);
 	log_msg(LOG_NOTICE,
-		"status host=%s state=%s connections=%d busy=%d idle=%d connecting=%d "
-		"queued=%zu requests=%lu replied=%lu failed=%lu timeouts=%lu "
-		"rejected=%lu too_long=%lu client_gone=%lu connects=%lu "
-		"connect_failures=%lu refusals=%lu p50_us=%lld p99_us=%lld "
-		"retries_left=%d key_mode=%s peer_version=\"%s\" last_error=\"%s\"",
-		st.hostname, st.state, st.connections, st.busy, st.idle,
-		st.connecting, st.queued, st.requests, st.replied, st.failed,
-		st.timeouts, st.rejected, st.too_long, st.client_gone, st.connects,
-		st.connect_failures, st.refusals, (long long)st.p50_us,
-		(long long)st.p99_us, st.retries_left, st.key_mode,
-		st.peer_version, st.last_error);
+		"status host=%s state=%s%s key_mode=%s peer_version=\"%s\" last_error=\"%s\"",
+		st.hostname, st.state, nums, st.key_mode, st.peer_version,
+		st.last_error);
 }
