@@ -71,6 +71,11 @@ struct host {
 	char last_error[160];            /* protected by mu */
 	char key_mode_used[24];          /* protected by mu */
 	struct crypto_tls *tls;          /* shared TLS context, or NULL */
+	/* Reload bookkeeping, protected by the broker's retire_mu: the host
+	 * that replaced this one, and how many replaced hosts may still hand
+	 * clients to this one (it is not freed before they are). */
+	struct host *successor;
+	int predecessors;
 };
 
 /* Create the host and its listening sockets; tls is the shared TLS

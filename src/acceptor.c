@@ -218,11 +218,13 @@ void acceptor_return(struct acceptor *a, struct client *c)
 	 * finds c already handed back. */
 	c->next = a->returned;
 	a->returned = c;
-	if (arm(a, c) < 0)
+	/* A client with bytes already buffered (a pipelined request) is not
+	 * armed here: the acceptor may hand it to a worker at once, and an
+	 * armed client could then be read by both.  take_returned arms it
+	 * if it stays.  Wake the thread for it, and when it sleeps with no
+	 * timeout (it would not see the client's read deadline). */
+	if (c->in.len == 0 && arm(a, c) < 0)
 		log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
-	/* A pipelined request is already in the buffer (no event will come
-	 * for it), and a thread asleep without a timeout would not see the
-	 * client's read deadline: wake it in those cases only. */
 	need_wake = c->in.len > 0 || a->sleeping;
 	pthread_mutex_unlock(&a->mu);
 	if (need_wake)
@@ -421,8 +423,16 @@ static void take_returned(struct acceptor *a)
 	for (struct client *c = list; c; c = next) {
 		next = c->next;
 		c->next = NULL;
-		if (c->in.len == 0 || process(a, c))
+		if (c->in.len == 0) {
+			add_reading(a, c);     /* armed by acceptor_return */
+		} else if (process(a, c)) {
 			add_reading(a, c);
+			if (arm(a, c) < 0) {
+				log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
+				remove_reading(a, c);
+				client_free(c);
+			}
+		}
 	}
 }
 
@@ -614,7 +624,11 @@ void acceptor_handover(struct acceptor *old, struct acceptor *succ)
 {
 	struct client *list;
 
-	/* The old thread ends; what it was reading is not lost. */
+	/* From now on hand-backs go to succ (even while old's thread
+	 * stops); the old thread ends; what it was reading is not lost. */
+	pthread_mutex_lock(&old->mu);
+	old->successor = succ;
+	pthread_mutex_unlock(&old->mu);
 	stop_thread(old);
 	for (int i = 0; i < old->nlisten; i++) {
 		int j = find_path(succ, old->paths[i]);
@@ -627,7 +641,6 @@ void acceptor_handover(struct acceptor *old, struct acceptor *succ)
 		}
 	}
 	pthread_mutex_lock(&old->mu);
-	old->successor = succ;
 	old->stopping = false;
 	list = old->returned;
 	old->returned = NULL;

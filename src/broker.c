@@ -99,6 +99,23 @@ struct retire {
 	struct host *h;
 };
 
+/* Free h once no replaced host can hand a client to it any more; then
+ * h itself stops counting as a predecessor of its own successor. */
+static void free_when_unreferenced(struct broker *b, struct host *h)
+{
+	pthread_mutex_lock(&b->retire_mu);
+	while (h->predecessors > 0)
+		pthread_cond_wait(&b->retire_cv, &b->retire_mu);
+	struct host *succ = h->successor;
+	pthread_mutex_unlock(&b->retire_mu);
+	host_free(h);
+	pthread_mutex_lock(&b->retire_mu);
+	if (succ)
+		succ->predecessors--;
+	pthread_cond_broadcast(&b->retire_cv);
+	pthread_mutex_unlock(&b->retire_mu);
+}
+
 static void *retire_main(void *arg)
 {
 	struct retire *r = arg;
@@ -106,7 +123,7 @@ static void *retire_main(void *arg)
 
 	host_shutdown(r->h);
 	log_msg(LOG_INFO, "host=%s event=retired", r->h->conf->hostname);
-	host_free(r->h);
+	free_when_unreferenced(b, r->h);
 	free(r);
 	pthread_mutex_lock(&b->retire_mu);
 	b->retiring--;
@@ -282,6 +299,11 @@ int broker_reload(struct broker *b, char *msg, size_t msglen)
 			kept++;
 			break;
 		case PLAN_CHANGE:
+			/* old forwards its hand-backs to nh until old is gone. */
+			pthread_mutex_lock(&b->retire_mu);
+			p->old->successor = p->nh;
+			p->nh->predecessors++;
+			pthread_mutex_unlock(&b->retire_mu);
 			if (host_take_over(p->nh, p->old) < 0)
 				log_msg(LOG_ERR, "host=%s event=reload_start_failed",
 					p->nh->conf->hostname);
@@ -471,12 +493,13 @@ void broker_free(struct broker *b)
 {
 	if (!b)
 		return;
-	wait_retired(b);
 	for (size_t i = 0; i < b->n_hosts; i++) {
 		host_stop_accepting(b->hosts[i]);
 		host_shutdown(b->hosts[i]);
-		host_free(b->hosts[i]);
 	}
+	wait_retired(b);
+	for (size_t i = 0; i < b->n_hosts; i++)
+		free_when_unreferenced(b, b->hosts[i]);
 	free(b->hosts);
 	config_unref(b->cfg);
 	crypto_tls_free(b->tls);

@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "host.h"
 #include "log.h"
@@ -135,6 +136,26 @@ static void attempt_failed(struct manager *m, const struct worker_result *r)
 	}
 }
 
+/* A busy worker is often about to finish: its client got the reply and
+ * sent its next request (on a new connection) before the worker was back
+ * in queue_pop.  Give busy workers a millisecond before growing the
+ * pool, so a sequential client does not end up with two connections. */
+static bool demand_persists(struct host *h)
+{
+	struct queue_stats qs;
+
+	queue_get_stats(&h->queue, &qs);
+	if (qs.workers - qs.connecting - qs.idle <= 0)
+		return true;
+	struct timespec ms = { 0, 1000000 };
+	nanosleep(&ms, NULL);
+	enum queue_rc rc = queue_wait_demand(&h->queue, h->conf->max_connections,
+					     now_ms());
+	if (rc == QUEUE_KICKED)
+		queue_poke(&h->queue);   /* keep the poke for the main loop */
+	return rc == QUEUE_OK;
+}
+
 /* Start one worker and wait for its handshake.  */
 static void grow(struct manager *m)
 {
@@ -157,7 +178,10 @@ static void grow(struct manager *m)
 	}
 	*slot = worker_start(h, ++m->next_id);
 	if (!*slot) {
+		/* No thread: pause before the next try, dead or not. */
 		m->hold_until = now_ms() + h->cfg->backoff_initial_ms;
+		if (m->next_probe < m->hold_until)
+			m->next_probe = m->hold_until;
 		return;
 	}
 	queue_wait_connected(&h->queue, -1);
@@ -212,7 +236,7 @@ static void *manager_main(void *arg)
 			grow(&m);
 			continue;
 		}
-		if (rc == QUEUE_OK && m.hold_until <= now_ms())
+		if (rc == QUEUE_OK && m.hold_until <= now_ms() && demand_persists(h))
 			grow(&m);
 	}
 	reap(&m, true);

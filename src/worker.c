@@ -43,7 +43,8 @@ struct worker {
 	unsigned id;
 	pthread_t thread;
 	atomic_bool finished;
-	struct worker_result result;
+	struct worker_result result; /* first handshake: read by the manager */
+	struct worker_result *res;   /* where handshake() reports (worker only) */
 
 	/* Owned by the worker thread. */
 	int fd;
@@ -113,11 +114,11 @@ static void set_result(struct worker *w, bool refused, bool timed_out,
 {
 	va_list ap;
 
-	w->result.ok = false;
-	w->result.refused = refused;
-	w->result.timed_out = timed_out;
+	w->res->ok = false;
+	w->res->refused = refused;
+	w->res->timed_out = timed_out;
 	va_start(ap, fmt);
-	vsnprintf(w->result.reason, sizeof(w->result.reason), fmt, ap);
+	vsnprintf(w->res->reason, sizeof(w->res->reason), fmt, ap);
 	va_end(ap);
 }
 
@@ -267,7 +268,7 @@ static int handshake(struct worker *w)
 	str_copy(w->h->key_mode_used, hs.fell_back ? "insecure(fallback)" :
 		 lond_mode_name(hs.mode), sizeof(w->h->key_mode_used));
 	pthread_mutex_unlock(&w->h->mu);
-	w->result.ok = true;
+	w->res->ok = true;
 out:
 	memset(&hs, 0, sizeof(hs));
 	return rc;
@@ -490,11 +491,16 @@ static int reconnect(struct worker *w)
 	crypto_idea_free(w->cipher);
 	w->cipher = NULL;
 	w->served = 0;
-	if (handshake(w) < 0) {
+	/* The manager may still read w->result of the first handshake. */
+	struct worker_result again = { 0 };
+	w->res = &again;
+	int rc = handshake(w);
+	w->res = &w->result;
+	if (rc < 0) {
 		atomic_fetch_add_explicit(&h->stats.connect_failures, 1, memory_order_relaxed);
 		log_msg(LOG_WARNING, "host=%s worker=%u event=reconnect_failed reason=\"%s\"",
-			hname(w), w->id, w->result.reason);
-		host_set_error(h, "%s", w->result.reason);
+			hname(w), w->id, again.reason);
+		host_set_error(h, "%s", again.reason);
 		return -1;
 	}
 	atomic_fetch_add_explicit(&h->stats.connects, 1, memory_order_relaxed);
@@ -736,6 +742,7 @@ struct worker *worker_start(struct host *h, unsigned id)
 	w->h = h;
 	w->id = id;
 	w->fd = -1;
+	w->res = &w->result;
 	queue_worker_start(&h->queue);
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, WORKER_STACK);
