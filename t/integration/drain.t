@@ -34,7 +34,7 @@ sub start {
     kill 'TERM', $lonc->{pid};
     my @got = map { my $l = readline($_); chomp $l if defined $l; $l // 'none' } @s;
     is(scalar(grep { $_ eq 'done' } @got), 12, 'every accepted request got its reply during the drain');
-    is(stop_lonc($lonc), 0, 'exit status 0');
+    is(wait_lonc($lonc), 0, 'exit status 0 once the drain is done');
     ok(!-e $sock, 'socket removed');
     like(log_text($lonc->{log}), qr/event=shutdown signal=TERM.*event=stopped/s, 'shutdown logged');
 }
@@ -51,7 +51,7 @@ sub start {
     my @got = map { my $l = readline($_); chomp $l if defined $l; $l // 'none' } @s;
     is(scalar(grep { $_ eq 'con_lost' } @got), 6, 'requests past shutdown_timeout: con_lost');
     cmp_ok(time - $t0, '<', 2.5, 'answered by about shutdown_timeout, not after the 3 s delay');
-    is(stop_lonc($lonc), 0, 'exit status 0');
+    is(wait_lonc($lonc), 0, 'exit status 0');
 }
 
 # A second SIGTERM exits at once.

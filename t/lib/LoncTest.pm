@@ -15,7 +15,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(build_dir tmp_dir start_lond lond_ctl lond_stats
-    write_config start_lonc stop_lonc request request_raw unix_connect
+    write_config start_lonc stop_lonc wait_lonc request request_raw unix_connect
     wait_for log_text watchdog free_port);
 
 my @children;
@@ -178,6 +178,13 @@ sub start_lonc {
 sub stop_lonc {
     my ($l, $timeout) = @_;
     kill 'TERM', $l->{pid};
+    return wait_lonc($l, $timeout);
+}
+
+# Wait for lonc to exit by itself (e.g. after a SIGTERM already sent);
+# returns the exit status ($? style) or undef on timeout.
+sub wait_lonc {
+    my ($l, $timeout) = @_;
     my $end = time + ($timeout // 20);
     while (time < $end) {
         my $r = waitpid($l->{pid}, WNOHANG);
