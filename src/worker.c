@@ -74,16 +74,28 @@ static const char *connect_target(const struct worker *w)
 	return w->h->conf->address ? w->h->conf->address : w->h->conf->hostname;
 }
 
-/* Read one line of at most LOND_LINE_MAX bytes during the handshake.
- * Handshake replies are short and lond sends nothing unasked, so we
- * read into w->rbuf and expect exactly one line. */
-static int read_handshake_line(struct worker *w, size_t *len, int64_t deadline)
+/* Read exactly one line into rbuf (growing it), at most `max` bytes with
+ * its '\n': lond answers one line per request and sends nothing unasked,
+ * so bytes after the '\n' are a protocol error.  *len is the line's
+ * length without '\n'.  0, or -1 with errno (ECONNRESET at end of file,
+ * EPROTO, EMSGSIZE, ETIMEDOUT, ...). */
+static int read_line(struct worker *w, size_t max, int64_t deadline, size_t *len)
 {
 	size_t have = 0;
 
 	for (;;) {
-		ssize_t n = net_read(w->fd, w->rbuf + have,
-				     LOND_LINE_MAX - have, deadline);
+		if (have >= max) {
+			errno = EMSGSIZE;
+			return -1;
+		}
+		if (have == w->rcap) {
+			w->rcap *= 2;
+			w->rbuf = xrealloc(w->rbuf, w->rcap);
+		}
+		size_t room = w->rcap - have;
+		if (room > max - have)
+			room = max - have;
+		ssize_t n = net_read(w->fd, w->rbuf + have, room, deadline);
 		if (n <= 0) {
 			if (n == 0)
 				errno = ECONNRESET;
@@ -98,10 +110,6 @@ static int read_handshake_line(struct worker *w, size_t *len, int64_t deadline)
 				return -1;
 			}
 			return 0;
-		}
-		if (have >= LOND_LINE_MAX) {
-			errno = EMSGSIZE;
-			return -1;
 		}
 	}
 }
@@ -206,7 +214,7 @@ static int run_steps(struct worker *w, struct lond_handshake *hs, int64_t deadli
 				return -1;
 			}
 		} else if (net_write_all(w->fd, line, (size_t)len, deadline) < 0 ||
-			   read_handshake_line(w, &rlen, deadline) < 0) {
+			   read_line(w, LOND_LINE_MAX, deadline, &rlen) < 0) {
 			set_result(w, false, errno == ETIMEDOUT, "handshake step %s: %s",
 				   lond_step_name(step), io_reason());
 			return -1;
@@ -306,38 +314,12 @@ static int send_request(struct worker *w, struct client *c, int64_t deadline)
 	return send_line(w, c->in.data, c->req_len, deadline);
 }
 
-/* Read one whole reply line into rbuf (decrypted if enc:), growing the
- * buffer up to max_reply_bytes.  Its length in *len.  0 or -1 (errno). */
+/* Read one whole reply line into rbuf (decrypted if enc:), up to
+ * max_reply_bytes.  Its length in *len.  0 or -1 (errno). */
 static int read_reply_whole(struct worker *w, int64_t deadline, size_t *len)
 {
-	size_t have = 0;
-	char *nl;
-
-	for (;;) {
-		if (have == w->rcap) {
-			if (w->rcap > w->h->cfg->max_reply_bytes) {
-				errno = EMSGSIZE;
-				return -1;
-			}
-			w->rcap *= 2;
-			w->rbuf = xrealloc(w->rbuf, w->rcap);
-		}
-		ssize_t n = net_read(w->fd, w->rbuf + have, w->rcap - have, deadline);
-		if (n <= 0) {
-			if (n == 0)
-				errno = ECONNRESET;
-			return -1;
-		}
-		nl = memchr(w->rbuf + have, '\n', (size_t)n);
-		have += (size_t)n;
-		if (nl)
-			break;
-	}
-	*len = (size_t)(nl - w->rbuf);
-	if (have > *len + 1) {
-		errno = EPROTO;
+	if (read_line(w, w->h->cfg->max_reply_bytes + 1, deadline, len) < 0)
 		return -1;
-	}
 	if (lond_is_enc(w->rbuf, *len) &&
 	    lond_enc_decode(w->cipher, w->rbuf, *len, len) < 0) {
 		errno = EPROTO;
