@@ -18,17 +18,6 @@ static const unsigned char vector_cipher[8] = {
 	0x11, 0xfb, 0xed, 0x2b, 0x01, 0x98, 0x6d, 0xe5,
 };
 
-static void to_hex(const unsigned char *p, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[p[i] >> 4];
-		out[2 * i + 1] = digits[p[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static void check_vector(void)
 {
 	struct crypto_idea *c = crypto_idea_new(vector_key);

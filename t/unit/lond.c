@@ -18,17 +18,6 @@
 #include "lond.h"
 #include "tap.h"
 
-static void to_hex(const unsigned char *p, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[p[i] >> 4];
-		out[2 * i + 1] = digits[p[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 /* An exact-size copy of s without a terminating NUL. */
 static char *exact_copy(const char *s, size_t n)
 {

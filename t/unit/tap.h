@@ -42,6 +42,19 @@ static inline void tap_result(int ok, const char *file, int line,
 		       g_ ? g_ : "(null)", w_ ? w_ : "(null)");            \
 } while (0)
 
+/* n bytes as 2n lower-case hex digits and a NUL, for comparing keys
+ * and cipher blocks with published vectors. */
+static inline void to_hex(const unsigned char *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 #define done_testing() do {                                              \
 	printf("1..%d\n", tap_n);                                         \
 	return tap_failed ? 1 : 0;                                        \
