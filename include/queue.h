@@ -10,6 +10,8 @@
 #define LONC_QUEUE_H
 
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,10 +26,33 @@ enum queue_rc {
 	QUEUE_KICKED,   /* pop: the generation moved on (queue_kick) */
 };
 
+/*
+ * A consumer's parking place.  An idle worker waits on its own
+ * semaphore; a push hands the item straight to the most recently parked
+ * worker (LIFO: its cache is warm, and the pool's surplus stays asleep
+ * long enough to be pruned as idle).  The woken worker finds the item in
+ * its waiter and need not take q->mu again; a pthread condvar would make
+ * it re-take the mutex on wake-up and, in glibc, issue one more futex
+ * call at the unlock that follows (measured: doc/performance.md).
+ * It must outlive every queue_pop it is passed to, and stay valid until
+ * its owner has made one more locked queue call (e.g. queue_worker_exit)
+ * after its last pop: a push posts its semaphore under q->mu.
+ */
+struct queue_waiter {
+	sem_t sem;
+	struct queue_waiter *next;  /* on q->parked; protected by q->mu */
+	bool parked;                /* protected by q->mu */
+	atomic_bool handed;         /* item below is set; cleared by the owner */
+	void *item;                 /* written under q->mu before `handed` */
+};
+
+void queue_waiter_init(struct queue_waiter *w);
+void queue_waiter_destroy(struct queue_waiter *w);
+
 struct queue {
 	pthread_mutex_t mu;
-	pthread_cond_t nonempty;  /* workers wait here for an item */
 	pthread_cond_t changed;   /* the manager waits here for demand */
+	struct queue_waiter *parked; /* idle workers, last parked first; mu */
 	void **items;             /* ring; protected by mu */
 	size_t cap, head, len;    /* protected by mu */
 	bool closed;              /* protected by mu */
@@ -35,7 +60,8 @@ struct queue {
 	bool attention;           /* protected by mu; set by queue_poke */
 	int workers;              /* started and not yet exited; mu */
 	int connecting;           /* started, not yet handshaken; mu */
-	int idle;                 /* blocked in queue_pop; mu */
+	int idle;                 /* parked in queue_pop; mu */
+	int manager_limit;        /* max_workers of a waiting manager, or 0; mu */
 };
 
 struct queue_stats {
@@ -52,13 +78,13 @@ void queue_destroy(struct queue *q);
 /* Append item.  QUEUE_OK, QUEUE_FULL or QUEUE_CLOSED; never blocks. */
 enum queue_rc queue_push(struct queue *q, void *item) WUR;
 
-/* Take the oldest item, waiting until deadline_ms (now_ms() clock; -1 =
- * forever).  A closed queue still hands out its items, then answers
+/* Take the oldest item, waiting (parked on self) until deadline_ms
+ * (now_ms() clock; -1 = forever).  A closed queue still hands out its items, then answers
  * QUEUE_CLOSED.  QUEUE_KICKED, before any item, when the queue's
  * generation is no longer `gen` (the caller's snapshot from
  * queue_generation), so no kick is ever missed between two pops. */
-enum queue_rc queue_pop(struct queue *q, int64_t deadline_ms, unsigned gen,
-			void **item) WUR;
+enum queue_rc queue_pop(struct queue *q, struct queue_waiter *self,
+			int64_t deadline_ms, unsigned gen, void **item) WUR;
 
 /* The current generation (see queue_kick). */
 unsigned queue_generation(struct queue *q);

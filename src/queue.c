@@ -2,15 +2,31 @@
  * queue.c - bounded FIFO ring of opaque items with worker accounting.
  *
  * Threads: acceptors push, workers pop, the manager waits for demand.
- * Lock: q->mu only, never held across anything but condvar waits.
- * Condvars: `nonempty` for workers (one item, one signal), `changed` for
- * the manager (broadcast whenever its predicate may have changed).
+ * Lock: q->mu only, never held across anything but condvar waits and
+ * sem_post.  Idle workers park on their own semaphore (queue.h: struct
+ * queue_waiter); a push hands its item to the last one parked.  The
+ * condvar `changed` is for the manager, broadcast when its predicate may
+ * have become true.
  */
 #include "queue.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
+
+void queue_waiter_init(struct queue_waiter *w)
+{
+	sem_init(&w->sem, 0, 0);
+	w->next = NULL;
+	w->parked = false;
+	atomic_init(&w->handed, false);
+	w->item = NULL;
+}
+
+void queue_waiter_destroy(struct queue_waiter *w)
+{
+	sem_destroy(&w->sem);
+}
 
 static void lock(struct queue *q)
 {
@@ -29,7 +45,6 @@ void queue_init(struct queue *q, size_t cap)
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&q->nonempty, &ca);
 	pthread_cond_init(&q->changed, &ca);
 	pthread_condattr_destroy(&ca);
 	q->cap = cap ? cap : 1;
@@ -39,11 +54,12 @@ void queue_init(struct queue *q, size_t cap)
 	q->generation = 0;
 	q->attention = false;
 	q->workers = q->connecting = q->idle = 0;
+	q->parked = NULL;
+	q->manager_limit = 0;
 }
 
 void queue_destroy(struct queue *q)
 {
-	pthread_cond_destroy(&q->nonempty);
 	pthread_cond_destroy(&q->changed);
 	pthread_mutex_destroy(&q->mu);
 	free(q->items);
@@ -71,30 +87,63 @@ static bool demand(const struct queue *q, int max_workers)
 	       q->workers < max_workers;
 }
 
+/* Take w off the parked stack (caller holds q->mu). */
+static void unpark(struct queue *q, struct queue_waiter *w)
+{
+	for (struct queue_waiter **pp = &q->parked; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	w->next = NULL;
+	w->parked = false;
+	q->idle--;
+}
+
+/* Wake every parked worker without an item: kick and close. */
+static void unpark_all(struct queue *q)
+{
+	while (q->parked) {
+		struct queue_waiter *w = q->parked;
+
+		unpark(q, w);
+		sem_post(&w->sem);
+	}
+}
+
 enum queue_rc queue_push(struct queue *q, void *item)
 {
 	enum queue_rc rc = QUEUE_OK;
-	bool wake_worker = false, wake_manager = false;
+	bool wake_manager = false;
 
 	lock(q);
 	if (q->closed) {
 		rc = QUEUE_CLOSED;
+	} else if (q->parked) {
+		/* A worker is idle, so the ring is empty: hand it over. */
+		struct queue_waiter *w = q->parked;
+
+		unpark(q, w);
+		w->item = item;
+		atomic_store_explicit(&w->handed, true, memory_order_release);
+		/* Posted under mu: w's owner cannot be past its next locked
+		 * queue call (and so gone) while we still touch w. */
+		sem_post(&w->sem);
 	} else if (q->len == q->cap) {
 		rc = QUEUE_FULL;
 	} else {
 		q->items[(q->head + q->len) % q->cap] = item;
 		q->len++;
-		/* An idle worker takes it; else the manager may add one. */
-		wake_worker = (size_t)q->idle >= q->len;
-		wake_manager = !wake_worker && q->connecting == 0;
+		/* Nobody idle: the manager may add a worker, if it waits
+		 * and the pool has room (at max_connections a wake-up per
+		 * request would find nothing to do). */
+		wake_manager = q->connecting == 0 && q->workers < q->manager_limit;
 	}
 	unlock(q);
-	/* Signalled after the unlock, so that the woken thread does not
-	 * block at once on the mutex we still hold.  Waiters re-check their
-	 * predicate under the mutex, so no wake-up is lost. */
-	if (wake_worker)
-		pthread_cond_signal(&q->nonempty);
-	else if (wake_manager)
+	/* After the unlock, so that the manager does not block at once on
+	 * the mutex we hold; it re-checks its predicate under the mutex. */
+	if (wake_manager)
 		pthread_cond_broadcast(&q->changed);
 	return rc;
 }
@@ -109,27 +158,78 @@ static void *take_locked(struct queue *q)
 	return item;
 }
 
-enum queue_rc queue_pop(struct queue *q, int64_t deadline_ms, unsigned gen,
-			void **item)
+/* Sleep on w's semaphore until posted or deadline_ms (-1: forever).
+ * False when the deadline passed. */
+static bool sleep_until(struct queue_waiter *w, int64_t deadline_ms)
 {
-	enum queue_rc rc = QUEUE_OK;
+	struct timespec ts = {
+		.tv_sec = deadline_ms / 1000,
+		.tv_nsec = (deadline_ms % 1000) * 1000000,
+	};
+
+	for (;;) {
+		int rc = deadline_ms < 0 ? sem_wait(&w->sem) :
+			 sem_clockwait(&w->sem, CLOCK_MONOTONIC, &ts);
+
+		if (rc == 0)
+			return true;
+		if (errno == ETIMEDOUT)
+			return false;
+		/* EINTR: wait on */
+	}
+}
+
+/* An item handed to w by a push, if any. */
+static bool take_handed(struct queue_waiter *w, void **item)
+{
+	if (!atomic_exchange_explicit(&w->handed, false, memory_order_acquire))
+		return false;
+	*item = w->item;
+	w->item = NULL;
+	return true;
+}
+
+enum queue_rc queue_pop(struct queue *q, struct queue_waiter *self,
+			int64_t deadline_ms, unsigned gen, void **item)
+{
+	enum queue_rc rc;
+	bool timed_out = false;
 
 	lock(q);
-	q->idle++;
-	while (q->len == 0 && !q->closed && q->generation == gen) {
-		if (!wait_until(&q->nonempty, &q->mu, deadline_ms) &&
-		    q->len == 0) {
+	for (;;) {
+		if (q->generation != gen) {
+			rc = QUEUE_KICKED;
+		} else if (q->len > 0) {
+			*item = take_locked(q);
+			rc = QUEUE_OK;
+		} else if (q->closed) {
+			rc = QUEUE_CLOSED;
+		} else if (timed_out || (deadline_ms >= 0 && now_ms() >= deadline_ms)) {
 			rc = QUEUE_TIMEOUT;
-			break;
+		} else {
+			self->next = q->parked;
+			q->parked = self;
+			self->parked = true;
+			q->idle++;
+			unlock(q);
+			timed_out = !sleep_until(self, deadline_ms);
+			/* The common case: a push handed us an item and took
+			 * us off the stack; no need for the mutex. */
+			if (take_handed(self, item))
+				return QUEUE_OK;
+			lock(q);
+			/* Timed out, kicked, closed, or a stale post from an
+			 * earlier hand-over: off the stack, then look again. */
+			if (self->parked)
+				unpark(q, self);
+			if (take_handed(self, item)) {
+				rc = QUEUE_OK;
+				break;
+			}
+			continue;
 		}
+		break;
 	}
-	q->idle--;
-	if (q->generation != gen)
-		rc = QUEUE_KICKED;
-	else if (q->len > 0)
-		*item = take_locked(q), rc = QUEUE_OK;
-	else if (q->closed)
-		rc = QUEUE_CLOSED;
 	unlock(q);
 	return rc;
 }
@@ -161,7 +261,7 @@ void queue_kick(struct queue *q)
 {
 	lock(q);
 	q->generation++;
-	pthread_cond_broadcast(&q->nonempty);
+	unpark_all(q);
 	unlock(q);
 }
 
@@ -169,7 +269,7 @@ void queue_close(struct queue *q)
 {
 	lock(q);
 	q->closed = true;
-	pthread_cond_broadcast(&q->nonempty);
+	unpark_all(q);
 	pthread_cond_broadcast(&q->changed);
 	unlock(q);
 }
@@ -180,6 +280,7 @@ enum queue_rc queue_wait_demand(struct queue *q, int max_workers,
 	enum queue_rc rc = QUEUE_OK;
 
 	lock(q);
+	q->manager_limit = max_workers;
 	while (!q->closed && !q->attention && !demand(q, max_workers)) {
 		if (!wait_until(&q->changed, &q->mu, deadline_ms)) {
 			rc = QUEUE_TIMEOUT;
@@ -194,6 +295,7 @@ enum queue_rc queue_wait_demand(struct queue *q, int max_workers,
 	} else if (demand(q, max_workers)) {
 		rc = QUEUE_OK;
 	}
+	q->manager_limit = 0;
 	unlock(q);
 	return rc;
 }

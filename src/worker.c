@@ -46,6 +46,8 @@ struct worker {
 	struct worker_result result; /* first handshake: read by the manager */
 	struct worker_result *res;   /* where handshake() reports (worker only) */
 
+	struct queue_waiter waiter; /* parked here when idle (queue.h) */
+
 	/* Owned by the worker thread. */
 	int fd;
 	struct crypto_idea *cipher;
@@ -671,7 +673,8 @@ static void *worker_main(void *arg)
 		int64_t idle = cfg->idle_timeout_ms +
 			       rand_below((uint32_t)cfg->idle_timeout_ms / 10 + 1);
 		void *item;
-		enum queue_rc rc = queue_pop(&h->queue, now_ms() + idle, w->generation, &item);
+		enum queue_rc rc = queue_pop(&h->queue, &w->waiter, now_ms() + idle,
+					     w->generation, &item);
 
 		if (rc == QUEUE_TIMEOUT) {
 			why = "idle";
@@ -725,6 +728,7 @@ struct worker *worker_start(struct host *h, unsigned id)
 	w->id = id;
 	w->fd = -1;
 	w->res = &w->result;
+	queue_waiter_init(&w->waiter);
 	queue_worker_start(&h->queue);
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, WORKER_STACK);
@@ -734,6 +738,7 @@ struct worker *worker_start(struct host *h, unsigned id)
 		log_msg(LOG_ERR, "host=%s event=thread_failed thread=worker error=\"%s\"",
 			h->conf->hostname, strerror(rc));
 		queue_worker_exit(&h->queue, true);
+		queue_waiter_destroy(&w->waiter);
 		free(w);
 		return NULL;
 	}
@@ -758,5 +763,8 @@ bool worker_finished(const struct worker *w)
 void worker_join(struct worker *w)
 {
 	pthread_join(w->thread, NULL);
+	/* Its last queue call took the queue's mutex after its last pop,
+	 * so no push still posts to the waiter. */
+	queue_waiter_destroy(&w->waiter);
 	free(w);
 }

@@ -1,6 +1,7 @@
 /*
  * Unit test for queue.c: FIFO order and ring wrap-around, capacity,
- * close semantics, pop timeout and kick, the manager's demand predicate
+ * close semantics, pop timeout and kick, hand-over to the last parked
+ * worker first, the manager's demand predicate
  * (queue_wait_demand, poke, close), worker accounting, and a
  * multi-threaded stress run (4 producers x 10000 items, 4 consumers,
  * every item consumed exactly once, in order per producer).
@@ -21,6 +22,9 @@
 #include "tap.h"
 
 #define SHORT_MS 50      /* deadline for waits that must time out */
+
+/* The parking place of the main thread's own pops. */
+static struct queue_waiter self;
 
 static void sleep_ms(int ms)
 {
@@ -69,7 +73,7 @@ static void check_fifo(void)
 		is_int(queue_push(&q, item_of(i)), QUEUE_OK, "fifo: push");
 	is_int(stats_of(&q).len, 5, "fifo: stats.len counts pushed items");
 	for (uintptr_t i = 1; i <= 3; i++) {
-		is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
+		is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
 		       "fifo: pop");
 		is_int(value_of(item), i, "fifo: pop gives the oldest item");
 	}
@@ -130,15 +134,15 @@ static void check_close(void)
 	queue_close(&q);
 	ok(stats_of(&q).closed, "close: stats.closed true after close");
 	is_int(queue_push(&q, item_of(3)), QUEUE_CLOSED, "close: push after close");
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
+	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
 	       "close: pop still hands out the first item");
 	is_int(value_of(item), 1, "close: first item");
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
+	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
 	       "close: pop still hands out the second item");
 	is_int(value_of(item), 2, "close: second item");
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_CLOSED,
+	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_CLOSED,
 	       "close: pop on closed empty queue");
-	is_int(queue_pop(&q, -1, queue_generation(&q), &item), QUEUE_CLOSED,
+	is_int(queue_pop(&q, &self, -1, queue_generation(&q), &item), QUEUE_CLOSED,
 	       "close: pop without deadline does not block on closed queue");
 	is_int(stats_of(&q).idle, 0, "close: no idle worker left counted");
 	queue_destroy(&q);
@@ -150,24 +154,24 @@ static void check_timeout(void)
 	void *item = item_of(77);
 
 	queue_init(&q, 4);
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_TIMEOUT,
+	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_TIMEOUT,
 	       "timeout: pop on empty queue times out");
 	is_int(value_of(item), 77, "timeout: item untouched on timeout");
-	is_int(queue_pop(&q, now_ms() - 1000, queue_generation(&q), &item), QUEUE_TIMEOUT,
+	is_int(queue_pop(&q, &self, now_ms() - 1000, queue_generation(&q), &item), QUEUE_TIMEOUT,
 	       "timeout: deadline in the past times out");
 	is_int(stats_of(&q).idle, 0, "timeout: idle count restored");
 	/* A kick before a worker took its snapshot does not affect it. */
 	queue_kick(&q);
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_TIMEOUT,
+	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_TIMEOUT,
 	       "timeout: a kick before the snapshot does not kick a later pop");
 	/* A kick after the snapshot is never missed, even between pops,
 	 * and it comes before any queued item. */
 	unsigned gen = queue_generation(&q);
 	queue_kick(&q);
 	is_int(queue_push(&q, item_of(5)), QUEUE_OK, "timeout: push after the kick");
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, gen, &item), QUEUE_KICKED,
+	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, gen, &item), QUEUE_KICKED,
 	       "timeout: a kick between two pops is seen by the next pop");
-	is_int(queue_pop(&q, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
+	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
 	       "timeout: the item is still there for a current worker");
 	queue_destroy(&q);
 }
@@ -190,6 +194,7 @@ struct waiter {
 	int max_workers;
 	enum queue_rc rc;
 	void *item;
+	struct queue_waiter qw;
 	atomic_bool done;
 };
 
@@ -200,7 +205,7 @@ static void *waiter_main(void *p)
 
 	switch (w->call) {
 	case CALL_POP:
-		w->rc = queue_pop(w->q, deadline, queue_generation(w->q), &w->item);
+		w->rc = queue_pop(w->q, &w->qw, deadline, queue_generation(w->q), &w->item);
 		break;
 	case CALL_WAIT_DEMAND:
 		w->rc = queue_wait_demand(w->q, w->max_workers, deadline);
@@ -222,6 +227,7 @@ static void waiter_start(struct waiter *w, struct queue *q, enum waiter_call cal
 	w->max_workers = max_workers;
 	w->rc = (enum queue_rc)-1;
 	w->item = NULL;
+	queue_waiter_init(&w->qw);
 	atomic_init(&w->done, false);
 	if (pthread_create(&w->thread, NULL, waiter_main, w) != 0) {
 		perror("pthread_create");
@@ -240,6 +246,7 @@ static bool waiter_finish(struct waiter *w)
 			sleep_ms(1);
 	}
 	pthread_join(w->thread, NULL);
+	queue_waiter_destroy(&w->qw);
 	return in_time;
 }
 
@@ -277,6 +284,21 @@ static void check_kick(void)
 	ok(w[0].rc == QUEUE_OK && w[1].rc == QUEUE_OK &&
 	   value_of(w[0].item) + value_of(w[1].item) == 21 &&
 	   w[0].item != w[1].item, "two pushes: each waiter got one item");
+
+	/* Hand-over order: the worker that parked last gets the next item
+	 * (its cache is warm; the others may stay asleep and be pruned). */
+	waiter_start(&w[0], &q, CALL_POP, 0);
+	ok(wait_for_idle(&q, 1), "lifo: first worker parked");
+	waiter_start(&w[1], &q, CALL_POP, 0);
+	ok(wait_for_idle(&q, 2), "lifo: second worker parked");
+	is_int(queue_push(&q, item_of(12)), QUEUE_OK, "lifo: push one item");
+	ok(waiter_finish(&w[1]), "lifo: the last parked worker is woken");
+	is_int(value_of(w[1].item), 12, "lifo: and gets the item");
+	is_int(stats_of(&q).idle, 1, "lifo: the first worker still waits");
+	is_int(queue_push(&q, item_of(13)), QUEUE_OK, "lifo: push another");
+	ok(waiter_finish(&w[0]), "lifo: the first worker is woken");
+	ok(w[0].rc == QUEUE_OK && value_of(w[0].item) == 13, "lifo: and gets the second item");
+	is_int(stats_of(&q).len, 0, "lifo: nothing left in the ring");
 
 	/* A waiting pop is released by close. */
 	waiter_start(&w[0], &q, CALL_POP, 0);
@@ -466,6 +488,7 @@ struct consumer_arg {
 	unsigned char seen[N_PRODUCERS * N_ITEMS];
 	int last[N_PRODUCERS];   /* per-producer order seen by this consumer */
 	bool in_order;
+	struct queue_waiter qw;
 	int count;
 	enum queue_rc final_rc;
 };
@@ -497,7 +520,7 @@ static void *consumer(void *p)
 	enum queue_rc rc;
 
 	for (;;) {
-		rc = queue_pop(&a->s->q, a->s->give_up, queue_generation(&a->s->q), &item);
+		rc = queue_pop(&a->s->q, &a->qw, a->s->give_up, queue_generation(&a->s->q), &item);
 		if (rc != QUEUE_OK)
 			break;
 		uintptr_t v = value_of(item) - 1;
@@ -534,6 +557,7 @@ static void check_stress(void)
 		memset(&ca[i], 0, sizeof(ca[i]));
 		ca[i].s = &s;
 		ca[i].in_order = true;
+		queue_waiter_init(&ca[i].qw);
 		for (int k = 0; k < N_PRODUCERS; k++)
 			ca[i].last[k] = -1;
 		pthread_create(&ct[i], NULL, consumer, &ca[i]);
@@ -577,10 +601,13 @@ static void check_stress(void)
 	struct queue_stats st = stats_of(&s.q);
 	ok(st.len == 0 && st.idle == 0, "stress: queue empty, nobody idle");
 	queue_destroy(&s.q);
+	for (int i = 0; i < N_CONSUMERS; i++)
+		queue_waiter_destroy(&ca[i].qw);
 }
 
 int main(void)
 {
+	queue_waiter_init(&self);
 	check_fifo();
 	check_capacity();
 	check_close();
@@ -589,5 +616,6 @@ int main(void)
 	check_demand();
 	check_workers();
 	check_stress();
+	queue_waiter_destroy(&self);
 	done_testing();
 }
