@@ -67,6 +67,7 @@ struct config {
 	bool version_step;
 	bool sethost_step;
 	int key_mode;           /* enum key_mode */
+	bool batch_workers;     /* workers run under SCHED_BATCH */
 	bool allow_insecure;    /* auto may pick insecure; ssl may fall back */
 	char *tls_ca_file;      /* tls: ca_file */
 	char *tls_cert_file;    /* tls: cert_file */

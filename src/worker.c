@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -668,6 +669,16 @@ static void *worker_main(void *arg)
 	const struct config *cfg = h->cfg;
 	const char *why = "closed";
 
+	if (cfg->batch_workers) {
+		/* A woken batch thread does not preempt the running one
+		 * (the acceptor that handed it a request and reads on). */
+		struct sched_param sp = { .sched_priority = 0 };
+		int err = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+
+		if (err)
+			log_msg(LOG_DEBUG, "host=%s worker=%u event=sched_batch_failed error=\"%s\"",
+				hname(w), w->id, strerror(err));
+	}
 	w->rcap = WORKER_RBUF;
 	w->rbuf = xmalloc(w->rcap);
 	w->generation = queue_generation(&h->queue);
