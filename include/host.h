@@ -116,10 +116,6 @@ void host_free(struct host *h);
 void host_set_shutdown_deadline(int64_t deadline);
 int64_t host_shutdown_deadline(void);
 
-/* A descriptor that becomes (and stays) readable when the shutdown
- * deadline is set; workers poll it while they wait for lond. */
-int host_shutdown_fd(void);
-
 /* Forget the dead state and failure count now (reset_retries, SIGUSR1). */
 void host_reset(struct host *h);
 

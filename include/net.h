@@ -1,7 +1,9 @@
 /*
- * net.h - socket helpers.  Every descriptor lonc handles is non-blocking;
- * these helpers give the calling thread blocking semantics bounded by a
- * deadline (a now_ms() value), waiting in poll(2).  No locks.
+ * net.h - socket helpers.  These give the calling thread blocking
+ * semantics bounded by a deadline (a now_ms() value), waiting in poll(2);
+ * they never block in a read or write themselves (MSG_DONTWAIT), whatever
+ * the descriptor's mode.  The one exception is net_recv_slice, for a
+ * worker waiting on lond's reply.  No locks.
  */
 #ifndef LONC_NET_H
 #define LONC_NET_H
@@ -31,17 +33,19 @@ int net_write_all(int fd, const void *buf, size_t len, int64_t deadline) WUR;
  * 0 at end of file, -1 with errno (ETIMEDOUT, ECONNRESET, ...). */
 ssize_t net_read(int fd, void *buf, size_t len, int64_t deadline) WUR;
 
-/* The same, but give up with errno ECANCELED as soon as wake_fd (if
- * >= 0) becomes readable: lets a blocked worker notice a shutdown. */
-ssize_t net_read_wake(int fd, void *buf, size_t len, int64_t deadline,
-		      int wake_fd) WUR;
-
 /* Wait until fd is readable (or hung up) before deadline.  0, or -1
  * with errno ETIMEDOUT. */
 int net_wait_readable(int fd, int64_t deadline) WUR;
 
-/* The same, giving up with ECANCELED when wake_fd (>= 0) is readable. */
-int net_wait_readable_wake(int fd, int64_t deadline, int wake_fd) WUR;
+/* Make a connected socket blocking for net_recv_slice, each call of which
+ * then waits at most slice_ms (SO_RCVTIMEO).  0 or -1. */
+int net_set_recv_slice(int fd, int slice_ms) WUR;
+
+/* One blocking recv(2) on such a socket: waiting and reading in one
+ * system call, where poll and read take two.  Bytes read, 0 at end of
+ * file, -1 with errno (EAGAIN: the slice passed with nothing to read;
+ * the caller checks its deadlines and calls again). */
+ssize_t net_recv_slice(int fd, void *buf, size_t len) WUR;
 
 /* Create a listening UNIX stream socket at path (an old socket file
  * there is replaced), with permissions `mode`.  Non-blocking fd or -1. */

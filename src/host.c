@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "acceptor.h"
@@ -52,29 +51,12 @@ static void release_host(struct host *h)
 }
 
 static _Atomic int64_t shutdown_deadline = INT64_MAX;
-static int shutdown_fd = -1;   /* eventfd, readable once shutdown began */
-static pthread_once_t shutdown_once = PTHREAD_ONCE_INIT;
-
-static void make_shutdown_fd(void)
-{
-	shutdown_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-}
-
-int host_shutdown_fd(void)
-{
-	pthread_once(&shutdown_once, make_shutdown_fd);
-	return shutdown_fd;
-}
 
 void host_set_shutdown_deadline(int64_t deadline)
 {
-	uint64_t one = 1;
-
+	/* Workers blocked on lond read it at least every RECV_SLICE_MS
+	 * (worker.c). */
 	atomic_store(&shutdown_deadline, deadline);
-	/* Wake every worker blocked on lond so it re-reads the deadline;
-	 * the eventfd is never read, so it stays readable. */
-	if (host_shutdown_fd() >= 0 && write(shutdown_fd, &one, sizeof(one)) < 0)
-		log_errno(LOG_WARNING, "event=shutdown_wake_failed");
 }
 
 int64_t host_shutdown_deadline(void)

@@ -28,14 +28,10 @@ int net_set_nonblock(int fd)
 	return fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
-/* poll fd for `events` until deadline, or until wake_fd (if >= 0) is
- * readable; 1 ready, -1 (errno; ECANCELED for wake_fd). */
-static int wait_fd2(int fd, short events, int64_t deadline, int wake_fd)
+/* poll fd for `events` until deadline; 1 ready, -1 (errno). */
+static int wait_fd(int fd, short events, int64_t deadline)
 {
-	struct pollfd p[2] = {
-		{ .fd = fd, .events = events },
-		{ .fd = wake_fd, .events = POLLIN },
-	};
+	struct pollfd p = { .fd = fd, .events = events };
 
 	for (;;) {
 		int64_t left = deadline - now_ms();
@@ -44,22 +40,12 @@ static int wait_fd2(int fd, short events, int64_t deadline, int wake_fd)
 			errno = ETIMEDOUT;
 			return -1;
 		}
-		int rc = poll(p, wake_fd >= 0 ? 2 : 1,
-			      left > 1000000 ? 1000000 : (int)left);
-		if (rc > 0 && p[0].revents)
+		int rc = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+		if (rc > 0)
 			return 1;
-		if (rc > 0) {
-			errno = ECANCELED;
-			return -1;
-		}
 		if (rc < 0 && errno != EINTR)
 			return -1;
 	}
-}
-
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-	return wait_fd2(fd, events, deadline, -1);
 }
 
 int net_wait_readable(int fd, int64_t deadline)
@@ -67,10 +53,6 @@ int net_wait_readable(int fd, int64_t deadline)
 	return wait_fd(fd, POLLIN, deadline) > 0 ? 0 : -1;
 }
 
-int net_wait_readable_wake(int fd, int64_t deadline, int wake_fd)
-{
-	return wait_fd2(fd, POLLIN, deadline, wake_fd) > 0 ? 0 : -1;
-}
 
 /* Close fd after a failure, keeping the failure's errno; returns -1. */
 static int close_failed(int fd)
@@ -154,7 +136,7 @@ int net_write_all(int fd, const void *buf, size_t len, int64_t deadline)
 	const char *p = buf;
 
 	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n > 0) {
 			p += n;
@@ -181,26 +163,45 @@ int net_write_all(int fd, const void *buf, size_t len, int64_t deadline)
 	return 0;
 }
 
-ssize_t net_read_wake(int fd, void *buf, size_t len, int64_t deadline,
-		      int wake_fd)
+ssize_t net_read(int fd, void *buf, size_t len, int64_t deadline)
 {
 	for (;;) {
-		ssize_t n = read(fd, buf, len);
+		ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
 
+		if (n < 0 && errno == ENOTSOCK)
+			n = read(fd, buf, len);
 		if (n >= 0)
 			return n;
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
-		if (wait_fd2(fd, POLLIN, deadline, wake_fd) < 0)
+		if (wait_fd(fd, POLLIN, deadline) < 0)
 			return -1;
 	}
 }
 
-ssize_t net_read(int fd, void *buf, size_t len, int64_t deadline)
+int net_set_recv_slice(int fd, int slice_ms)
 {
-	return net_read_wake(fd, buf, len, deadline, -1);
+	struct timeval tv = {
+		.tv_sec = slice_ms / 1000,
+		.tv_usec = (slice_ms % 1000) * 1000,
+	};
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		return -1;
+	return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+ssize_t net_recv_slice(int fd, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = recv(fd, buf, len, 0);
+	while (n < 0 && errno == EINTR);
+	return n;
 }
 
 int net_listen_unix(const char *path, int mode, int backlog)

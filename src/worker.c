@@ -280,6 +280,11 @@ static int handshake(struct worker *w)
 		rc = -1;
 		goto out;
 	}
+	if (net_set_recv_slice(w->fd, RECV_SLICE_MS) < 0) {
+		set_result(w, false, false, "socket options: %s", strerror(errno));
+		rc = -1;
+		goto out;
+	}
 	pthread_mutex_lock(&w->h->mu);
 	str_copy(w->h->peer_version, hs.peer_version, sizeof(w->h->peer_version));
 	str_copy(w->h->key_mode_used, hs.fell_back ? "insecure(fallback)" :
@@ -510,6 +515,28 @@ static int reconnect(struct worker *w)
 	return 0;
 }
 
+/* Wait for and read what lond sent of its reply, in one blocking recv
+ * per RECV_SLICE_MS.  A shutdown that begins meanwhile may bring
+ * *deadline closer.  Bytes, 0 at end of file, or -1 with errno
+ * (ETIMEDOUT at the deadline). */
+static ssize_t recv_reply(struct worker *w, void *buf, size_t len, int64_t *deadline)
+{
+	for (;;) {
+		ssize_t n = net_recv_slice(w->fd, buf, len);
+
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			return n;
+		int64_t stop_by = host_shutdown_deadline();
+
+		if (*deadline > stop_by)
+			*deadline = stop_by;
+		if (now_ms() >= *deadline) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+	}
+}
+
 /* One transaction for client c. */
 static enum txn_rc serve(struct worker *w, struct client *c)
 {
@@ -517,9 +544,8 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 	const struct config *cfg = h->cfg;
 	int64_t deadline = now_ms() + cfg->transaction_timeout_ms;
 	int64_t stop_by = host_shutdown_deadline();
-	int wake_fd = stop_by == INT64_MAX ? host_shutdown_fd() : -1;
 	size_t have = 0, scanned = 0, streamed = 0;
-	bool client_ok = true, is_enc = false, waited = false;
+	bool client_ok = true, is_enc = false;
 	char *nl = NULL;
 
 	/* One poll looks at both ends before anything is sent: a client
@@ -578,30 +604,7 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 				have = scanned = 0;
 			}
 		}
-		/* lond has not answered yet right after the send: wait
-		 * first instead of a read that would say EAGAIN. */
-		if (have == 0 && streamed == 0 && !waited) {
-			waited = true;
-			if (net_wait_readable_wake(w->fd, deadline, wake_fd) < 0 &&
-			    errno != ECANCELED) {
-				bool timeout = errno == ETIMEDOUT;
-
-				if (timeout)
-					atomic_fetch_add_explicit(&h->stats.timeouts, 1,
-								  memory_order_relaxed);
-				fail_txn(w, c, false, timeout ? "transaction_timeout" : "read_failed");
-				return TXN_BROKEN;
-			}
-		}
-		ssize_t n = net_read_wake(w->fd, w->rbuf + have, w->rcap - have,
-					  deadline, wake_fd);
-		if (n < 0 && errno == ECANCELED) {
-			/* Shutdown began: its deadline may be sooner. */
-			wake_fd = -1;
-			if (deadline > host_shutdown_deadline())
-				deadline = host_shutdown_deadline();
-			continue;
-		}
+		ssize_t n = recv_reply(w, w->rbuf + have, w->rcap - have, &deadline);
 		if (n <= 0) {
 			bool timeout = n < 0 && errno == ETIMEDOUT;
 
