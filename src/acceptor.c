@@ -10,7 +10,7 @@
  * acceptor_return(), which re-arms the client in this epoll set and puts
  * it on the hand-back list: the thread is woken by the client's next
  * bytes (or hang-up), not by the hand-back itself.  Locks: a->mu (the
- * hand-back list, the stopping and sleeping flags), a leaf taken for a
+ * hand-back list and the stopping flag), a leaf taken for a
  * few instructions and at most one epoll_ctl at a time.
  */
 #include "acceptor.h"
@@ -48,7 +48,6 @@ struct acceptor {
 	pthread_mutex_t mu;
 	struct client *returned;   /* protected by mu */
 	bool stopping;             /* protected by mu */
-	bool sleeping;             /* protected by mu: waiting with no timeout */
 	struct acceptor *successor; /* protected by mu; set by handover */
 
 	/* Owned by the acceptor thread. */
@@ -221,11 +220,13 @@ void acceptor_return(struct acceptor *a, struct client *c)
 	/* A client with bytes already buffered (a pipelined request) is not
 	 * armed here: the acceptor may hand it to a worker at once, and an
 	 * armed client could then be read by both.  take_returned arms it
-	 * if it stays.  Wake the thread for it, and when it sleeps with no
-	 * timeout (it would not see the client's read deadline). */
+	 * if it stays; wake the thread for it.  Any other client waits for
+	 * its next event: the thread never sleeps longer than
+	 * client_timeout, so it sees the client's read deadline in time
+	 * without being woken for every hand-back. */
 	if (c->in.len == 0 && arm(a, c) < 0)
 		log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
-	need_wake = c->in.len > 0 || a->sleeping;
+	need_wake = c->in.len > 0;
 	pthread_mutex_unlock(&a->mu);
 	if (need_wake)
 		wake(a);
@@ -504,6 +505,14 @@ static void on_event(struct acceptor *a, const struct epoll_event *ev)
 		int64_t deadline = c->deadline;
 
 		remove_reading(a, c);
+		/* Hung up (a UNIX peer that closed; one that only shut down
+		 * its writing side gives EPOLLRDHUP alone) with nothing
+		 * buffered: whatever it may still have sent has nobody to
+		 * answer, so close without reading the end of file. */
+		if ((ev->events & EPOLLHUP) && c->in.len == 0) {
+			client_free(c);
+			return;
+		}
 		if (!read_client(a, c))
 			return;
 		add_reading(a, c);
@@ -537,11 +546,13 @@ static void *acceptor_main(void *arg)
 		if (a->listen_paused && a->listen_paused_until <= now)
 			pause_listeners(a, false);
 		take_returned(a);
+		/* With nothing to time out, still wake within client_timeout:
+		 * a client handed back meanwhile has a later deadline than
+		 * that, and the hand-back need not wake us. */
 		int64_t deadline = next_deadline(a);
-		int timeout = deadline < 0 ? -1 :
-			      deadline <= now ? 0 : (int)(deadline - now);
-		/* Going to sleep for good is announced under mu, so that a
-		 * hand-back in the meantime wakes us (see acceptor_return). */
+		if (deadline < 0)
+			deadline = now + a->h->cfg->client_timeout_ms;
+		int timeout = deadline <= now ? 0 : (int)(deadline - now);
 		pthread_mutex_lock(&a->mu);
 		if (a->stopping) {
 			pthread_mutex_unlock(&a->mu);
@@ -549,14 +560,8 @@ static void *acceptor_main(void *arg)
 		}
 		if (a->returned)
 			timeout = 0;
-		a->sleeping = timeout < 0;
 		pthread_mutex_unlock(&a->mu);
 		int n = epoll_wait(a->epfd, events, 64, timeout);
-		if (timeout < 0) {
-			pthread_mutex_lock(&a->mu);
-			a->sleeping = false;
-			pthread_mutex_unlock(&a->mu);
-		}
 		if (n < 0 && errno != EINTR) {
 			log_errno(LOG_ERR, "host=%s event=epoll_failed", host_name(a));
 			usleep(10000);
