@@ -15,11 +15,15 @@
  *     every thread, so no asynchronous handler runs anywhere) and writes
  *     one byte to the wake-up pipe;
  *   - every accepted TCP connection is served by its own detached thread
- *     (small stack, blocking I/O), as the real lond forks per connection.
+ *     (small stack, blocking I/O); with --fork, by its own child process
+ *     instead, as the real lond forks per connection (the signal thread
+ *     then also takes SIGCHLD and reaps the children).
  * Shared state is limited to the read-only configuration (set before the
  * first thread starts; this includes the OpenSSL server context, which
- * OpenSSL allows to be shared once set up), the global fault (atomic) and
- * the statistics counters (atomic).
+ * OpenSSL allows to be shared once set up) and one shared mapping
+ * (MAP_SHARED, so that --fork children share it too) with the global fault
+ * and the statistics counters (atomic), the log ids (atomic) and the
+ * record: counts (process-shared mutex).
  *
  * Per connection: the first line is either "ctl:<cmd>" (one answer, close)
  * or an init line that selects a handshake mode from the mode table (ssl,
@@ -68,10 +72,13 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gcrypt.h>
@@ -119,6 +126,7 @@ struct config {
     const char *tls_ca;
     unsigned long long tls_timeout_ms;
     bool no_handshake;
+    bool fork_mode; /* --fork: a child process per connection */
     bool quiet;
 };
 
@@ -135,6 +143,96 @@ static struct config g_config = {
 static SSL_CTX *g_tls_ctx;
 
 static char g_pattern[PATTERN_CHUNK];
+
+/* ------------------------------------------------------------------------ */
+/* Shared state                                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Everything a ctl: command reads or changes (the fault, the statistics,
+ * the record: counts) and the log ids live in one MAP_SHARED|MAP_ANONYMOUS
+ * mapping, made before anything else: with --fork every child process
+ * updates the same totals, so a ctl: command served by any child sees them
+ * all; in thread mode the mapping is just memory. The fault and the
+ * counters are atomics, which must be lock-free to work across processes
+ * (checked at start-up under --fork); the record: table has a
+ * process-shared, robust mutex.
+ */
+#define RECORD_SLOTS 256
+#define RECORD_TOKEN 64
+
+struct stats {
+    atomic_ullong connections;
+    atomic_llong active;
+    atomic_llong max_active;
+    atomic_ullong handshakes;
+    atomic_ullong requests;
+    atomic_ullong encrypted;
+    atomic_ullong tls;        /* completed TLS key exchanges */
+    atomic_ullong tls_failed; /* TLS key exchanges that failed */
+    atomic_ullong local;      /* completed local key exchanges */
+};
+
+struct record {
+    char token[RECORD_TOKEN];
+    unsigned long count;
+};
+
+struct shared {
+    atomic_int fault;       /* enum fault */
+    atomic_ullong conn_ids; /* log ids, never reset */
+    struct stats stats;
+    pthread_mutex_t records_mu;
+    struct record records[RECORD_SLOTS];
+};
+
+static struct shared *g_shared;
+
+/* The mapping starts zero-filled: every lock-free atomic in it holds 0. */
+static bool shared_init(void)
+{
+    void *p = mmap(NULL, sizeof *g_shared, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return false;
+    g_shared = p;
+    pthread_mutexattr_t attr;
+    int err = pthread_mutexattr_init(&attr);
+    if (err == 0)
+        err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    if (err == 0)
+        err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (err == 0)
+        err = pthread_mutex_init(&g_shared->records_mu, &attr);
+    pthread_mutexattr_destroy(&attr);
+    if (err != 0) {
+        errno = err;
+        return false;
+    }
+    return true;
+}
+
+/* Whether the shared atomics work across processes (needed by --fork). */
+static bool shared_lock_free(void)
+{
+    struct stats *st = &g_shared->stats;
+    return atomic_is_lock_free(&g_shared->fault) &&
+           atomic_is_lock_free(&g_shared->conn_ids) &&
+           atomic_is_lock_free(&st->connections) &&
+           atomic_is_lock_free(&st->active);
+}
+
+/* A holder that died (a child killed mid-update) leaves the lock usable. */
+static void records_lock(void)
+{
+    if (pthread_mutex_lock(&g_shared->records_mu) == EOWNERDEAD)
+        pthread_mutex_consistent(&g_shared->records_mu);
+}
+
+static void records_unlock(void)
+{
+    pthread_mutex_unlock(&g_shared->records_mu);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Faults                                                                   */
@@ -173,8 +271,6 @@ static const struct fault_name fault_names[] = {
     { "tls_no_close_notify", FAULT_TLS_NO_CLOSE_NOTIFY },
 };
 
-static atomic_int g_fault = FAULT_NONE;
-
 static bool fault_lookup(const char *name, size_t len, enum fault *out)
 {
     for (size_t i = 0; i < sizeof fault_names / sizeof fault_names[0]; i++) {
@@ -189,70 +285,57 @@ static bool fault_lookup(const char *name, size_t len, enum fault *out)
 
 static enum fault current_fault(void)
 {
-    return (enum fault)atomic_load(&g_fault);
+    return (enum fault)atomic_load(&g_shared->fault);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Statistics                                                               */
 /* ------------------------------------------------------------------------ */
 
-struct stats {
-    atomic_ullong connections;
-    atomic_llong active;
-    atomic_llong max_active;
-    atomic_ullong handshakes;
-    atomic_ullong requests;
-    atomic_ullong encrypted;
-    atomic_ullong tls;        /* completed TLS key exchanges */
-    atomic_ullong tls_failed; /* TLS key exchanges that failed */
-    atomic_ullong local;      /* completed local key exchanges */
-};
-
-static struct stats g_stats;
-static atomic_ullong g_conn_ids; /* log ids, never reset */
-
 static void stats_conn_opened(void)
 {
-    atomic_fetch_add(&g_stats.connections, 1);
-    long long now = atomic_fetch_add(&g_stats.active, 1) + 1;
-    long long max = atomic_load(&g_stats.max_active);
-    while (now > max &&
-           !atomic_compare_exchange_weak(&g_stats.max_active, &max, now)) {
+    struct stats *st = &g_shared->stats;
+    atomic_fetch_add(&st->connections, 1);
+    long long now = atomic_fetch_add(&st->active, 1) + 1;
+    long long max = atomic_load(&st->max_active);
+    while (now > max && !atomic_compare_exchange_weak(&st->max_active, &max, now)) {
     }
 }
 
 static void stats_conn_closed(void)
 {
-    atomic_fetch_sub(&g_stats.active, 1);
+    atomic_fetch_sub(&g_shared->stats.active, 1);
 }
 
 static void stats_reset(void)
 {
-    atomic_store(&g_stats.connections, 0);
-    atomic_store(&g_stats.handshakes, 0);
-    atomic_store(&g_stats.requests, 0);
-    atomic_store(&g_stats.encrypted, 0);
-    atomic_store(&g_stats.tls, 0);
-    atomic_store(&g_stats.tls_failed, 0);
-    atomic_store(&g_stats.local, 0);
-    atomic_store(&g_stats.max_active, atomic_load(&g_stats.active));
+    struct stats *st = &g_shared->stats;
+    atomic_store(&st->connections, 0);
+    atomic_store(&st->handshakes, 0);
+    atomic_store(&st->requests, 0);
+    atomic_store(&st->encrypted, 0);
+    atomic_store(&st->tls, 0);
+    atomic_store(&st->tls_failed, 0);
+    atomic_store(&st->local, 0);
+    atomic_store(&st->max_active, atomic_load(&st->active));
 }
 
 static int stats_format(char *buf, size_t size)
 {
+    struct stats *st = &g_shared->stats;
     return snprintf(buf, size,
                     "connections=%llu active=%lld max_active=%lld "
                     "handshakes=%llu requests=%llu encrypted=%llu "
                     "tls=%llu tls_failed=%llu local=%llu",
-                    atomic_load(&g_stats.connections),
-                    atomic_load(&g_stats.active),
-                    atomic_load(&g_stats.max_active),
-                    atomic_load(&g_stats.handshakes),
-                    atomic_load(&g_stats.requests),
-                    atomic_load(&g_stats.encrypted),
-                    atomic_load(&g_stats.tls),
-                    atomic_load(&g_stats.tls_failed),
-                    atomic_load(&g_stats.local));
+                    atomic_load(&st->connections),
+                    atomic_load(&st->active),
+                    atomic_load(&st->max_active),
+                    atomic_load(&st->handshakes),
+                    atomic_load(&st->requests),
+                    atomic_load(&st->encrypted),
+                    atomic_load(&st->tls),
+                    atomic_load(&st->tls_failed),
+                    atomic_load(&st->local));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -774,7 +857,7 @@ static struct conn *conn_new(int fd, const struct sockaddr_storage *addr,
         return NULL;
     }
     c->fd = fd;
-    c->id = atomic_fetch_add(&g_conn_ids, 1) + 1;
+    c->id = atomic_fetch_add(&g_shared->conn_ids, 1) + 1;
     snprintf(c->selected_host, sizeof c->selected_host, "%s", g_config.host_id);
     char host[INET6_ADDRSTRLEN] = "?";
     char serv[8] = "?";
@@ -958,58 +1041,52 @@ static enum action cmd_whoami(struct conn *c, char *arg, size_t len, int depth)
 }
 
 /* record:<token>: count deliveries per token (delayed-transaction tests
- * check that each one arrived exactly once); ctl:recorded=<token>. */
-#define RECORD_SLOTS 256
-#define RECORD_TOKEN 64
-
-static struct {
-    char token[RECORD_TOKEN];
-    unsigned long count;
-} g_records[RECORD_SLOTS];
-static pthread_mutex_t g_records_mu = PTHREAD_MUTEX_INITIALIZER;
+ * check that each one arrived exactly once); ctl:recorded=<token>. The
+ * table is in the shared mapping (records_lock() held). */
 
 static unsigned long *record_slot(const char *tok, size_t len, bool create)
 {
     if (len == 0 || len >= RECORD_TOKEN)
         return NULL;
+    struct record *records = g_shared->records;
     for (size_t i = 0; i < RECORD_SLOTS; i++) {
-        if (!g_records[i].token[0]) {
+        if (!records[i].token[0]) {
             if (!create)
                 return NULL;
-            memcpy(g_records[i].token, tok, len);
-            g_records[i].token[len] = '\0';
-            return &g_records[i].count;
+            memcpy(records[i].token, tok, len);
+            records[i].token[len] = '\0';
+            return &records[i].count;
         }
-        if (strlen(g_records[i].token) == len && !memcmp(g_records[i].token, tok, len))
-            return &g_records[i].count;
+        if (strlen(records[i].token) == len && !memcmp(records[i].token, tok, len))
+            return &records[i].count;
     }
     return NULL;
 }
 
 static unsigned long records_get(const char *tok, size_t len)
 {
-    pthread_mutex_lock(&g_records_mu);
+    records_lock();
     unsigned long *n = record_slot(tok, len, false);
     unsigned long v = n ? *n : 0;
-    pthread_mutex_unlock(&g_records_mu);
+    records_unlock();
     return v;
 }
 
 static void records_reset(void)
 {
-    pthread_mutex_lock(&g_records_mu);
-    memset(g_records, 0, sizeof g_records);
-    pthread_mutex_unlock(&g_records_mu);
+    records_lock();
+    memset(g_shared->records, 0, sizeof g_shared->records);
+    records_unlock();
 }
 
 static enum action cmd_record(struct conn *c, char *arg, size_t len, int depth)
 {
     (void)depth;
-    pthread_mutex_lock(&g_records_mu);
+    records_lock();
     unsigned long *n = record_slot(arg, len, true);
     if (n)
         (*n)++;
-    pthread_mutex_unlock(&g_records_mu);
+    records_unlock();
     return reply_str(c, n ? "ok" : "error:bad_token");
 }
 
@@ -1113,7 +1190,7 @@ static enum action cmd_enc(struct conn *c, char *arg, size_t len, int depth)
     char *plain = decrypt_request(c, arg, len, &plain_len);
     if (!plain)
         return reply_str(c, "error:bad_enc");
-    atomic_fetch_add(&g_stats.encrypted, 1);
+    atomic_fetch_add(&g_shared->stats.encrypted, 1);
     return dispatch(c, plain, plain_len, depth + 1);
 }
 
@@ -1200,7 +1277,7 @@ static bool serve_line(struct conn *c, char *line, size_t len, const char **why)
 {
     bool setup = is_setup_command(line, len);
     if (!setup) {
-        atomic_fetch_add(&g_stats.requests, 1);
+        atomic_fetch_add(&g_shared->stats.requests, 1);
         c->requests++;
     }
     if (dispatch(c, line, len, 0) == ACT_CLOSE) {
@@ -1493,9 +1570,9 @@ out:
     SSL_free(t.ssl);
     ERR_clear_error();
     if (ok) {
-        atomic_fetch_add(&g_stats.tls, 1);
+        atomic_fetch_add(&g_shared->stats.tls, 1);
     } else if (t.step) {
-        atomic_fetch_add(&g_stats.tls_failed, 1);
+        atomic_fetch_add(&g_shared->stats.tls_failed, 1);
         log_event("conn %llu TLS %s failed: %s", c->id, t.step, t.why);
     }
     return ok;
@@ -1519,7 +1596,7 @@ struct hs_mode {
 
 static void handshake_done(struct conn *c, const char *mode)
 {
-    atomic_fetch_add(&g_stats.handshakes, 1);
+    atomic_fetch_add(&g_shared->stats.handshakes, 1);
     log_event("conn %llu handshake ok mode=%s", c->id, mode);
 }
 
@@ -1577,7 +1654,7 @@ static enum hs_result hs_ssl(struct conn *c, const char *arg, size_t len,
     }
     if (c->in.start != c->in.end) {
         /* The peer did not wait for ok:ssl; its bytes are not TLS's. */
-        atomic_fetch_add(&g_stats.tls_failed, 1);
+        atomic_fetch_add(&g_shared->stats.tls_failed, 1);
         log_event("conn %llu data after init:ssl before ok:ssl: closing", c->id);
         return HS_CLOSE;
     }
@@ -1649,7 +1726,7 @@ static enum hs_result hs_local(struct conn *c, const char *arg, size_t len,
         send_str(c->fd, "refused");
         return HS_CLOSE;
     }
-    atomic_fetch_add(&g_stats.local, 1);
+    atomic_fetch_add(&g_shared->stats.local, 1);
     handshake_done(c, "local");
     return send_str(c->fd, "ok:local") ? HS_OK : HS_CLOSE;
 }
@@ -1758,7 +1835,7 @@ static void serve_control(struct conn *c, const char *cmd, size_t len)
         answer = "pong";
     } else if (has_prefix(cmd, len, "fault=")) {
         if (fault_lookup(cmd + 6, len - 6, &f)) {
-            atomic_store(&g_fault, (int)f);
+            atomic_store(&g_shared->fault, (int)f);
             log_event("ctl fault=%.*s", (int)(len - 6), cmd + 6);
             answer = "ok";
         } else {
@@ -1771,7 +1848,7 @@ static void serve_control(struct conn *c, const char *cmd, size_t len)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Connection thread                                                        */
+/* Connection thread or process                                             */
 /* ------------------------------------------------------------------------ */
 
 static void serve_connection(struct conn *c)
@@ -1836,7 +1913,10 @@ static void start_connection(const pthread_attr_t *attr, int fd,
  * Stop signals: SIGTERM/SIGINT stay blocked in every thread and are taken
  * synchronously by the signal thread, which wakes the accept loop through a
  * pipe. Without an asynchronous handler this also works under the
- * sanitizers (TSan defers asynchronous handlers).
+ * sanitizers (TSan defers asynchronous handlers). With --fork, SIGCHLD is
+ * in the set too: the signal thread reaps the exited children with
+ * waitpid() (not SIG_IGN/SA_NOCLDWAIT, which would leave their CPU time
+ * out of the parent's cutime/cstime).
  */
 struct stop_signal {
     sigset_t set;
@@ -1846,11 +1926,23 @@ struct stop_signal {
 
 static struct stop_signal g_stop = { .wake_fd = -1 };
 
+/* Reap every child that has exited; signals coalesce, so loop. */
+static void reap_children(void)
+{
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+}
+
 static void *signal_thread(void *arg)
 {
     (void)arg;
     int sig = 0;
-    while (sigwait(&g_stop.set, &sig) != 0) {
+    for (;;) {
+        if (sigwait(&g_stop.set, &sig) != 0)
+            continue;
+        if (sig != SIGCHLD)
+            break;
+        reap_children();
     }
     atomic_store(&g_stop.signo, sig);
     ssize_t w;
@@ -1861,8 +1953,9 @@ static void *signal_thread(void *arg)
 }
 
 /*
- * Ignore SIGPIPE, block SIGTERM/SIGINT (inherited by every later thread) and
- * start the signal thread. Returns the read end of the wake-up pipe, or -1.
+ * Ignore SIGPIPE, block SIGTERM/SIGINT (and SIGCHLD with --fork; inherited
+ * by every later thread) and start the signal thread. Returns the read end
+ * of the wake-up pipe, or -1.
  */
 static int setup_signals(void)
 {
@@ -1873,6 +1966,8 @@ static int setup_signals(void)
     sigemptyset(&g_stop.set);
     sigaddset(&g_stop.set, SIGTERM);
     sigaddset(&g_stop.set, SIGINT);
+    if (g_config.fork_mode)
+        sigaddset(&g_stop.set, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &g_stop.set, NULL);
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
@@ -1933,6 +2028,60 @@ static int bound_port(int fd)
     return -1;
 }
 
+static pid_t g_main_pid; /* the listening process (--fork: the parent) */
+
+/*
+ * --fork, in the child: keep nothing of the parent's but the connection
+ * (close the listening socket and both ends of the wake-up pipe), take
+ * the default action for SIGTERM/SIGINT again, and die with the parent
+ * (PR_SET_PDEATHSIG), as connection threads end when the process exits.
+ */
+static void child_setup(int listen_fd, int wake_fd)
+{
+    close(listen_fd);
+    close(wake_fd);
+    close(g_stop.wake_fd);
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != g_main_pid)
+        _exit(0); /* the parent is gone already */
+}
+
+/*
+ * --fork: serve the connection in a child process, as lond does. The
+ * parent's signal thread reaps every child (waitpid), so the children's
+ * CPU time is counted in the parent's cutime/cstime. A child counts and
+ * logs as a thread would, through the shared mapping.
+ */
+static void start_connection_fork(int fd, const struct sockaddr_storage *addr,
+                                  socklen_t addr_len, int listen_fd, int wake_fd)
+{
+    set_socket_options(fd);
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = errno;
+        log_event("fork: %s: dropping connection", strerror(err));
+        close(fd);
+        if (err == EAGAIN || err == ENOMEM)
+            sleep_ms(10); /* at the process limit: let some children end */
+        return;
+    }
+    if (pid > 0) {
+        close(fd);
+        return;
+    }
+    child_setup(listen_fd, wake_fd);
+    struct conn *c = conn_new(fd, addr, addr_len);
+    if (!c) {
+        log_event("out of memory: dropping connection");
+        _exit(1);
+    }
+    serve_connection(c);
+    conn_free(c);
+    _exit(0);
+}
+
 /* Wait for a connection or a stop signal; false once a signal arrived. */
 static bool wait_readable(int listen_fd, int wake_fd)
 {
@@ -1966,6 +2115,10 @@ static void accept_loop(int listen_fd, int wake_fd)
         socklen_t addr_len = sizeof addr;
         int fd = accept4(listen_fd, (struct sockaddr *)&addr, &addr_len,
                          SOCK_CLOEXEC);
+        if (fd >= 0 && g_config.fork_mode) {
+            start_connection_fork(fd, &addr, addr_len, listen_fd, wake_fd);
+            continue;
+        }
         if (fd >= 0) {
             start_connection(&attr, fd, &addr, addr_len);
             continue;
@@ -1989,8 +2142,9 @@ static void usage(FILE *out)
             "usage: testlond [--port N] [--bind ADDR] [--host-id ID] "
             "[--client-id ID]\n"
             "                [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
-            "                [--tls-timeout MS] [--no-handshake] "
-            "[--fault NAME] [--quiet]\n"
+            "                [--tls-timeout MS] [--no-handshake] [--fork] "
+            "[--fault NAME]\n"
+            "                [--quiet]\n"
             "  --port N          TCP port, 0 (default) picks a free one\n"
             "  --bind ADDR       listen address (default 127.0.0.1; ::1 works)\n"
             "  --host-id ID      this lond's host ID (default testlond)\n"
@@ -2002,6 +2156,10 @@ static void usage(FILE *out)
             "                    challenge, as from a lond without certificates)\n"
             "  --tls-timeout MS  limit for the whole TLS exchange (default %llu)\n"
             "  --no-handshake    no init line, no key: every line is a command\n"
+            "  --fork            serve each connection in a forked child process,\n"
+            "                    as lond does (default: a thread per connection);\n"
+            "                    faults, ctl:stats and record: counts are shared\n"
+            "                    by all children; children are reaped\n"
             "  --fault NAME      initial fault: none refuse hang_handshake\n"
             "                    garbage_handshake close_handshake\n"
             "                    close_after_reply no_insecure not_in_host_table\n"
@@ -2024,6 +2182,7 @@ static bool parse_args(int argc, char **argv)
         { "tls-ca", required_argument, NULL, 'a' },
         { "tls-timeout", required_argument, NULL, 'T' },
         { "no-handshake", no_argument, NULL, 'n' },
+        { "fork", no_argument, NULL, 'F' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -2058,7 +2217,7 @@ static bool parse_args(int argc, char **argv)
                 fprintf(stderr, "testlond: unknown fault: %s\n", optarg);
                 return false;
             }
-            atomic_store(&g_fault, (int)f);
+            atomic_store(&g_shared->fault, (int)f);
             break;
         case 'c':
             g_config.tls_cert = optarg;
@@ -2078,6 +2237,9 @@ static bool parse_args(int argc, char **argv)
             break;
         case 'n':
             g_config.no_handshake = true;
+            break;
+        case 'F':
+            g_config.fork_mode = true;
             break;
         case 'q':
             g_config.quiet = true;
@@ -2104,16 +2266,29 @@ static bool parse_args(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Before parse_args: --fault stores into the shared mapping. */
+    if (!shared_init()) {
+        fprintf(stderr, "testlond: cannot set up the shared state: %s\n",
+                strerror(errno));
+        return 1;
+    }
     if (!parse_args(argc, argv)) {
         usage(stderr);
         return 2;
     }
+    if (g_config.fork_mode && !shared_lock_free()) {
+        fprintf(stderr, "testlond: --fork: the counters are not lock-free "
+                        "atomics on this platform, so child processes "
+                        "cannot share them; run without --fork\n");
+        return 1;
+    }
+    g_main_pid = getpid();
     if (!crypto_init()) {
         fprintf(stderr, "testlond: libgcrypt IDEA unavailable or self-test failed\n");
         return 1;
     }
     /* No atexit cleanup: connection threads may still be inside OpenSSL
-     * when main returns. */
+     * when main returns (and --fork children leave with _exit()). */
     if (OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, NULL) != 1) {
         fprintf(stderr, "testlond: cannot initialise OpenSSL\n");
         return 1;
@@ -2138,10 +2313,11 @@ int main(int argc, char **argv)
         return 1;
     printf("ready port=%d\n", bound_port(listen_fd));
     fflush(stdout);
-    log_event("listening on %s port %d, host id %s, %s", g_config.bind_addr,
-              bound_port(listen_fd), g_config.host_id,
+    log_event("listening on %s port %d, host id %s, %s, %s per connection",
+              g_config.bind_addr, bound_port(listen_fd), g_config.host_id,
               g_config.no_handshake ? "no handshake" :
-              g_tls_ctx ? "ssl mode available" : "no certificates");
+              g_tls_ctx ? "ssl mode available" : "no certificates",
+              g_config.fork_mode ? "a process" : "a thread");
 
     accept_loop(listen_fd, wake_fd);
 
