@@ -530,6 +530,8 @@ static void *acceptor_main(void *arg)
 	struct acceptor *a = arg;
 	struct epoll_event events[64];
 
+	/* Thread names (top -H, ps -L): lonc-acc, lonc-mgr, lonc-worker. */
+	pthread_setname_np(pthread_self(), "lonc-acc");
 	for (int i = 0; i < a->nlisten; i++) {
 		struct epoll_event ev = {
 			.events = EPOLLIN,
@@ -567,10 +569,17 @@ static void *acceptor_main(void *arg)
 			usleep(10000);
 			continue;
 		}
-		/* Hand-backs before events: an event may be for one of them. */
+		/* New connections first: their requests are what a client
+		 * waits for now, while closing a hung-up client can wait a
+		 * few microseconds.  Then hand-backs, before the other events
+		 * (an event may be for one of them). */
+		for (int i = 0; i < n; i++)
+			if ((events[i].data.u64 & TAG_MASK) == TAG_LISTEN)
+				on_event(a, &events[i]);
 		take_returned(a);
 		for (int i = 0; i < n; i++)
-			on_event(a, &events[i]);
+			if ((events[i].data.u64 & TAG_MASK) != TAG_LISTEN)
+				on_event(a, &events[i]);
 		expire_clients(a, now_ms());
 	}
 	/* The reading clients stay: acceptor_handover passes them on,
