@@ -311,6 +311,7 @@ out:
 static void *admin_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "lonc-admin");
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = listen_fd, .events = POLLIN },

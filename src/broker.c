@@ -121,6 +121,8 @@ static void *retire_main(void *arg)
 	struct retire *r = arg;
 	struct broker *b = r->b;
 
+	pthread_setname_np(pthread_self(), "lonc-retire");
+
 	host_shutdown(r->h);
 	log_msg(LOG_INFO, "host=%s event=retired", r->h->conf->hostname);
 	free_when_unreferenced(b, r->h);

@@ -64,6 +64,8 @@ static void *drain_main(void *arg)
 {
 	struct drain *d = arg;
 
+	pthread_setname_np(pthread_self(), "lonc-drain");
+
 	broker_drain(d->b);
 	atomic_store(&d->done, true);
 	return NULL;

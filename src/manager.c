@@ -200,6 +200,7 @@ static void *manager_main(void *arg)
 	struct manager m = { .h = arg };
 	struct host *h = m.h;
 
+	pthread_setname_np(pthread_self(), "lonc-mgr");
 	m.nslots = h->conf->max_connections;
 	m.slots = xcalloc((size_t)m.nslots, sizeof(*m.slots));
 	for (;;) {

@@ -672,6 +672,7 @@ static void *worker_main(void *arg)
 	const struct config *cfg = h->cfg;
 	const char *why = "closed";
 
+	pthread_setname_np(pthread_self(), "lonc-worker");
 	if (cfg->batch_workers) {
 		/* A woken batch thread does not preempt the running one
 		 * (the acceptor that handed it a request and reads on). */
