@@ -47,7 +47,7 @@ struct acceptor {
 
 	pthread_mutex_t mu;
 	struct client *returned;   /* protected by mu */
-	bool stopping;             /* protected by mu */
+	atomic_bool stopping;      /* written under mu; the thread reads it bare */
 	struct acceptor *successor; /* protected by mu; set by handover */
 
 	/* Owned by the acceptor thread. */
@@ -224,6 +224,7 @@ void acceptor_return(struct acceptor *a, struct client *c)
 	 * its next event: the thread never sleeps longer than
 	 * client_timeout, so it sees the client's read deadline in time
 	 * without being woken for every hand-back. */
+	c->deadline = now_ms() + a->h->cfg->client_timeout_ms;
 	if (c->in.len == 0 && arm(a, c) < 0)
 		log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
 	need_wake = c->in.len > 0;
@@ -425,7 +426,12 @@ static void take_returned(struct acceptor *a)
 		next = c->next;
 		c->next = NULL;
 		if (c->in.len == 0) {
-			add_reading(a, c);     /* armed by acceptor_return */
+			/* Armed by acceptor_return, which also set its read
+			 * deadline from the time of the hand-back. */
+			int64_t deadline = c->deadline;
+
+			add_reading(a, c);
+			c->deadline = deadline;
 		} else if (process(a, c)) {
 			add_reading(a, c);
 			if (arm(a, c) < 0) {
@@ -542,12 +548,14 @@ static void *acceptor_main(void *arg)
 			log_errno(LOG_ERR, "host=%s event=epoll_failed socket=%s",
 				  host_name(a), a->paths[i]);
 	}
-	for (;;) {
+	/* Hand-backs are taken once per wake-up, after epoll_wait: one that
+	 * needs attention (a pipelined request) writes the eventfd, and any
+	 * other waits, armed, for its client's next event. */
+	while (!atomic_load(&a->stopping)) {
 		int64_t now = now_ms();
 
 		if (a->listen_paused && a->listen_paused_until <= now)
 			pause_listeners(a, false);
-		take_returned(a);
 		/* With nothing to time out, still wake within client_timeout:
 		 * a client handed back meanwhile has a later deadline than
 		 * that, and the hand-back need not wake us. */
@@ -555,14 +563,6 @@ static void *acceptor_main(void *arg)
 		if (deadline < 0)
 			deadline = now + a->h->cfg->client_timeout_ms;
 		int timeout = deadline <= now ? 0 : (int)(deadline - now);
-		pthread_mutex_lock(&a->mu);
-		if (a->stopping) {
-			pthread_mutex_unlock(&a->mu);
-			break;
-		}
-		if (a->returned)
-			timeout = 0;
-		pthread_mutex_unlock(&a->mu);
 		int n = epoll_wait(a->epfd, events, 64, timeout);
 		if (n < 0 && errno != EINTR) {
 			log_errno(LOG_ERR, "host=%s event=epoll_failed", host_name(a));

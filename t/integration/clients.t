@@ -94,6 +94,20 @@ $sock = "$lonc->{socket_dir}/h";
     cmp_ok(time - $t0, '<', 10, 'after about client_timeout');
     like(log_text($lonc->{log}), qr/event=client_timeout reason=client_read bytes=15/, 'the partial client is logged with its bytes');
     is(request($sock, 'echo:ok'), 'ok', 'others are served');
+
+    # A keep-alive client that was served and then falls silent: its
+    # read deadline runs from the hand-back (the acceptor is not woken
+    # for it), and it is closed too.
+    my $idle = unix_connect($sock) or die;
+    print $idle "echo:first\n";
+    $idle->flush;
+    my $r = readline($idle);
+    chomp $r if defined $r;
+    is($r, 'first', 'the keep-alive client is served');
+    $t0 = time;
+    ok(!defined readline($idle), 'then, silent, it is closed');
+    cmp_ok(time - $t0, '<', 10, 'after about client_timeout');
+    is(request($sock, 'echo:ok2'), 'ok2', 'others are still served');
 }
 is(stop_lonc($lonc), 0, 'clean shutdown');
 done_testing();
