@@ -516,16 +516,13 @@ static int reconnect(struct worker *w)
 }
 
 /* Wait for and read what lond sent of its reply, in one blocking recv
- * per RECV_SLICE_MS.  A shutdown that begins meanwhile may bring
- * *deadline closer.  Bytes, 0 at end of file, or -1 with errno
- * (ETIMEDOUT at the deadline). */
+ * of at most RECV_SLICE_MS.  The deadline, which a shutdown that began
+ * meanwhile may bring closer, is looked at before every recv, so a reply
+ * that trickles in never outlives it by more than one slice.  Bytes, 0
+ * at end of file, or -1 with errno (ETIMEDOUT at the deadline). */
 static ssize_t recv_reply(struct worker *w, void *buf, size_t len, int64_t *deadline)
 {
 	for (;;) {
-		ssize_t n = net_recv_slice(w->fd, buf, len);
-
-		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-			return n;
 		int64_t stop_by = host_shutdown_deadline();
 
 		if (*deadline > stop_by)
@@ -534,6 +531,10 @@ static ssize_t recv_reply(struct worker *w, void *buf, size_t len, int64_t *dead
 			errno = ETIMEDOUT;
 			return -1;
 		}
+		ssize_t n = net_recv_slice(w->fd, buf, len);
+
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			return n;
 	}
 }
 

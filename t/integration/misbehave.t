@@ -56,6 +56,15 @@ healthy('reply_too_long');
 is(request($sock, 'drip:5:slow but in time'), 'slow but in time', 'a dripping reply within the timeout arrives');
 is(request($sock, 'drip:200:' . ('x' x 20)), 'con_lost', 'a reply dripping past transaction_timeout: con_lost');
 healthy('drip');
+{
+    # Bytes closer together than the worker's 50 ms receive slice: the
+    # deadline must still be looked at between them (3 s of dripping
+    # against a 1.5 s transaction_timeout).
+    my $t0 = time;
+    is(request($sock, 'drip:30:' . ('y' x 100)), 'con_lost', 'a reply trickling in fast past transaction_timeout: con_lost');
+    cmp_ok(time - $t0, '<', 2.9, 'cut at the deadline, not when the trickle ends');
+}
+healthy('drip fast');
 
 # A lond that stops reading: the send of a large request cannot finish;
 # it ends by transaction_timeout in con_lost, and the daemon goes on.
