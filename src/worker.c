@@ -40,8 +40,6 @@
 /* A worker blocked on lond's reply looks at its deadlines (the
  * transaction's, and a shutdown's that may begin meanwhile) this often. */
 #define RECV_SLICE_MS 50
-/* Below this age neither end is looked at before a send (check_ends). */
-#define CHECK_AFTER_US 1000
 #define WORKER_STACK (256 * 1024)
 
 struct worker {
@@ -63,7 +61,6 @@ struct worker {
 	size_t wcap;
 	unsigned generation;       /* the queue's generation at connect */
 	unsigned long served;      /* requests sent on this connection */
-	int64_t last_reply_us;     /* when the last reply was complete */
 	bool counted;              /* still counted among the queue's workers */
 	atomic_bool left;          /* left the pool, about to finish */
 };
@@ -461,26 +458,16 @@ static void fail_txn(struct worker *w, struct client *c, bool streamed,
  * up (a UNIX peer that closed gives POLLHUP; one that only shut down
  * its writing side still wants the reply).  Sets *stale when lond's end
  * of a connection that served before has something to read: lond closed
- * it (or broke it, or spoke unasked) while it sat in the pool.
- *
- * Skipped (one system call per request saved) when both ends are fresh:
- * the request waited less than CHECK_AFTER_US and this connection's last
- * reply came in less than CHECK_AFTER_US ago.  A client cannot have
- * waited in vain, and lond closing a connection within that time is no
- * more likely than its closing one in mid-transaction, which no check
- * before the send could catch either.  A pooled connection that sat
- * idle, and a request that waited in the queue, are always checked. */
+ * it (or broke it, or spoke unasked) while it sat in the pool.  Done
+ * before every send: a lond that closes a connection does so right
+ * after a reply, so even a connection used a moment ago may be stale. */
 static int check_ends(struct worker *w, struct client *c, bool *stale)
 {
 	struct pollfd p[2] = {
 		{ .fd = c->fd, .events = POLLIN },
 		{ .fd = w->fd, .events = POLLIN },
 	};
-	int64_t now = now_us();
 
-	if (now - c->start_us < CHECK_AFTER_US && w->served > 0 &&
-	    now - w->last_reply_us < CHECK_AFTER_US)
-		return 0;
 	if (poll(p, 2, 0) <= 0)
 		return 0;
 	if (p[0].revents & (POLLHUP | POLLERR))
@@ -648,8 +635,7 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 		to_client(w, c, &client_ok, w->rbuf, len + 1);
 	}
 	atomic_fetch_add_explicit(&h->stats.replied, 1, memory_order_relaxed);
-	w->last_reply_us = now_us();
-	host_record_latency(h, w->last_reply_us - c->start_us);
+	host_record_latency(h, now_us() - c->start_us);
 	if (client_ok) {
 		host_release_client(h, c);
 	} else {
