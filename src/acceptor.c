@@ -224,7 +224,6 @@ void acceptor_return(struct acceptor *a, struct client *c)
 	 * its next event: the thread never sleeps longer than
 	 * client_timeout, so it sees the client's read deadline in time
 	 * without being woken for every hand-back. */
-	c->deadline = now_ms() + a->h->cfg->client_timeout_ms;
 	if (c->in.len == 0 && arm(a, c) < 0)
 		log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
 	need_wake = c->in.len > 0;
@@ -423,17 +422,19 @@ static void take_returned(struct acceptor *a)
 	a->returned = NULL;
 	pthread_mutex_unlock(&a->mu);
 	for (struct client *c = list; c; c = next) {
+		/* Its read deadline runs from the hand-back (host.c,
+		 * request_done) or, for a client a reload handed over, from
+		 * when it first came: add_reading must not restart it. */
+		int64_t deadline = c->deadline;
+
 		next = c->next;
 		c->next = NULL;
 		if (c->in.len == 0) {
-			/* Armed by acceptor_return, which also set its read
-			 * deadline from the time of the hand-back. */
-			int64_t deadline = c->deadline;
-
-			add_reading(a, c);
+			add_reading(a, c);     /* armed by acceptor_return */
 			c->deadline = deadline;
 		} else if (process(a, c)) {
 			add_reading(a, c);
+			c->deadline = deadline;
 			if (arm(a, c) < 0) {
 				log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
 				remove_reading(a, c);
@@ -513,8 +514,11 @@ static void on_event(struct acceptor *a, const struct epoll_event *ev)
 		remove_reading(a, c);
 		/* Hung up (a UNIX peer that closed; one that only shut down
 		 * its writing side gives EPOLLRDHUP alone) with nothing
-		 * buffered: whatever it may still have sent has nobody to
-		 * answer, so close without reading the end of file. */
+		 * buffered: close without reading the end of file.  Almost
+		 * always a client that read its reply and left; a request it
+		 * may have written just before closing has nobody to answer
+		 * and is dropped unread, as a worker drops the request of a
+		 * client that hung up while it waited (check_ends). */
 		if ((ev->events & EPOLLHUP) && c->in.len == 0) {
 			client_free(c);
 			return;
@@ -564,21 +568,26 @@ static void *acceptor_main(void *arg)
 			deadline = now + a->h->cfg->client_timeout_ms;
 		int timeout = deadline <= now ? 0 : (int)(deadline - now);
 		int n = epoll_wait(a->epfd, events, 64, timeout);
-		if (n < 0 && errno != EINTR) {
-			log_errno(LOG_ERR, "host=%s event=epoll_failed", host_name(a));
-			usleep(10000);
-			continue;
+		if (n < 0) {
+			if (errno != EINTR) {
+				log_errno(LOG_ERR, "host=%s event=epoll_failed", host_name(a));
+				usleep(10000);
+			}
+			n = 0;
 		}
-		/* New connections first: their requests are what a client
-		 * waits for now, while closing a hung-up client can wait a
-		 * few microseconds.  Then hand-backs, before the other events
-		 * (an event may be for one of them). */
+		/* First the eventfd and new connections (their requests are
+		 * what a client waits for now; closing a hung-up client can
+		 * wait a few microseconds).  The eventfd is read before the
+		 * hand-backs are taken, so a hand-back listed after that take
+		 * leaves it readable and the next epoll_wait returns at once.
+		 * Then hand-backs, before the client events (an event may be
+		 * for one of them). */
 		for (int i = 0; i < n; i++)
-			if ((events[i].data.u64 & TAG_MASK) == TAG_LISTEN)
+			if ((events[i].data.u64 & TAG_MASK) != 0)
 				on_event(a, &events[i]);
 		take_returned(a);
 		for (int i = 0; i < n; i++)
-			if ((events[i].data.u64 & TAG_MASK) != TAG_LISTEN)
+			if ((events[i].data.u64 & TAG_MASK) == 0)
 				on_event(a, &events[i]);
 		expire_clients(a, now_ms());
 	}

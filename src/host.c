@@ -168,10 +168,13 @@ void host_close_connections(struct host *h)
 }
 
 /* The pending request is answered: drop it from the client's buffer. */
-static void request_done(struct client *c)
+static void request_done(struct host *h, struct client *c)
 {
 	linebuf_consume(&c->in, c->req_len + 1);
 	c->req_len = 0;
+	/* The client's read deadline runs from now: the acceptor, which
+	 * is not woken for a hand-back, keeps it when it takes c back. */
+	c->deadline = now_ms() + h->cfg->client_timeout_ms;
 }
 
 void host_fail_client(struct host *h, struct client *c)
@@ -182,7 +185,7 @@ void host_fail_client(struct host *h, struct client *c)
 		return;
 	}
 	atomic_fetch_add_explicit(&h->stats.failed, 1, memory_order_relaxed);
-	request_done(c);
+	request_done(h, c);
 	if (net_peer_closed(c->fd)) {
 		atomic_fetch_add_explicit(&h->stats.client_gone, 1,
 					  memory_order_relaxed);
@@ -207,7 +210,7 @@ void host_queue_delayed(struct host *h)
 
 void host_release_client(struct host *h, struct client *c)
 {
-	request_done(c);
+	request_done(h, c);
 	acceptor_return(h->acceptor, c);
 }
 
