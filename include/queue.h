@@ -79,10 +79,12 @@ void queue_destroy(struct queue *q);
 enum queue_rc queue_push(struct queue *q, void *item) WUR;
 
 /* Take the oldest item, waiting (parked on self) until deadline_ms
- * (now_ms() clock; -1 = forever).  A closed queue still hands out its items, then answers
- * QUEUE_CLOSED.  QUEUE_KICKED, before any item, when the queue's
- * generation is no longer `gen` (the caller's snapshot from
- * queue_generation), so no kick is ever missed between two pops. */
+ * (now_ms() clock; -1 = forever).  A closed queue still hands out its
+ * items, then answers QUEUE_CLOSED.  QUEUE_KICKED, before any item in the
+ * ring, when the queue's generation is no longer `gen` (the caller's
+ * snapshot from queue_generation), so no kick is ever missed between two
+ * pops; an item already handed to this parked caller before the kick is
+ * still returned (QUEUE_OK), and the kick comes at the next pop. */
 enum queue_rc queue_pop(struct queue *q, struct queue_waiter *self,
 			int64_t deadline_ms, unsigned gen, void **item) WUR;
 

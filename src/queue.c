@@ -173,9 +173,8 @@ static bool sleep_until(struct queue_waiter *w, int64_t deadline_ms)
 
 		if (rc == 0)
 			return true;
-		if (errno == ETIMEDOUT)
-			return false;
-		/* EINTR: wait on */
+		if (errno != EINTR)
+			return false;   /* ETIMEDOUT (or a broken semaphore) */
 	}
 }
 
