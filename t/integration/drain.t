@@ -54,6 +54,25 @@ sub start {
     is(wait_lonc($lonc), 0, 'exit status 0');
 }
 
+# A reply trickling in (a byte every 30 ms, 9 s in all) is cut at the
+# shutdown deadline too: the worker looks at it between the bytes.
+{
+    my $lonc = start(name => 'd4', timeout => 0.5);
+    my $sock = "$lonc->{socket_dir}/h";
+    my $s = unix_connect($sock) or die;
+    print $s 'drip:30:' . ('z' x 300) . "\n";
+    $s->flush;
+    wait_for(sub { lond_stats($lond)->{active} >= 1 }, 10, 'dripping');
+    sleep 0.1;
+    my $t0 = time;
+    kill 'TERM', $lonc->{pid};
+    my $l = readline($s);
+    chomp $l if defined $l;
+    is($l, 'con_lost', 'a trickling reply past shutdown_timeout: con_lost');
+    cmp_ok(time - $t0, '<', 6, 'answered by about shutdown_timeout, not after the 9 s trickle');
+    is(wait_lonc($lonc), 0, 'exit status 0');
+}
+
 # A second SIGTERM exits at once.
 {
     my $lonc = start(name => 'd3', timeout => 60);
