@@ -64,6 +64,37 @@ wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'connections closed');
 is(lond_stats($lond)->{active}, 0, 'close_connection_exit dropped the connections');
 is(request($sock, 'ping'), 'pong', 'a new connection is made on demand afterwards');
 
+# Threads are named; workers run under SCHED_BATCH (policy 3 in field 41
+# of /proc/PID/task/TID/stat) unless batch_workers is false.
+sub worker_policies {
+    my ($pid) = @_;
+    my @p;
+    for my $task (glob("/proc/$pid/task/*")) {
+        open my $c, '<', "$task/comm" or next;
+        my $comm = <$c> // '';
+        chomp $comm;
+        next unless $comm eq 'lonc-worker';
+        open my $st, '<', "$task/stat" or next;
+        my ($rest) = (<$st> // '') =~ /\)\s+(.*)/s;
+        push @p, (split ' ', $rest // '')[38];
+    }
+    return @p;
+}
+my @pol = worker_policies($lonc->{pid});
+ok(@pol >= 1, 'worker threads are named lonc-worker');
+is_deeply([ grep { $_ != 3 } @pol ], [], 'and run under SCHED_BATCH');
+
 is(stop_lonc($lonc), 0, 'SIGTERM: lonc exits 0');
 ok(!-e $sock, 'socket removed at exit');
+
+{
+    my $cfg2 = write_config(name => 'nobatch', socket_dir => tmp_dir() . '/nb',
+        batch_workers => 'false',
+        hosts => [ { hostname => 'lond1', port => $lond->{port} } ]);
+    my $l2 = start_lonc($cfg2);
+    is(request("$l2->{socket_dir}/lond1", 'ping'), 'pong', 'batch_workers: false serves too');
+    my @p2 = worker_policies($l2->{pid});
+    ok(@p2 >= 1 && !grep({ $_ != 0 } @p2), 'with its workers under the normal policy');
+    is(stop_lonc($l2), 0, 'and stops cleanly');
+}
 done_testing();
