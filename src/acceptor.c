@@ -377,9 +377,9 @@ static bool read_client(struct acceptor *a, struct client *c)
 	}
 }
 
-static void accept_clients(struct acceptor *a, int lfd)
+static void accept_clients(struct acceptor *a, int lfd, int budget)
 {
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < budget; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
@@ -491,7 +491,7 @@ static void expire_clients(struct acceptor *a, int64_t now)
 }
 
 /* Handle one epoll event. */
-static void on_event(struct acceptor *a, const struct epoll_event *ev)
+static void on_event(struct acceptor *a, const struct epoll_event *ev, int budget)
 {
 	uint64_t tag = ev->data.u64 & TAG_MASK;
 
@@ -501,7 +501,7 @@ static void on_event(struct acceptor *a, const struct epoll_event *ev)
 
 		(void)n;
 	} else if (tag == TAG_LISTEN) {
-		accept_clients(a, a->listen_fds[ev->data.u64 >> 3]);
+		accept_clients(a, a->listen_fds[ev->data.u64 >> 3], budget);
 	} else {
 		struct client *c = ev->data.ptr;
 
@@ -582,13 +582,19 @@ static void *acceptor_main(void *arg)
 		 * leaves it readable and the next epoll_wait returns at once.
 		 * Then hand-backs, before the client events (an event may be
 		 * for one of them). */
+		/* A quiet wake-up (a few events) accepts one connection per
+		 * listener: the listener is level-triggered, so another that
+		 * waits makes the next epoll_wait return at once, and the
+		 * common case saves an accept4 that would fail with EAGAIN. */
+		int budget = n > 4 ? 64 : 1;
+
 		for (int i = 0; i < n; i++)
 			if ((events[i].data.u64 & TAG_MASK) != 0)
-				on_event(a, &events[i]);
+				on_event(a, &events[i], budget);
 		take_returned(a);
 		for (int i = 0; i < n; i++)
 			if ((events[i].data.u64 & TAG_MASK) == 0)
-				on_event(a, &events[i]);
+				on_event(a, &events[i], budget);
 		expire_clients(a, now_ms());
 	}
 	/* The reading clients stay: acceptor_handover passes them on,
