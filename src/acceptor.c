@@ -232,14 +232,15 @@ void acceptor_return(struct acceptor *a, struct client *c)
 		wake(a);
 }
 
-static void add_reading(struct acceptor *a, struct client *c)
+/* Put c in the reading set with its read deadline. */
+static void add_reading(struct acceptor *a, struct client *c, int64_t deadline)
 {
 	if (a->nreading == a->capreading) {
 		a->capreading = a->capreading ? 2 * a->capreading : 16;
 		a->reading = xrealloc(a->reading,
 				      a->capreading * sizeof(*a->reading));
 	}
-	c->deadline = now_ms() + a->h->cfg->client_timeout_ms;
+	c->deadline = deadline;
 	c->slot = a->nreading;
 	a->reading[a->nreading++] = c;
 }
@@ -254,6 +255,18 @@ static void remove_reading(struct acceptor *a, struct client *c)
 	a->reading[i] = a->reading[--a->nreading];
 	a->reading[i]->slot = i;
 	c->slot = SIZE_MAX;
+}
+
+/* Keep reading c: in the set with its deadline, armed for its next
+ * bytes; a client that cannot be armed is closed. */
+static void keep_reading(struct acceptor *a, struct client *c, int64_t deadline)
+{
+	add_reading(a, c, deadline);
+	if (arm(a, c) < 0) {
+		log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
+		remove_reading(a, c);
+		client_free(c);
+	}
 }
 
 static void pause_listeners(struct acceptor *a, bool pause);
@@ -400,14 +413,8 @@ static void accept_clients(struct acceptor *a, int lfd, int budget)
 		/* The request usually follows the connect at once: try to
 		 * read it now and save a trip through epoll. */
 		c->slot = SIZE_MAX;
-		if (read_client(a, c)) {
-			add_reading(a, c);
-			if (arm(a, c) < 0) {
-				log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
-				remove_reading(a, c);
-				client_free(c);
-			}
-		}
+		if (read_client(a, c))
+			keep_reading(a, c, now_ms() + a->h->cfg->client_timeout_ms);
 	}
 }
 
@@ -424,23 +431,15 @@ static void take_returned(struct acceptor *a)
 	for (struct client *c = list; c; c = next) {
 		/* Its read deadline runs from the hand-back (host.c,
 		 * request_done) or, for a client a reload handed over, from
-		 * when it first came: add_reading must not restart it. */
+		 * when it first came; it is not restarted here. */
 		int64_t deadline = c->deadline;
 
 		next = c->next;
 		c->next = NULL;
-		if (c->in.len == 0) {
-			add_reading(a, c);     /* armed by acceptor_return */
-			c->deadline = deadline;
-		} else if (process(a, c)) {
-			add_reading(a, c);
-			c->deadline = deadline;
-			if (arm(a, c) < 0) {
-				log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
-				remove_reading(a, c);
-				client_free(c);
-			}
-		}
+		if (c->in.len == 0)
+			add_reading(a, c, deadline);   /* armed by acceptor_return */
+		else if (process(a, c))
+			keep_reading(a, c, deadline);
 	}
 }
 
@@ -523,15 +522,8 @@ static void on_event(struct acceptor *a, const struct epoll_event *ev, int budge
 			client_free(c);
 			return;
 		}
-		if (!read_client(a, c))
-			return;
-		add_reading(a, c);
-		c->deadline = deadline;
-		if (arm(a, c) < 0) {
-			log_errno(LOG_WARNING, "host=%s event=epoll_failed", host_name(a));
-			remove_reading(a, c);
-			client_free(c);
-		}
+		if (read_client(a, c))
+			keep_reading(a, c, deadline);
 	}
 }
 
