@@ -29,6 +29,7 @@ struct client {
 	struct client *next;       /* acceptor's hand-back list */
 	size_t slot;               /* acceptor: index in its reading set */
 	int epfd;                  /* the epoll set the fd is registered in */
+	size_t unread;             /* bytes of in[] still in the socket */
 };
 
 /* Wrap an accepted (non-blocking) fd; requests up to max_request bytes. */
@@ -36,6 +37,20 @@ struct client *client_new(int fd, struct acceptor *acc, size_t max_request);
 
 /* Close the fd and free.  NULL is fine. */
 void client_free(struct client *c);
+
+/* Read what the client sent into c->in: bytes, 0 at end of file, -1
+ * (errno; EAGAIN when nothing is there) or LINEBUF_FULL, as
+ * linebuf_fill.  A request that is already whole when the buffer is
+ * empty is only peeked at: its bytes stay in the socket (c->unread)
+ * until the first byte of its answer is sent.  Taking them out earlier
+ * would wake the client: Linux wakes every reader of a UNIX socket
+ * whose peer's send buffer drains, and the client is by then asleep in
+ * read(2) for its reply.  Taken out right before the answer, that wake
+ * and the one for the answer are one. */
+ssize_t client_fill(struct client *c) WUR;
+
+/* Send n bytes of an answer before deadline.  0 or -1. */
+int client_write(struct client *c, const void *p, size_t n, int64_t deadline) WUR;
 
 /* Send `text` and a '\n' to the client before deadline.  0 or -1. */
 int client_send_line(struct client *c, const char *text, int64_t deadline) WUR;

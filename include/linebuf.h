@@ -32,6 +32,13 @@ void linebuf_free(struct linebuf *lb);
  * the lines it holds (or treat the overflow) before reading more. */
 ssize_t linebuf_fill(struct linebuf *lb, int fd) WUR;
 
+/* For callers that read by other means than read(2): where the next
+ * bytes go and how many fit (*room > 0), or NULL when max + 1 bytes are
+ * already held (as LINEBUF_FULL above); then linebuf_commit the count
+ * actually stored there. */
+char *linebuf_space(struct linebuf *lb, size_t *room) WUR;
+void linebuf_commit(struct linebuf *lb, size_t n);
+
 /* Append bytes as if they had been read. */
 void linebuf_append(struct linebuf *lb, const char *p, size_t n);
 

@@ -368,7 +368,7 @@ static bool process(struct acceptor *a, struct client *c)
 static bool read_client(struct acceptor *a, struct client *c)
 {
 	for (;;) {
-		ssize_t n = linebuf_fill(&c->in, c->fd);
+		ssize_t n = client_fill(c);
 
 		if (n > 0 || n == LINEBUF_FULL) {
 			if (!process(a, c))

@@ -5,6 +5,7 @@
  */
 #include "client.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,65 @@ void client_free(struct client *c)
 	free(c);
 }
 
+ssize_t client_fill(struct client *c)
+{
+	size_t room;
+	char *p = linebuf_space(&c->in, &room);
+	ssize_t n;
+
+	if (!p)
+		return LINEBUF_FULL;
+	if (c->in.len == 0 && c->unread == 0) {
+		do
+			n = recv(c->fd, p, room, MSG_PEEK | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		if (n <= 0)
+			return n;
+		char *nl = memchr(p, '\n', (size_t)n);
+		if (nl) {
+			c->unread = (size_t)(nl - p) + 1;
+			linebuf_commit(&c->in, c->unread);
+			return (ssize_t)c->unread;
+		}
+		/* Not a whole line yet: take what is there. */
+	}
+	do
+		n = recv(c->fd, p, room, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n > 0)
+		linebuf_commit(&c->in, (size_t)n);
+	return n;
+}
+
+/* Take the bytes client_fill only peeked at out of the socket: the
+ * same bytes, already in c->in or answered, so they are discarded. */
+static void settle(struct client *c)
+{
+	char sink[4096];
+
+	while (c->unread > 0) {
+		size_t want = c->unread < sizeof(sink) ? c->unread : sizeof(sink);
+		ssize_t n = recv(c->fd, sink, want, MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* Cannot happen while the bytes are there; a broken
+			 * socket fails the write that follows. */
+			c->unread = 0;
+			return;
+		}
+		c->unread -= (size_t)n;
+	}
+}
+
+int client_write(struct client *c, const void *p, size_t n, int64_t deadline)
+{
+	if (c->unread)
+		settle(c);
+	return net_write_all(c->fd, p, n, deadline);
+}
+
 int client_send_line(struct client *c, const char *text, int64_t deadline)
 {
 	size_t len = strlen(text);
@@ -44,11 +104,11 @@ int client_send_line(struct client *c, const char *text, int64_t deadline)
 	if (len < sizeof(buf)) {
 		memcpy(buf, text, len);
 		buf[len] = '\n';
-		return net_write_all(c->fd, buf, len + 1, deadline);
+		return client_write(c, buf, len + 1, deadline);
 	}
-	if (net_write_all(c->fd, text, len, deadline) < 0)
+	if (client_write(c, text, len, deadline) < 0)
 		return -1;
-	return net_write_all(c->fd, "\n", 1, deadline);
+	return client_write(c, "\n", 1, deadline);
 }
 
 int client_send_now(struct client *c, const char *text)
@@ -59,6 +119,9 @@ int client_send_now(struct client *c, const char *text)
 		{ .iov_base = (void *)(uintptr_t)"\n", .iov_len = 1 },
 	};
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+
+	if (c->unread)
+		settle(c);
 	ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 	return n == (ssize_t)(len + 1) ? 0 : -1;

@@ -28,13 +28,12 @@ void linebuf_free(struct linebuf *lb)
 	lb->len = lb->cap = lb->scanned = 0;
 }
 
-ssize_t linebuf_fill(struct linebuf *lb, int fd)
+char *linebuf_space(struct linebuf *lb, size_t *room)
 {
 	size_t limit = lb->max + 1;
-	ssize_t n;
 
 	if (lb->len >= limit)
-		return LINEBUF_FULL;
+		return NULL;
 	if (lb->len == lb->cap) {
 		size_t cap = lb->cap ? lb->cap * 2 : LINEBUF_MIN;
 
@@ -43,14 +42,30 @@ ssize_t linebuf_fill(struct linebuf *lb, int fd)
 		lb->data = xrealloc(lb->data, cap);
 		lb->cap = cap;
 	}
-	size_t room = lb->cap - lb->len;
-	if (room > limit - lb->len)
-		room = limit - lb->len;
+	*room = lb->cap - lb->len;
+	if (*room > limit - lb->len)
+		*room = limit - lb->len;
+	return lb->data + lb->len;
+}
+
+void linebuf_commit(struct linebuf *lb, size_t n)
+{
+	lb->len += n;
+}
+
+ssize_t linebuf_fill(struct linebuf *lb, int fd)
+{
+	size_t room;
+	char *p = linebuf_space(lb, &room);
+	ssize_t n;
+
+	if (!p)
+		return LINEBUF_FULL;
 	do
-		n = read(fd, lb->data + lb->len, room);
+		n = read(fd, p, room);
 	while (n < 0 && errno == EINTR);
 	if (n > 0)
-		lb->len += (size_t)n;
+		linebuf_commit(lb, (size_t)n);
 	return n;
 }
 

@@ -414,8 +414,8 @@ static void to_client(struct worker *w, struct client *c, bool *client_ok,
 {
 	if (!*client_ok)
 		return;
-	if (net_write_all(c->fd, p, n,
-			  now_ms() + w->h->cfg->client_write_timeout_ms) < 0) {
+	if (client_write(c, p, n,
+			 now_ms() + w->h->cfg->client_write_timeout_ms) < 0) {
 		log_errno(LOG_INFO, "host=%s worker=%u event=client_write_failed",
 			  hname(w), w->id);
 		*client_ok = false;
