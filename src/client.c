@@ -37,28 +37,36 @@ void client_free(struct client *c)
 	free(c);
 }
 
+/* The longest request that is peeked at (longer ones are read). */
+#define PEEK_BYTES 4096
+
 ssize_t client_fill(struct client *c)
 {
-	size_t room;
-	char *p = linebuf_space(&c->in, &room);
 	ssize_t n;
 
-	if (!p)
-		return LINEBUF_FULL;
 	if (c->in.len == 0 && c->unread == 0) {
+		char peek[PEEK_BYTES];
+		size_t want = c->in.max < sizeof(peek) ? c->in.max + 1 : sizeof(peek);
+
 		do
-			n = recv(c->fd, p, room, MSG_PEEK | MSG_DONTWAIT);
+			n = recv(c->fd, peek, want, MSG_PEEK | MSG_DONTWAIT);
 		while (n < 0 && errno == EINTR);
 		if (n <= 0)
 			return n;
-		char *nl = memchr(p, '\n', (size_t)n);
+		char *nl = memchr(peek, '\n', (size_t)n);
 		if (nl) {
-			c->unread = (size_t)(nl - p) + 1;
-			linebuf_commit(&c->in, c->unread);
+			c->unread = (size_t)(nl - peek) + 1;
+			linebuf_append(&c->in, peek, c->unread);
 			return (ssize_t)c->unread;
 		}
 		/* Not a whole line yet: take what is there. */
 	}
+
+	size_t room;
+	char *p = linebuf_space(&c->in, &room);
+
+	if (!p)
+		return LINEBUF_FULL;
 	do
 		n = recv(c->fd, p, room, MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);

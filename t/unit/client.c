@@ -24,8 +24,9 @@
 #define MAX_REQUEST 64
 #define LIMIT_MS 5000
 
-/* A client on sv[0] (non-blocking, as accepted); sv[1] is its peer. */
-static struct client *make_client(int sv[2])
+/* A client on sv[0] (non-blocking, as accepted) taking requests of up
+ * to max bytes; sv[1] is its peer. */
+static struct client *make_client_max(int sv[2], size_t max)
 {
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		perror("socketpair");
@@ -35,7 +36,12 @@ static struct client *make_client(int sv[2])
 		perror("nonblock");
 		exit(2);
 	}
-	return client_new(sv[0], NULL, MAX_REQUEST);
+	return client_new(sv[0], NULL, max);
+}
+
+static struct client *make_client(int sv[2])
+{
+	return make_client_max(sv, MAX_REQUEST);
 }
 
 /* Bytes waiting to be read on fd. */
@@ -154,6 +160,39 @@ static void check_end(void)
 	close(sv[1]);
 }
 
+/* Lines are peeked at up to 4 KiB; longer ones are read as they come. */
+static void check_sizes(void)
+{
+	static char line[6001];
+	int sv[2];
+	struct client *c = make_client_max(sv, 8192);
+	size_t len;
+
+	memset(line, 'y', sizeof(line));
+	line[1500] = '\n';
+	if (write(sv[1], line, 1501) != 1501)
+		exit(2);
+	is_int(client_fill(c), 1501, "sizes: a 1500-byte line is read whole");
+	is_int(c->unread, 1501, "sizes: and only peeked at");
+	ok(linebuf_has_line(&c->in, &len) && len == 1500, "sizes: a 1500-byte line");
+	linebuf_consume(&c->in, 1501);
+	ok(client_send_now(c, "ok") == 0, "sizes: answered");
+	is_int(pending(sv[0]), 0, "sizes: the socket is empty");
+
+	line[1500] = 'y';
+	line[6000] = '\n';
+	if (write(sv[1], line, 6001) != 6001)
+		exit(2);
+	ssize_t n, total = 0;
+	while ((n = client_fill(c)) > 0)
+		total += n;
+	is_int(total, 6001, "sizes: a 6000-byte line is read");
+	is_int(c->unread, 0, "sizes: and taken out of the socket");
+	ok(linebuf_has_line(&c->in, &len) && len == 6000, "sizes: a 6000-byte line");
+	client_free(c);
+	close(sv[1]);
+}
+
 /* The point of peeking: the client, asleep in read(2), is not woken. */
 struct sleeper {
 	int fd;
@@ -252,6 +291,7 @@ int main(void)
 	check_partial();
 	check_pipelined();
 	check_end();
+	check_sizes();
 	check_no_wake();
 	done_testing();
 }
