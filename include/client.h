@@ -49,6 +49,12 @@ void client_free(struct client *c);
  * and the one for the answer are one. */
 ssize_t client_fill(struct client *c) WUR;
 
+/* Take the bytes client_fill only peeked at out of the socket (they are
+ * in c->in or already answered, so they are discarded).  The functions
+ * below that send an answer do it first; acceptor_return does it for a
+ * client handed back unanswered, so that its request is not read twice. */
+void client_settle(struct client *c);
+
 /* Send n bytes of an answer before deadline.  0 or -1. */
 int client_write(struct client *c, const void *p, size_t n, int64_t deadline) WUR;
 

@@ -198,6 +198,9 @@ void acceptor_return(struct acceptor *a, struct client *c)
 {
 	bool need_wake;
 
+	/* Answered clients have settled already (the answer did it). */
+	if (c->unread)
+		client_settle(c);
 	pthread_mutex_lock(&a->mu);
 	if (a->successor) {
 		struct acceptor *next = a->successor;

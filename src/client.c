@@ -75,9 +75,7 @@ ssize_t client_fill(struct client *c)
 	return n;
 }
 
-/* Take the bytes client_fill only peeked at out of the socket: the
- * same bytes, already in c->in or answered, so they are discarded. */
-static void settle(struct client *c)
+void client_settle(struct client *c)
 {
 	char sink[4096];
 
@@ -100,7 +98,7 @@ static void settle(struct client *c)
 int client_write(struct client *c, const void *p, size_t n, int64_t deadline)
 {
 	if (c->unread)
-		settle(c);
+		client_settle(c);
 	return net_write_all(c->fd, p, n, deadline);
 }
 
@@ -129,7 +127,7 @@ int client_send_now(struct client *c, const char *text)
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
 
 	if (c->unread)
-		settle(c);
+		client_settle(c);
 	ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 	return n == (ssize_t)(len + 1) ? 0 : -1;

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -196,7 +197,7 @@ static void check_sizes(void)
 /* The point of peeking: the client, asleep in read(2), is not woken. */
 struct sleeper {
 	int fd;
-	pid_t tid;
+	atomic_int tid;
 	char buf[16];
 	ssize_t got;
 };
@@ -205,7 +206,7 @@ static void *sleeper_main(void *arg)
 {
 	struct sleeper *s = arg;
 
-	s->tid = (pid_t)syscall(SYS_gettid);
+	atomic_store(&s->tid, (int)syscall(SYS_gettid));
 	s->got = read(s->fd, s->buf, sizeof(s->buf));
 	return NULL;
 }
@@ -266,14 +267,16 @@ static void check_no_wake(void)
 	bool asleep = false;
 	for (int i = 0; i < 500 && !asleep; i++) {
 		pause_ms(2);
-		asleep = s.tid > 0 && task_state(s.tid) == 'S';
+		pid_t tid = atomic_load(&s.tid);
+		asleep = tid > 0 && task_state(tid) == 'S';
 	}
 	ok(asleep, "wake: the client sleeps in read(2) for its reply");
 	pause_ms(20);
-	long before = task_status(s.tid, "voluntary_ctxt_switches");
+	pid_t tid = atomic_load(&s.tid);
+	long before = task_status(tid, "voluntary_ctxt_switches");
 	is_int(client_fill(c), 4, "wake: lonc reads the request");
 	pause_ms(50);
-	long after = task_status(s.tid, "voluntary_ctxt_switches");
+	long after = task_status(tid, "voluntary_ctxt_switches");
 	ok(before >= 0 && after == before,
 	   "wake: reading the request did not wake the client");
 	if (after != before)
