@@ -3,24 +3,25 @@
 #   make bench                  build, then run every scenario (a few minutes)
 #   make bench BENCH_ARGS=...   pass options to bench/run (bench/run --help)
 #
-# The floor server is also part of `all`, so that the smoke test in
+# The floor servers are also part of `all`, so that the smoke test in
 # t/integration/bench-smoke.t finds it after the usual build.
 
 BENCH_FLOOR := $(BUILD)/bench/floor
+BENCH_HANDOFF := $(BUILD)/bench/handoff
 BENCH_ARGS  ?=
 
 .PHONY: bench bench-tools
 
-all: $(BENCH_FLOOR)
+all: $(BENCH_FLOOR) $(BENCH_HANDOFF)
 
-$(BENCH_FLOOR): bench/floor.c
+$(BENCH_FLOOR) $(BENCH_HANDOFF): $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
-bench-tools: $(BUILD)/lonc $(BUILD)/testlond $(BUILD)/lonc-load $(BENCH_FLOOR)
+bench-tools: $(BUILD)/lonc $(BUILD)/testlond $(BUILD)/lonc-load $(BENCH_FLOOR) $(BENCH_HANDOFF)
 
 bench: deps
 	@$(MAKE) --no-print-directory bench-tools
 	LONC_BUILD=$(BUILD) bench/run $(BENCH_ARGS)
 
--include $(BENCH_FLOOR).d
+-include $(BENCH_FLOOR).d $(BENCH_HANDOFF).d
