@@ -22,14 +22,28 @@
  * It needs a lond that answers without a handshake (testlond
  * --no-handshake).  Requests and replies must fit HANDOFF_LINE bytes.
  *
- * Usage: handoff --socket PATH --lond HOST:PORT [--workers N].  Prints
- * "ready" once listening; SIGTERM or SIGINT remove the socket and exit 0.
+ * Three options add, one at a time, what lonc does beyond this floor,
+ * so that each one's cost can be measured (doc/performance.md):
+ *   --epoll      the acceptor waits in epoll_wait, then accepts (lonc's
+ *                acceptor must also watch clients it served, in epoll)
+ *   --hand-back  a served client goes back into that epoll set instead
+ *                of being closed, and is closed when it hangs up (lonc
+ *                waits for a keep-alive client's next request); implies
+ *                --epoll
+ *   --check      the worker polls the client and its lond connection
+ *                before each send (lonc's check for a connection lond
+ *                closed while it sat in the pool)
+ *
+ * Usage: handoff --socket PATH --lond HOST:PORT [--workers N] [--epoll]
+ * [--hand-back] [--check].  Prints "ready" once listening; SIGTERM or
+ * SIGINT remove the socket and exit 0.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
@@ -38,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -65,6 +80,9 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct job ring[HANDOFF_RING];   /* under mu */
 static size_t ring_head, ring_len;      /* under mu */
 static struct worker *parked;           /* under mu */
+
+static bool opt_epoll, opt_hand_back, opt_check;
+static int epfd = -1;                   /* with --epoll */
 
 static volatile sig_atomic_t stop_signal;
 
@@ -128,6 +146,15 @@ static void serve(struct worker *w, struct job *j)
 	char reply[HANDOFF_LINE];   /* the thread's stack is the default */
 	ssize_t n = -1;
 
+	if (opt_check) {
+		struct pollfd p[2] = {
+			{ .fd = j->fd, .events = POLLIN },
+			{ .fd = w->lond, .events = POLLIN },
+		};
+
+		if (poll(p, 2, 0) < 0)
+			perror("handoff: poll");
+	}
 	if (write_all(w->lond, j->line, j->len) == 0)
 		n = read_line(w->lond, reply, sizeof(reply), 0);
 	/* Take the request out of the client's socket, then answer. */
@@ -137,7 +164,11 @@ static void serve(struct worker *w, struct job *j)
 		n = -1;
 	if (n <= 0)
 		fprintf(stderr, "handoff: a transaction failed\n");
-	close(j->fd);
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.fd = j->fd,
+	};
+	if (n <= 0 || !opt_hand_back || epoll_ctl(epfd, EPOLL_CTL_ADD, j->fd, &ev) < 0)
+		close(j->fd);
 	free(j->line);
 }
 
@@ -194,6 +225,24 @@ static void push(struct job j)
 	pthread_mutex_unlock(&mu);
 }
 
+/* With --epoll: wait until the listener is ready, closing the clients
+ * handed back (--hand-back) that hung up meanwhile.  True when a
+ * connection waits to be accepted. */
+static bool wait_listener(int lfd)
+{
+	struct epoll_event evs[64];
+	bool ready = false;
+	int n = epoll_wait(epfd, evs, 64, -1);
+
+	for (int i = 0; i < n; i++) {
+		if (evs[i].data.fd == lfd)
+			ready = true;
+		else
+			close(evs[i].data.fd);   /* one request per connection */
+	}
+	return ready;
+}
+
 static int connect_lond(const char *hostport)
 {
 	char host[256];
@@ -225,6 +274,9 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "lond", required_argument, NULL, 'l' },
 		{ "workers", required_argument, NULL, 'w' },
+		{ "epoll", no_argument, NULL, 'e' },
+		{ "hand-back", no_argument, NULL, 'b' },
+		{ "check", no_argument, NULL, 'c' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *lond = NULL;
@@ -235,11 +287,15 @@ int main(int argc, char **argv)
 		case 's': path = optarg; break;
 		case 'l': lond = optarg; break;
 		case 'w': nworkers = atoi(optarg); break;
+		case 'e': opt_epoll = true; break;
+		case 'b': opt_hand_back = opt_epoll = true; break;
+		case 'c': opt_check = true; break;
 		default: return 2;
 		}
 	}
 	if (!path || !lond || nworkers < 1 || nworkers > HANDOFF_MAX_WORKERS) {
-		fprintf(stderr, "usage: handoff --socket PATH --lond HOST:PORT [--workers 1-%d]\n",
+		fprintf(stderr, "usage: handoff --socket PATH --lond HOST:PORT [--workers 1-%d]"
+			" [--epoll] [--hand-back] [--check]\n",
 			HANDOFF_MAX_WORKERS);
 		return 2;
 	}
@@ -255,6 +311,13 @@ int main(int argc, char **argv)
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
 	    listen(lfd, HANDOFF_BACKLOG) < 0)
 		die("handoff: listen");
+	if (opt_epoll) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd };
+
+		epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) < 0)
+			die("handoff: epoll");
+	}
 
 	/* Workers start with SIGTERM and SIGINT blocked, so that the
 	 * accepting thread is the one they interrupt. */
@@ -281,6 +344,8 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	while (!stop_signal) {
+		if (opt_epoll && !wait_listener(lfd))
+			continue;
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
 		if (fd < 0) {
