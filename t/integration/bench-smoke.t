@@ -42,6 +42,15 @@ for my $s (sort keys %want) {
 }
 ok(defined $r->{summary}{1}{1}{lond_cpu}, 'the test lond CPU share is recorded');
 ok(defined $r->{added_latency}{p50_us}, 'scenario 9: added latency');
+# Row 9d, the design floor (bench/handoff), runs at one client only.
+my @floor = grep { ($_->{row} // '') eq '9d' } @{ $r->{reference_runs} // [] };
+is(scalar @floor, 1, 'scenario 9: the design floor ran once');
+is(scalar(grep { $_->{clients} != 1 } @floor), 0, 'scenario 9: at one client only');
+my $f1 = $floor[0] // {};
+cmp_ok($f1->{ok} // 0, '>', 0, 'scenario 9: the design floor answered');
+is(($f1->{mismatch} // -1) + ($f1->{con_lost} // -1) + ($f1->{errors} // -1), 0,
+    'scenario 9: every request to the design floor got its own reply');
+ok(defined $r->{added_latency}{design_floor_p50_us}, 'scenario 9: the design floor is reported');
 cmp_ok($r->{encryption}{lond_saw_encrypted} // 0, '>', 0,
     'scenario 8: encrypt: requests reached the lond encrypted');
 is($r->{large_reply}{ok}, 1, 'scenario 7: the large reply was relayed whole');
@@ -58,4 +67,12 @@ is(scalar(grep { $_->{status} =~ /^(PASS|FAIL|SKIP)$/ } @{ $r->{targets} // [] }
 my @started = map { $_->{pid} } @{ $r->{started} // [] };
 cmp_ok(scalar @started, '>=', 3, 'the servers it started are listed');
 is(scalar(grep { kill 0, $_ } @started), 0, 'none of them is left running');
+
+# bench/decompose: one round, every column a number, then the medians.
+my $dec = "$FindBin::Bin/../../bench/decompose";
+my $dtext = `$dec 1 2>&1`;
+is($? >> 8, 0, 'bench/decompose exits 0') or diag $dtext;
+like($dtext, qr/^round direct floor \+epoll \+hand-back \+check lonc$/m, 'decompose: header');
+like($dtext, qr/^1( [0-9]+\.[0-9]+){6}$/m, 'decompose: a round of six p50 figures');
+like($dtext, qr/^median( [0-9]+\.[0-9]+){6}$/m, 'decompose: the medians');
 done_testing();
