@@ -38,11 +38,9 @@
  * [--hand-back] [--check].  Prints "ready" once listening; SIGTERM or
  * SIGINT remove the socket and exit 0.
  */
-#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -56,6 +54,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "net.h"
 
 #define HANDOFF_BACKLOG 4096
 #define HANDOFF_LINE 4096
@@ -126,20 +126,9 @@ static ssize_t read_line(int fd, char *buf, size_t cap, int flags)
 	return -1;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
+/* Writes are bounded, so that a stuck peer ends the benchmark run with
+ * an error rather than a hang. */
+#define HANDOFF_WRITE_MS 10000
 
 static void serve(struct worker *w, struct job *j)
 {
@@ -155,12 +144,12 @@ static void serve(struct worker *w, struct job *j)
 		if (poll(p, 2, 0) < 0)
 			perror("handoff: poll");
 	}
-	if (write_all(w->lond, j->line, j->len) == 0)
+	if (net_write_all(w->lond, j->line, j->len, now_ms() + HANDOFF_WRITE_MS) == 0)
 		n = read_line(w->lond, reply, sizeof(reply), 0);
 	/* Take the request out of the client's socket, then answer. */
 	if (n > 0 && recv(j->fd, j->line, j->len, 0) != (ssize_t)j->len)
 		n = -1;
-	if (n > 0 && write_all(j->fd, reply, (size_t)n) < 0)
+	if (n > 0 && net_write_all(j->fd, reply, (size_t)n, now_ms() + HANDOFF_WRITE_MS) < 0)
 		n = -1;
 	if (n <= 0)
 		fprintf(stderr, "handoff: a transaction failed\n");
@@ -243,28 +232,26 @@ static bool wait_listener(int lfd)
 	return ready;
 }
 
+/* A blocking, persistent connection to the lond at HOST:PORT. */
 static int connect_lond(const char *hostport)
 {
 	char host[256];
 	const char *colon = strrchr(hostport, ':');
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	int one = 1;
+	const char *why = NULL;
 
-	if (!colon || (size_t)(colon - hostport) >= sizeof(host)) {
+	if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof(host)) {
 		fprintf(stderr, "handoff: --lond HOST:PORT\n");
 		exit(2);
 	}
 	memcpy(host, hostport, (size_t)(colon - hostport));
 	host[colon - hostport] = '\0';
-	sa.sin_port = htons((uint16_t)atoi(colon + 1));
-	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-		fprintf(stderr, "handoff: %s: not an IPv4 address\n", host);
-		exit(2);
+	int fd = net_connect_tcp(host, atoi(colon + 1), now_ms() + 5000, &why);
+	if (fd < 0) {
+		fprintf(stderr, "handoff: connect to lond %s: %s\n", hostport, why ? why : "failed");
+		exit(1);
 	}
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		die("handoff: connect to lond");
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		die("handoff: fcntl");
 	return fd;
 }
 
