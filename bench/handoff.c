@@ -33,9 +33,13 @@
  *   --check      the worker polls the client and its lond connection
  *                before each send (lonc's check for a connection lond
  *                closed while it sat in the pool)
+ * and one takes away the design's first hand-over, to price it:
+ *   --no-hop     no acceptor thread: every worker blocks in accept(2)
+ *                on the listener and serves what it accepted itself (not
+ *                lonc's design; what leaving the acceptor out would buy)
  *
  * Usage: handoff --socket PATH --lond HOST:PORT [--workers N] [--epoll]
- * [--hand-back] [--check].  Prints "ready" once listening; SIGTERM or
+ * [--hand-back] [--check] [--no-hop].  Prints "ready" once listening; SIGTERM or
  * SIGINT remove the socket and exit 0.
  */
 #include <errno.h>
@@ -81,7 +85,8 @@ static struct job ring[HANDOFF_RING];   /* under mu */
 static size_t ring_head, ring_len;      /* under mu */
 static struct worker *parked;           /* under mu */
 
-static bool opt_epoll, opt_hand_back, opt_check;
+static bool opt_epoll, opt_hand_back, opt_check, opt_no_hop;
+static int listen_fd = -1;
 static int epfd = -1;                   /* with --epoll */
 
 static volatile sig_atomic_t stop_signal;
@@ -161,6 +166,30 @@ static void serve(struct worker *w, struct job *j)
 	free(j->line);
 }
 
+/* Accept a connection and peek at its request.  False when there was
+ * none, or it closed before sending one. */
+static bool take_request(int lfd, struct job *j)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN)
+			perror("handoff: accept");
+		return false;
+	}
+	char *line = malloc(HANDOFF_LINE);
+	ssize_t n = line ? read_line(fd, line, HANDOFF_LINE, MSG_PEEK) : -1;
+	if (n <= 0) {
+		close(fd);
+		free(line);
+		return false;
+	}
+	/* Only the first line, the one the worker takes out. */
+	*j = (struct job){ .fd = fd, .line = line,
+		.len = (size_t)((char *)memchr(line, '\n', (size_t)n) - line + 1) };
+	return true;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -170,6 +199,12 @@ static void *worker_main(void *arg)
 
 	for (;;) {
 		struct job j;
+
+		if (opt_no_hop) {
+			if (take_request(listen_fd, &j))
+				serve(w, &j);
+			continue;
+		}
 
 		pthread_mutex_lock(&mu);
 		if (ring_len > 0) {
@@ -264,6 +299,7 @@ int main(int argc, char **argv)
 		{ "epoll", no_argument, NULL, 'e' },
 		{ "hand-back", no_argument, NULL, 'b' },
 		{ "check", no_argument, NULL, 'c' },
+		{ "no-hop", no_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *lond = NULL;
@@ -277,12 +313,14 @@ int main(int argc, char **argv)
 		case 'e': opt_epoll = true; break;
 		case 'b': opt_hand_back = opt_epoll = true; break;
 		case 'c': opt_check = true; break;
+		case 'n': opt_no_hop = true; break;
 		default: return 2;
 		}
 	}
-	if (!path || !lond || nworkers < 1 || nworkers > HANDOFF_MAX_WORKERS) {
+	if (!path || !lond || nworkers < 1 || nworkers > HANDOFF_MAX_WORKERS ||
+	    (opt_no_hop && opt_epoll)) {
 		fprintf(stderr, "usage: handoff --socket PATH --lond HOST:PORT [--workers 1-%d]"
-			" [--epoll] [--hand-back] [--check]\n",
+			" [--epoll] [--hand-back] [--check] [--no-hop]\n",
 			HANDOFF_MAX_WORKERS);
 		return 2;
 	}
@@ -298,6 +336,7 @@ int main(int argc, char **argv)
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
 	    listen(lfd, HANDOFF_BACKLOG) < 0)
 		die("handoff: listen");
+	listen_fd = lfd;
 	if (opt_epoll) {
 		struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd };
 
@@ -326,32 +365,22 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	printf("ready\n");
 	fflush(stdout);
 
+	if (opt_no_hop) {
+		/* The workers accept; wait for a signal (still blocked here,
+		 * so none is lost between the check and the wait). */
+		while (!stop_signal)
+			sigsuspend(&old);
+	} else {
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	while (!stop_signal) {
-		if (opt_epoll && !wait_listener(lfd))
-			continue;
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		struct job j;
 
-		if (fd < 0) {
-			if (errno != EINTR && errno != ECONNABORTED)
-				perror("handoff: accept");
-			continue;
-		}
-		char *line = malloc(HANDOFF_LINE);
-		ssize_t n = line ? read_line(fd, line, HANDOFF_LINE, MSG_PEEK) : -1;
-		if (n > 0) {
-			/* Only the first line, the one the worker takes out. */
-			n = (char *)memchr(line, '\n', (size_t)n) - line + 1;
-		}
-		if (n <= 0) {
-			close(fd);
-			free(line);
-			continue;
-		}
-		push((struct job){ .fd = fd, .len = (size_t)n, .line = line });
+		if ((!opt_epoll || wait_listener(lfd)) && take_request(lfd, &j))
+			push(j);
 	}
 	unlink(path);
 	return 0;
