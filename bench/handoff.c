@@ -10,9 +10,9 @@
  * closes the client.  It uses lonc's tricks that cut system calls or
  * wake-ups (the request is only peeked at until the answer, so that the
  * client is not woken for nothing; workers run under SCHED_BATCH), and
- * nothing else: no request parsing, no deadlines, no
- * pool management, no hand-back (one request per connection, the
- * lonnet pattern), no error answers.  Whatever lonc adds to the direct
+ * nothing else: no request parsing, no deadlines, no pool management,
+ * no hand-back (one request per connection, the lonnet pattern), no
+ * error answers.  Whatever lonc adds to the direct
  * path beyond what this adds is lonc's own; what this adds is the
  * design's (two thread hand-overs and the relay's second hop).
  *
@@ -39,8 +39,8 @@
  *                lonc's design; what leaving the acceptor out would buy)
  *
  * Usage: handoff --socket PATH --lond HOST:PORT [--workers N] [--epoll]
- * [--hand-back] [--check] [--no-hop].  Prints "ready" once listening; SIGTERM or
- * SIGINT remove the socket and exit 0.
+ * [--hand-back] [--check] [--no-hop].  Prints "ready" once listening;
+ * SIGTERM or SIGINT remove the socket and exit 0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -112,11 +112,15 @@ static ssize_t read_line(int fd, char *buf, size_t cap, int flags)
 		ssize_t n = recv(fd, buf + have, cap - have, flags);
 
 		if (n > 0 && (flags & MSG_PEEK)) {
-			/* A peek returns from the start each time. */
+			/* A peek returns from the start each time, and at
+			 * once while anything is there: a line still coming
+			 * (never, with lonc-load) is waited for in short
+			 * sleeps rather than a spin. */
 			if (memchr(buf, '\n', (size_t)n))
 				return n;
 			if ((size_t)n == cap)
 				return -1;
+			usleep(100);
 			continue;
 		}
 
