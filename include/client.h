@@ -41,9 +41,9 @@ void client_free(struct client *c);
 /* Read what the client sent into c->in: bytes, 0 at end of file, -1
  * (errno; EAGAIN when nothing is there) or LINEBUF_FULL, as
  * linebuf_fill.  A request of up to 4 KiB that is already whole when
- * the buffer is empty is only peeked at: its bytes stay in the socket (c->unread)
- * until the first byte of its answer is sent.  Taking them out earlier
- * would wake the client: Linux wakes every reader of a UNIX socket
+ * the buffer is empty is only peeked at: its bytes stay in the socket
+ * (c->unread) until the first byte of its answer is sent.  Taking them
+ * out earlier would wake the client: Linux wakes every reader of a UNIX socket
  * whose peer's send buffer drains, and the client is by then asleep in
  * read(2) for its reply.  Taken out right before the answer, that wake
  * and the one for the answer are one. */

@@ -117,7 +117,8 @@ static void json_host(struct host *h, void *arg)
 	bprintf(b, ",\"state\":\"%s\"", st.state);
 	for (size_t i = 0; i < n; i++)
 		bprintf(b, ",\"%s\":%lld", f[i].name, f[i].value);
-	bprintf(b, ",\"key_mode\":");	bjson(b, st.key_mode);
+	bprintf(b, ",\"key_mode\":");
+	bjson(b, st.key_mode);
 	bprintf(b, ",\"peer_version\":");
 	bjson(b, st.peer_version);
 	bprintf(b, ",\"last_error\":");
