@@ -8,13 +8,18 @@
 
 BENCH_FLOOR := $(BUILD)/bench/floor
 BENCH_HANDOFF := $(BUILD)/bench/handoff
+BENCH_HOPS  := $(BUILD)/bench/hops
 BENCH_ARGS  ?=
 
 .PHONY: bench bench-tools
 
-all: $(BENCH_FLOOR) $(BENCH_HANDOFF)
+all: $(BENCH_FLOOR) $(BENCH_HANDOFF) $(BENCH_HOPS)
 
 $(BENCH_FLOOR): bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+$(BENCH_HOPS): bench/hops.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
@@ -23,10 +28,11 @@ $(BENCH_HANDOFF): bench/handoff.c $(BUILD)/liblonc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/liblonc.a $(LDFLAGS) $(LDLIBS)
 
-bench-tools: $(BUILD)/lonc $(BUILD)/testlond $(BUILD)/lonc-load $(BENCH_FLOOR) $(BENCH_HANDOFF)
+bench-tools: $(BUILD)/lonc $(BUILD)/testlond $(BUILD)/lonc-load $(BENCH_FLOOR) $(BENCH_HANDOFF) \
+	$(BENCH_HOPS)
 
 bench: deps
 	@$(MAKE) --no-print-directory bench-tools
 	LONC_BUILD=$(BUILD) bench/run $(BENCH_ARGS)
 
--include $(BENCH_FLOOR).d $(BENCH_HANDOFF).d
+-include $(BENCH_FLOOR).d $(BENCH_HANDOFF).d $(BENCH_HOPS).d

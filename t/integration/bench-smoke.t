@@ -51,6 +51,13 @@ cmp_ok($f1->{ok} // 0, '>', 0, 'scenario 9: the design floor answered');
 is(($f1->{mismatch} // -1) + ($f1->{con_lost} // -1) + ($f1->{errors} // -1), 0,
     'scenario 9: every request to the design floor got its own reply');
 ok(defined $r->{added_latency}{design_floor_p50_us}, 'scenario 9: the design floor is reported');
+for my $when (qw(start end)) {
+    my $h = $r->{machine}{hops}{$when} // {};
+    is(scalar(grep { ($h->{$_} // 0) > 0 } qw(syscall thread_same_cpu process_same_cpu)), 3,
+        "bench/hops at the $when: system call and same-CPU hand-offs measured");
+}
+like($text, qr/^    between processes: on two CPUs \S+ us, on one CPU [0-9.]+\/[0-9.]+ us$/m,
+    'scenario 9: the hand-off costs are printed');
 cmp_ok($r->{encryption}{lond_saw_encrypted} // 0, '>', 0,
     'scenario 8: encrypt: requests reached the lond encrypted');
 is($r->{large_reply}{ok}, 1, 'scenario 7: the large reply was relayed whole');
@@ -75,4 +82,18 @@ is($? >> 8, 0, 'bench/decompose exits 0') or diag $dtext;
 like($dtext, qr/^round direct no-hop floor \+epoll \+hand-back \+check lonc$/m, 'decompose: header');
 like($dtext, qr/^1( [0-9]+\.[0-9]+){7}$/m, 'decompose: a round of seven p50 figures');
 like($dtext, qr/^median( [0-9]+\.[0-9]+){7}$/m, 'decompose: the medians');
+for my $when (qw(before after)) {
+    like($dtext, qr/^hops $when: syscall_us=[0-9.]+ thread_same_cpu_us=[0-9.]+ process_same_cpu_us=[0-9.]+ thread_cross_cpu_us=\S+ process_cross_cpu_us=\S+$/m,
+        "decompose: the hand-off costs $when");
+}
+
+# bench/hops on one CPU has no cross-CPU figures, and says so.
+SKIP: {
+    skip 'taskset cannot pin to CPU 0 here', 1 unless system('taskset -c 0 true') == 0;
+    my $one = `taskset -c 0 $ENV{LONC_BUILD}/bench/hops --batches 1 --rounds 20 2>&1`;
+    like($one, qr/^syscall_us=[0-9.]+ thread_same_cpu_us=[0-9.]+ process_same_cpu_us=[0-9.]+ thread_cross_cpu_us=na process_cross_cpu_us=na$/,
+        'hops: one allowed CPU gives "na" across CPUs');
+}
+is(system("$ENV{LONC_BUILD}/bench/hops --rounds 0 >/dev/null 2>&1") >> 8, 2,
+    'hops: a bad option value is refused with status 2');
 done_testing();
