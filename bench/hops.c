@@ -198,17 +198,21 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	printf("syscall_us=%.2f", syscall_us(batches, rounds * 10));
-	printf(" thread_same_cpu_us=%.2f", handoff_us(cpus[0], cpus[0], 0, batches, rounds));
-	printf(" process_same_cpu_us=%.2f", handoff_us(cpus[0], cpus[0], 1, batches, rounds));
+	/* Everything is measured before anything is printed: a child forked
+	 * while stdout still held output could write it a second time. */
+	double sc = syscall_us(batches, rounds * 10);
+	double t1 = handoff_us(cpus[0], cpus[0], 0, batches, rounds);
+	double p1 = handoff_us(cpus[0], cpus[0], 1, batches, rounds);
+	double t2 = -1, p2 = -1;
+
 	if (ncpus == 2) {
-		printf(" thread_cross_cpu_us=%.2f",
-		       handoff_us(cpus[0], cpus[1], 0, batches, rounds));
-		printf(" process_cross_cpu_us=%.2f",
-		       handoff_us(cpus[0], cpus[1], 1, batches, rounds));
-	} else {
-		printf(" thread_cross_cpu_us=na process_cross_cpu_us=na");
+		t2 = handoff_us(cpus[0], cpus[1], 0, batches, rounds);
+		p2 = handoff_us(cpus[0], cpus[1], 1, batches, rounds);
 	}
-	printf("\n");
+	printf("syscall_us=%.2f thread_same_cpu_us=%.2f process_same_cpu_us=%.2f", sc, t1, p1);
+	if (ncpus == 2)
+		printf(" thread_cross_cpu_us=%.2f process_cross_cpu_us=%.2f\n", t2, p2);
+	else
+		printf(" thread_cross_cpu_us=na process_cross_cpu_us=na\n");
 	return 0;
 }
