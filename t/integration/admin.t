@@ -50,18 +50,39 @@ like($out, qr/^up address=127\.0\.0\.1 port=\d+ ids=testlond aliases=upalias key
 ($rc, $out) = ctl('reset', 'nosuchhost');
 is($rc, 1, 'reset of an unknown host exits 1');
 like($out, qr/^error: no host named 'nosuchhost'/, 'with a message');
+# Three ways out of the dead state (backoff is 60 s, so only a reset
+# ends it within this test): lonc-ctl reset, loncnew's reset_retries
+# line on the host's own socket, and SIGUSR1.
+sub down_state { my (undef, $o) = ctl('status'); return $o =~ /^down\s+(\S+)/m ? $1 : '' }
+sub count_in_log { my ($re) = @_; my $n = () = log_text($lonc->{log}) =~ /$re/g; return $n }
+is(down_state(), 'dead', 'down is dead before any reset');
 ($rc, $out) = ctl('reset', 'down');
 is($out, "ok\n", 'reset down: ok');
-wait_for(sub { log_text($lonc->{log}) =~ /host=down event=retries_reset/ }, 10, 'reset applied');
-($rc, $out) = ctl('frobnicate');
-is($rc, 1, 'unknown command exits 1');
+wait_for(sub { count_in_log(qr/host=down event=retries_reset/) == 1
+    && count_in_log(qr/host=down event=host_alive/) == 1 }, 10, 'reset applied');
+isnt(down_state(), 'dead', 'lonc-ctl reset: down is no longer dead');
+
+is(request("$dir/down", 'ping'), 'con_lost', 'down fails again');
+wait_for(sub { count_in_log(qr/host=down event=host_dead/) == 2 }, 10, 'dead again');
+is(down_state(), 'dead', 'and is dead again');
+is(request("$dir/down", 'reset_retries'), 'ok', 'reset_retries on the host socket: ok');
+wait_for(sub { count_in_log(qr/host=down event=retries_reset/) == 2
+    && count_in_log(qr/host=down event=host_alive/) == 2 }, 10, 'reset_retries applied');
+isnt(down_state(), 'dead', 'reset_retries: down is no longer dead');
 
 # SIGUSR1: a status line per host and the dead state cleared.
-is(request("$dir/down", 'ping'), 'con_lost', 'down again');
-wait_for(sub { () = log_text($lonc->{log}) =~ /host=down event=host_dead/g; 1 }, 1, 'x');
+is(request("$dir/down", 'ping'), 'con_lost', 'down fails a third time');
+wait_for(sub { count_in_log(qr/host=down event=host_dead/) == 3 }, 10, 'dead a third time');
+is(down_state(), 'dead', 'and is dead');
 kill 'USR1', $lonc->{pid};
-wait_for(sub { log_text($lonc->{log}) =~ /status summary hosts=2/ }, 10, 'status');
+wait_for(sub { log_text($lonc->{log}) =~ /status summary hosts=2 dead_reset=1 / }, 10,
+    'status summary with one dead host reset');
 like(log_text($lonc->{log}), qr/status host=up state=connected connections=\d+ busy=0 idle=\d+ .*requests=3 .*p50_us=\d+ p99_us=\d+ .*key_mode=insecure peer_version="testlond-1.0"/, 'SIGUSR1 status line');
+wait_for(sub { count_in_log(qr/host=down event=retries_reset/) == 3
+    && count_in_log(qr/host=down event=host_alive/) == 3 }, 10, 'SIGUSR1 reset applied');
+isnt(down_state(), 'dead', 'SIGUSR1: down is no longer dead');
+($rc, $out) = ctl('frobnicate');
+is($rc, 1, 'unknown command exits 1');
 
 # Permissions: another user cannot talk to the admin socket.
 SKIP: {
