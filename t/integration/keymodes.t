@@ -69,7 +69,9 @@ is("@bad", '', 'ssl: encrypted commands of every length 0..40 round-trip');
 
 # insecure and local
 is(request("$d/plain", "encrypt:echo:$secret"), $secret, 'insecure: encrypted round trip');
+is(lond_stats($plain)->{encrypted}, 1, 'insecure: lond received it as enc:');
 is(request("$d/self", "encrypt:echo:$secret"), $secret, 'local: encrypted round trip with the key from the file');
+is(lond_stats($local)->{encrypted}, 1, 'local: lond received it as enc:');
 is(lond_stats($local)->{local}, 1, 'local: lond read a key file');
 my @left = glob(tmp_dir() . '/keys/*');
 is(scalar @left, 0, 'local: no key file is left behind');
@@ -92,6 +94,7 @@ like(`@{[build_dir()]}/lonc-ctl -s $admin status json`, qr/"host":"refusing"[^}]
 
 # fallback allowed (allow_insecure true here)
 is(request("$d/nocerts", "encrypt:echo:$secret"), $secret, 'lond without certificates: continues insecure when allowed');
+is(lond_stats($nocerts)->{encrypted}, 1, 'lond without certificates: still received it as enc:');
 like($log->(), qr/host=nocerts worker=\d+ event=ssl_fallback_insecure/, 'the fallback is logged');
 
 is(stop_lonc($lonc), 0, 'clean shutdown');
