@@ -91,9 +91,10 @@ healthy('stop_reading');
     my @got = map { my $l = readline($_); chomp $l if defined $l; $l // 'none' } @s;
     my $lost = grep { $_ eq 'con_lost' } @got;
     my $ok = grep { $_ eq 'slow' } @got;
-    cmp_ok($lost, '>=', 4, "full queue: extra requests answered con_lost ($lost)");
-    cmp_ok($ok, '>=', 2, "the ones that fit were served ($ok)");
-    is($ok + $lost, 12, 'every client got an answer');
+    # Served: the 4 the queue holds and one per connected worker (at most
+    # 2; fewer while one still connects); all others are refused at once.
+    ok($ok >= 4 && $ok <= 6, "the ones that fit were served ($ok: 4 to 6)");
+    is($lost, 12 - $ok, "full queue: every other request answered con_lost ($lost)");
     like($log->(), qr/event=queue_full max_queue=4/, 'queue_full logged');
 }
 healthy('overload');
@@ -136,10 +137,12 @@ lond_ctl($lond, 'fault=close_after_reply');
 # connection long before the next request comes).
 my @r;
 for my $i (1 .. 5) {
-    push @r, request($sock, "echo:stale$i");
+    push @r, request($sock, "record:stale$i");
     wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'lond closed its end');
 }
-is_deeply(\@r, [ map { "stale$_" } 1 .. 5 ], 'requests after lond closed the pooled connection all succeed');
+is_deeply(\@r, [ ('ok') x 5 ], 'requests after lond closed the pooled connection all succeed');
+is(join(' ', map { lond_ctl($lond, "recorded=stale$_") } 1 .. 5), '1 1 1 1 1',
+    'each was sent to lond once: the resend after a stale connection is not a duplicate');
 like($log->(), qr/event=stale_connection action=reconnect/, 'stale connection detected and replaced');
 # Back to back: lond's close follows each reply by microseconds, so the
 # next request comes right after it; the connection is looked at before
