@@ -56,8 +56,10 @@ my $lond = start_lond(port => $port, fault => 'close_after_reply');
 wait_for(sub { my @f = glob("$ddir/*.remoteid $ddir/*.otherid"); @f == 0 }, 60, 'all delivered');
 pass('every file for the host was delivered and deleted');
 ok(-e "$ddir/1700000002.1.4242.record.someoneelse", 'a file for another host stays');
+my %id = (first => 'remoteid', second => 'otherid', third => 'remoteid');
 for my $t (qw(first second third)) {
     is(lond_ctl($lond, "recorded=$t"), 1, "'$t' reached lond exactly once");
+    is(lond_ctl($lond, "recorded=$id{$t}/$t"), 1, "'$t' came with sethost:$id{$t}, the ID of its file");
 }
 my $perm = log_text("$dir/lonnet.perm.log");
 my @rec = $perm =~ /^(\d+):S:(\w+):(record:\w+):\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$/mg;

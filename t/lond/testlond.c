@@ -1041,8 +1041,10 @@ static enum action cmd_whoami(struct conn *c, char *arg, size_t len, int depth)
 }
 
 /* record:<token>: count deliveries per token (delayed-transaction tests
- * check that each one arrived exactly once); ctl:recorded=<token>. The
- * table is in the shared mapping (records_lock() held). */
+ * check that each one arrived exactly once), and per host ID in effect
+ * and token (under "<id>/<token>": which sethost it came with);
+ * ctl:recorded=<token> or ctl:recorded=<id>/<token>. The table is in the
+ * shared mapping (records_lock() held). */
 
 static unsigned long *record_slot(const char *tok, size_t len, bool create)
 {
@@ -1082,10 +1084,19 @@ static void records_reset(void)
 static enum action cmd_record(struct conn *c, char *arg, size_t len, int depth)
 {
     (void)depth;
+    const char *id;
+    size_t id_len;
+    char key[RECORD_TOKEN];
+    conn_effective_host(c, &id, &id_len);
+    int key_len = snprintf(key, sizeof key, "%.*s/%.*s", (int)id_len, id, (int)len, arg);
     records_lock();
     unsigned long *n = record_slot(arg, len, true);
     if (n)
         (*n)++;
+    unsigned long *by_host = key_len > 0 && (size_t)key_len < sizeof key ?
+        record_slot(key, (size_t)key_len, true) : NULL;
+    if (by_host)
+        (*by_host)++;
     records_unlock();
     return reply_str(c, n ? "ok" : "error:bad_token");
 }
