@@ -108,13 +108,12 @@ demo: deps
 	scripts/demo $(BUILD)
 
 # The init script gets the installed paths as its defaults.
-install: $(BUILD)/lonc
+install: $(BUILD)/lonc $(BUILD)/lonc-ctl
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/lonc \
 		$(DESTDIR)$(SYSCONFDIR)/init.d $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BUILD)/lonc $(DESTDIR)$(SBINDIR)/lonc
-	if [ -f $(BUILD)/lonc-ctl ]; then \
-		install -m 0755 $(BUILD)/lonc-ctl $(DESTDIR)$(SBINDIR)/lonc-ctl; fi
+	install -m 0755 $(BUILD)/lonc-ctl $(DESTDIR)$(SBINDIR)/lonc-ctl
 	install -m 0644 etc/lonc.yaml $(DESTDIR)$(SYSCONFDIR)/lonc/lonc.yaml.example
 	sed -e 's|^DEFAULT_DAEMON=.*|DEFAULT_DAEMON=$(SBINDIR)/lonc|' \
 	    -e 's|^DEFAULT_CONFIG=.*|DEFAULT_CONFIG=$(SYSCONFDIR)/lonc/lonc.yaml|' \

@@ -62,7 +62,7 @@ ok(!-e "$dir/good.pid", 'pid file removed');
     print $pf "999999999\n";
     close $pf;
     my $l2 = start_lonc($good);
-    pass('a stale pid file (no such process) is replaced');
+    is(log_text("$dir/good.pid"), "$l2->{pid}\n", 'a stale pid file (no such process) is replaced by one naming the new lonc');
     is(stop_lonc($l2), 0, 'and lonc stops cleanly');
 }
 
