@@ -7,7 +7,9 @@
  * loncapa.conf < YAML, and their errors (bad_conf_*, bad_tab_*).
  */
 #include <dirent.h>
+#include <stdlib.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "tap.h"
@@ -239,6 +241,73 @@ static void check_import_reload(void)
 	config_free(d);
 }
 
+/* Load a configuration given as text (written to a temporary file). */
+static struct config *load_text(const char *yaml)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[512], err[1024] = "";
+	struct config *cfg = NULL;
+
+	snprintf(path, sizeof(path), "%s/lonc-config-XXXXXX.yaml",
+		 dir && *dir ? dir : "/tmp");
+	int fd = mkstemps(path, 5);
+	if (fd < 0)
+		return NULL;
+	FILE *f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlink(path);
+		return NULL;
+	}
+	fputs(yaml, f);
+	fclose(f);
+	if (config_load(path, &cfg, err, sizeof(err)) < 0)
+		printf("# %s\n", err);
+	unlink(path);
+	return cfg;
+}
+
+#define HOST_SAME_BASE(globals, a_port, a_ids) \
+	"host_id: t1\nsocket_dir: /tmp/lonc-t\nallow_insecure: true\n" globals \
+	"hosts:\n" \
+	"  - hostname: a.example.edu\n    ids: [" a_ids "]\n    address: 127.0.0.1\n" \
+	"    port: " a_port "\n" \
+	"  - hostname: b.example.edu\n    ids: [b1]\n    address: 127.0.0.1\n" \
+	"    port: 6001\n"
+
+/* A reload keeps a host's pool only when nothing it uses changed. */
+static void check_host_same(void)
+{
+	struct config *base = load_text(HOST_SAME_BASE("log_level: info\n", "6000", "a1"));
+	struct config *port = load_text(HOST_SAME_BASE("log_level: info\n", "6002", "a1"));
+	struct config *ids = load_text(HOST_SAME_BASE("log_level: info\n", "6000", "a1, a2"));
+	struct config *global = load_text(HOST_SAME_BASE("log_level: info\ntransaction_timeout: 30\n",
+							 "6000", "a1"));
+	struct config *live = load_text(HOST_SAME_BASE("log_level: debug\n", "6000", "a1"));
+
+	ok(base && port && ids && global && live, "host comparison fixtures load");
+	if (base && port && ids && global && live) {
+		ok(config_host_same(base, &base->hosts[0], base, &base->hosts[0]),
+		   "a host equals itself");
+		ok(!config_host_same(base, &base->hosts[0], port, &port->hosts[0]),
+		   "another port: not the same host");
+		ok(config_host_same(base, &base->hosts[1], port, &port->hosts[1]),
+		   "... while the other host is unchanged");
+		ok(!config_host_same(base, &base->hosts[0], ids, &ids->hosts[0]),
+		   "other ids: not the same host");
+		ok(!config_host_same(base, &base->hosts[0], global, &global->hosts[0]) &&
+		   !config_host_same(base, &base->hosts[1], global, &global->hosts[1]),
+		   "a changed global (transaction_timeout) changes every host");
+		ok(config_host_same(base, &base->hosts[0], live, &live->hosts[0]),
+		   "a live key (log_level) changes no host");
+	}
+	config_free(base);
+	config_free(port);
+	config_free(ids);
+	config_free(global);
+	config_free(live);
+}
+
 /* The expectation is the first line: "# expect: <text>". */
 static int read_expect(const char *path, char *out, size_t n)
 {
@@ -340,6 +409,7 @@ int main(void)
 	check_import_none();
 	check_import_overridden();
 	check_import_reload();
+	check_host_same();
 	check_errors();
 	check_missing_file();
 	check_documented();
