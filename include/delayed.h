@@ -4,7 +4,8 @@
  * holding one request line, to be replayed to that host once lonc has
  * a working connection to it (protocol.md section 3).
  *
- * Pure file handling; the replay itself is done by a worker.  No locks.
+ * Pure file handling; the replay itself is done by a worker.  One lock:
+ * record_mu (delayed.c), a leaf held only to copy the log directory.
  */
 #ifndef LONC_DELAYED_H
 #define LONC_DELAYED_H
@@ -35,10 +36,16 @@ void delayed_free(struct delayed_item *items, size_t n);
  * unreadable, empty, or longer than max. */
 char *delayed_read(const char *path, size_t max, size_t *len);
 
+/* Where delayed_record writes: the configuration's log_dir, set at
+ * start-up and again by every reload (log_dir is a live key, and a host
+ * the reload keeps still holds the old configuration). */
+void delayed_set_log_dir(const char *log_dir);
+
 /* Append "<epoch>:S:<hostid>:<request>:<local time>" to
- * <log_dir>/lonnet.perm.log.  The text of an encrypt: request is not
- * written (it may carry a password).  0 or -1 (errno). */
-int delayed_record(const char *log_dir, const char *hostid,
-		   const char *request, size_t len) WUR;
+ * <log_dir>/lonnet.perm.log, whose path is left in path (pathlen bytes)
+ * for a message.  The text of an encrypt: request is not written (it may
+ * carry a password).  0 or -1 (errno). */
+int delayed_record(const char *hostid, const char *request, size_t len,
+		   char *path, size_t pathlen) WUR;
 
 #endif

@@ -350,6 +350,7 @@ int broker_reload(struct broker *b, char *msg, size_t msglen)
 	crypto_tls_free(old_tls);
 	log_set_level(cfg->log_level);
 	outage_configure(cfg->outage_window_ms, cfg->outage_min_hosts);
+	delayed_set_log_dir(cfg->log_dir);
 	snprintf(msg, msglen, "added=%s removed=%s changed=%s unchanged=%zu",
 		 *added ? added : "-", *removed ? removed : "-",
 		 *changed ? changed : "-", kept);

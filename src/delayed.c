@@ -1,13 +1,17 @@
 /*
  * delayed.c - scanning, reading and recording lonnet's delayed
  * transaction files.  Called by a worker of the host being replayed
- * (one at a time per host, see host->replaying); no locks.
+ * (one at a time per host, see host->replaying), and by the main
+ * thread's check for files (broker_check_delayed).  Lock: record_mu, a
+ * leaf around the log directory's name.
  */
 #include "delayed.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,14 +155,30 @@ fail:
 	return NULL;
 }
 
-int delayed_record(const char *log_dir, const char *hostid,
-		   const char *request, size_t len)
+static pthread_mutex_t record_mu = PTHREAD_MUTEX_INITIALIZER;
+static char record_dir[PATH_MAX];   /* protected by record_mu */
+
+void delayed_set_log_dir(const char *log_dir)
 {
-	char path[4096], when[64];
+	pthread_mutex_lock(&record_mu);
+	snprintf(record_dir, sizeof(record_dir), "%s", log_dir);
+	pthread_mutex_unlock(&record_mu);
+}
+
+int delayed_record(const char *hostid, const char *request, size_t len,
+		   char *path, size_t pathlen)
+{
+	char when[64];
 	time_t now = time(NULL);
 	struct tm tm;
 
-	snprintf(path, sizeof(path), "%s/lonnet.perm.log", log_dir);
+	pthread_mutex_lock(&record_mu);
+	int n = snprintf(path, pathlen, "%s/lonnet.perm.log", record_dir);
+	pthread_mutex_unlock(&record_mu);
+	if (n < 0 || (size_t)n >= pathlen) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
 	localtime_r(&now, &tm);
 	strftime(when, sizeof(when), "%a %b %e %H:%M:%S %Y", &tm);
 	FILE *f = fopen(path, "a");

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "crypto.h"
 #include "daemon.h"
+#include "delayed.h"
 #include "log.h"
 #include "outage.h"
 #include "util.h"
@@ -291,6 +292,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	outage_configure(cfg->outage_window_ms, cfg->outage_min_hosts);
+	delayed_set_log_dir(cfg->log_dir);
 	daemon_block_signals(&set);
 	b = broker_new(path, config_ref(cfg), tls);
 	tls = NULL;

@@ -391,9 +391,11 @@ static int replay_delayed(struct worker *w)
 		if (unlink(it->path) < 0 && errno != ENOENT)
 			log_errno(LOG_ERR, "host=%s event=delayed_unlink_failed file=%s",
 				  hname(w), it->path);
-		if (delayed_record(cfg->log_dir, it->hostid, line, len) < 0)
-			log_errno(LOG_ERR, "host=%s event=delayed_record_failed log_dir=%s",
-				  hname(w), cfg->log_dir);
+		char perm_log[PATH_MAX];
+
+		if (delayed_record(it->hostid, line, len, perm_log, sizeof(perm_log)) < 0)
+			log_errno(LOG_ERR, "host=%s event=delayed_record_failed file=%s",
+				  hname(w), perm_log);
 		memset(line, 0, len);
 		free(line);
 		done++;

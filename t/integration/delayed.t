@@ -73,5 +73,27 @@ lond_ctl($lond, 'fault=none');
 put(1700000009, 1, 'late', 'remoteid');
 wait_for(sub { !-e "$ddir/1700000009.1.4242.record.remoteid" }, 20, 'late file delivered');
 is(lond_ctl($lond, 'recorded=late'), 1, 'a file written while lonc runs is delivered once');
+
+# log_dir is live: after a reload that keeps the host (and its pool), the
+# next S: record goes to the new directory.
+my $newlogs = "$dir/newlogs";
+mkdir $newlogs or die "$newlogs: $!";
+write_config(
+    name => 'dl',
+    delayed_scan_interval => 0.2,
+    retry_attempts => 1,
+    backoff_initial => 0.2,
+    backoff_max => 0.5,
+    log_dir => $newlogs,
+    hosts => [ { hostname => 'remote', port => $port, ids => [ 'remoteid', 'otherid' ] } ],
+);
+kill 'HUP', $lonc->{pid};
+wait_for(sub { $log->() =~ /event=reload added=- removed=- changed=- unchanged=1/ }, 20,
+    'reload keeping the host');
+put(1700000010, 1, 'moved', 'remoteid');
+wait_for(sub { !-e "$ddir/1700000010.1.4242.record.remoteid" }, 20, 'file delivered after the reload');
+like(log_text("$newlogs/lonnet.perm.log") // '', qr/^\d+:S:remoteid:record:moved:/m,
+    'after a reload with another log_dir, the S: record is in the new one');
+unlike(log_text("$dir/lonnet.perm.log"), qr/record:moved/, '... and not in the old one');
 is(stop_lonc($lonc), 0, 'clean shutdown');
 done_testing();
