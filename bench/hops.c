@@ -8,7 +8,7 @@
  * does the same.  So each hand-off includes one write and one read.
  * Each figure is the median of --batches batches of --rounds round
  * trips, the peers pinned with sched_setaffinity to the first one or
- * two CPUs this process may use.  A relay such as lonc puts two more
+ * two CPUs this process may use.  A relay such as lonc puts three more
  * hand-offs on a request's path than a client talking to lond directly
  * (doc/performance.md, "What a hand-off costs here").
  *

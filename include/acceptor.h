@@ -6,7 +6,8 @@
  * from, so a slow client never blocks the others.  Complete requests go
  * into the host queue; a worker hands the client back with
  * acceptor_return() after the reply.  Lock: a->mu guards the hand-back
- * list only and is a leaf.
+ * list, the stopping flag and the successor (a reload's hand-over); it
+ * is a leaf.
  */
 #ifndef LONC_ACCEPTOR_H
 #define LONC_ACCEPTOR_H

@@ -15,7 +15,7 @@
 
 #include "util.h"
 
-/* How a connection gets its session key (protocol.md 2.2-2.5). */
+/* How a connection gets its session key (doc/protocol.md, "lond side"). */
 enum key_mode { KEY_AUTO, KEY_SSL, KEY_INSECURE, KEY_LOCAL };
 
 struct host_conf {

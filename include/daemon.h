@@ -30,7 +30,8 @@ int pidfile_open(const char *path, char *err, size_t errlen) WUR;
 /* Remove the pid file and close its fd. */
 void pidfile_close(const char *path, int fd);
 
-/* Block the signals lonc handles with sigwait and ignore SIGPIPE.  Call
+/* Block the signals lonc handles (taken with sigtimedwait by the main
+ * thread) and ignore SIGPIPE.  Call
  * before the first thread starts; fills *set with the handled set. */
 void daemon_block_signals(sigset_t *set);
 

@@ -2,7 +2,7 @@
  * delayed.h - lonnet's delayed (critical) transactions: files in
  * <socket_dir>/delayed/ named <time>.<count>.<pid>.<cmd>.<hostid>, each
  * holding one request line, to be replayed to that host once lonc has
- * a working connection to it (protocol.md section 3).
+ * a working connection to it (doc/protocol.md, "Delayed transactions").
  *
  * Pure file handling; the replay itself is done by a worker.  One lock:
  * record_mu (delayed.c), a leaf held only to copy the log directory.

@@ -52,7 +52,9 @@ struct host {
 	struct queue queue;
 	struct acceptor *acceptor;
 	pthread_t manager;
-	atomic_bool manager_started;     /* set once by the acceptor thread */
+	atomic_bool manager_started;     /* set by its first starter (the
+					  * acceptor, or the delayed-file
+					  * check); cleared by host_shutdown */
 
 	atomic_bool dead;                /* written by the manager only */
 	atomic_bool reset_requested;     /* reset_retries / SIGUSR1 */

@@ -53,7 +53,7 @@ struct lond_handshake {
 	const char *error;        /* why the handshake failed (static) */
 };
 
-/* Plan a handshake (protocol.md 2.2-2.6).  Set hs->allow_insecure
+/* Plan a handshake (doc/protocol.md, "lond side").  Set hs->allow_insecure
  * (ssl) or hs->local_path and hs->local_key (local) afterwards. */
 void lond_handshake_init(struct lond_handshake *hs, enum lond_mode mode,
 			 const char *our_id, const char *peer_id,
@@ -84,7 +84,7 @@ const char *lond_mode_name(enum lond_mode mode);
 /* Perl's pack("H32", s) over the first n characters of s. */
 void lond_pack_h32(const char *s, size_t n, unsigned char out[LOND_KEY_LEN]);
 
-/* The insecure-mode session key (protocol.md 2.3 step 4). */
+/* The insecure-mode session key (doc/protocol.md, the ekey step). */
 void lond_session_key(const char *peer_id, const char *our_id,
 		      const char *buildkey, size_t buildkey_len,
 		      unsigned char key[LOND_KEY_LEN]);

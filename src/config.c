@@ -6,7 +6,8 @@
  * loncnew it also applies what loncapa.c reads from LON-CAPA's own
  * files: PerlSetVar defaults (loncapa_conf) and imported hosts
  * (hosts_tab).  Precedence: table defaults < loncapa_conf < YAML keys.
- * Called from the main thread only (start-up and reload); takes no locks.
+ * Called from the main thread (start-up, reload on a signal) or the admin
+ * thread (reload), one at a time (broker's reload_mu); takes no locks.
  */
 #include "config.h"
 

@@ -4,7 +4,8 @@
  * loncapa.conf.  Only syntax and consistency within one file are
  * checked here; what a value means for lonc (socket names, ports,
  * booleans) is config.c's business, so every rule lives in one place.
- * Called from the main thread (config_load); no locks, no globals.
+ * Called through config_load (main or admin thread, one at a time); no
+ * locks, no globals.
  */
 #include "loncapa.h"
 

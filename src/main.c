@@ -4,12 +4,13 @@
  * the exact reverse order.
  *
  * Start-up: config -> logging -> crypto -> directories -> detach -> pid
- * file -> signal mask -> sockets (broker_bind) -> ownership and
- * privilege drop -> admin socket -> acceptor threads -> "ready".
- * Shutdown: admin stops -> broker_drain (stop accepting, finish within
- * shutdown_timeout, join) -> sockets and pid file removed.
- * The main thread is the signal thread (sigwait); a second SIGTERM or
- * SIGINT during the drain exits at once.
+ * file -> signal mask -> sockets (broker_bind) -> admin socket bound ->
+ * ownership and privilege drop -> acceptor threads (broker_start) ->
+ * admin thread -> "ready".
+ * Shutdown: broker_drain (stop accepting, finish within
+ * shutdown_timeout, join) -> admin stops -> sockets and pid file removed.
+ * The main thread is the signal thread (sigtimedwait); a second SIGTERM
+ * or SIGINT during the drain exits at once.
  */
 #include <errno.h>
 #include <getopt.h>

@@ -10,8 +10,10 @@
  * reset_retries or SIGUSR1 ends the dead state.
  *
  * The retry state below is owned by this thread alone; it publishes
- * h->dead and h->retries_left as atomics.  Locks: only through queue
- * calls (h->queue.mu) and host_set_error (h->mu).
+ * h->dead and h->retries_left as atomics.  Locks: only through other
+ * modules, one at a time: queue calls (h->queue.mu), host_set_error
+ * (h->mu), outage_host_dead (the outage mutex), and acceptor_return
+ * (acceptor->mu) when it fails queued clients.
  */
 #include "manager.h"
 

@@ -9,8 +9,10 @@
  * buffer-sized pieces, so a huge dump never sits in memory whole.  An
  * enc: reply must be whole to be decrypted and is the one exception.
  *
- * Locks: none of its own; it takes h->queue.mu (in queue calls) and
- * h->mu (host_set_error), never across I/O.
+ * Locks: none of its own; it takes, one at a time and never across I/O,
+ * h->queue.mu (queue calls), h->mu (host_set_error), acceptor->mu
+ * (acceptor_return, when it hands a client back) and record_mu
+ * (delayed_record).
  */
 #include "worker.h"
 
