@@ -55,32 +55,36 @@ like($out, qr/^error: no host named 'nosuchhost'/, 'with a message');
 # line on the host's own socket, and SIGUSR1.
 sub down_state { my (undef, $o) = ctl('status'); return $o =~ /^down\s+(\S+)/m ? $1 : '' }
 sub count_in_log { my ($re) = @_; my $n = () = log_text($lonc->{log}) =~ /$re/g; return $n }
+# The n-th failure of down: con_lost, and dead again.
+sub fail_down {
+    my ($n) = @_;
+    is(request("$dir/down", 'ping'), 'con_lost', "down fails ($n)");
+    wait_for(sub { count_in_log(qr/host=down event=host_dead/) == $n }, 10, "dead ($n)");
+    is(down_state(), 'dead', "down is dead ($n)");
+}
+# The n-th reset, by $how: logged, and the dead state is over.
+sub reset_seen {
+    my ($n, $how) = @_;
+    wait_for(sub { count_in_log(qr/host=down event=retries_reset/) == $n
+        && count_in_log(qr/host=down event=host_alive/) == $n }, 10, "$how applied");
+    isnt(down_state(), 'dead', "$how: down is no longer dead");
+}
 is(down_state(), 'dead', 'down is dead before any reset');
 ($rc, $out) = ctl('reset', 'down');
 is($out, "ok\n", 'reset down: ok');
-wait_for(sub { count_in_log(qr/host=down event=retries_reset/) == 1
-    && count_in_log(qr/host=down event=host_alive/) == 1 }, 10, 'reset applied');
-isnt(down_state(), 'dead', 'lonc-ctl reset: down is no longer dead');
+reset_seen(1, 'lonc-ctl reset');
 
-is(request("$dir/down", 'ping'), 'con_lost', 'down fails again');
-wait_for(sub { count_in_log(qr/host=down event=host_dead/) == 2 }, 10, 'dead again');
-is(down_state(), 'dead', 'and is dead again');
+fail_down(2);
 is(request("$dir/down", 'reset_retries'), 'ok', 'reset_retries on the host socket: ok');
-wait_for(sub { count_in_log(qr/host=down event=retries_reset/) == 2
-    && count_in_log(qr/host=down event=host_alive/) == 2 }, 10, 'reset_retries applied');
-isnt(down_state(), 'dead', 'reset_retries: down is no longer dead');
+reset_seen(2, 'reset_retries');
 
 # SIGUSR1: a status line per host and the dead state cleared.
-is(request("$dir/down", 'ping'), 'con_lost', 'down fails a third time');
-wait_for(sub { count_in_log(qr/host=down event=host_dead/) == 3 }, 10, 'dead a third time');
-is(down_state(), 'dead', 'and is dead');
+fail_down(3);
 kill 'USR1', $lonc->{pid};
 wait_for(sub { log_text($lonc->{log}) =~ /status summary hosts=2 dead_reset=1 / }, 10,
     'status summary with one dead host reset');
 like(log_text($lonc->{log}), qr/status host=up state=connected connections=\d+ busy=0 idle=\d+ .*requests=3 .*p50_us=\d+ p99_us=\d+ .*key_mode=insecure peer_version="testlond-1.0"/, 'SIGUSR1 status line');
-wait_for(sub { count_in_log(qr/host=down event=retries_reset/) == 3
-    && count_in_log(qr/host=down event=host_alive/) == 3 }, 10, 'SIGUSR1 reset applied');
-isnt(down_state(), 'dead', 'SIGUSR1: down is no longer dead');
+reset_seen(3, 'SIGUSR1');
 ($rc, $out) = ctl('frobnicate');
 is($rc, 1, 'unknown command exits 1');
 
