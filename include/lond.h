@@ -92,6 +92,7 @@ void lond_session_key(const char *peer_id, const char *our_id,
 /* A client request, split into its parts. */
 struct lond_request {
 	size_t prefix_len;   /* length of a leading "sethost:<id>:", or 0 */
+	bool bad_prefix;     /* "sethost::..." or a second sethost: prefix */
 	bool encrypt;        /* the command was given as encrypt:<cmd> */
 	const char *cmd;     /* the command to send (after encrypt:) */
 	size_t cmd_len;
@@ -100,7 +101,7 @@ struct lond_request {
 /* Split a request line (without '\n'). */
 void lond_parse_request(const char *line, size_t len, struct lond_request *r);
 
-/* Commands lonc answers itself. */
+/* Commands lonc answers itself, also after a sethost:<id>: prefix. */
 enum lond_local { LOND_LOCAL_NONE, LOND_LOCAL_RESET_RETRIES,
 		  LOND_LOCAL_CLOSE_CONNECTIONS };
 enum lond_local lond_local_command(const char *line, size_t len);

@@ -306,6 +306,15 @@ static bool dispatch(struct acceptor *a, struct client *c, size_t len)
 	case LOND_LOCAL_NONE:
 		break;
 	}
+	struct lond_request r;
+
+	lond_parse_request(c->in.data, len, &r);
+	if (r.bad_prefix) {
+		log_msg(LOG_INFO, "host=%s event=request_refused reason=bad_sethost_prefix",
+			host_name(a));
+		linebuf_consume(&c->in, len + 1);
+		return answer_now(a, c, "error:bad_sethost");
+	}
 	atomic_fetch_add_explicit(&h->stats.requests, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->last_request, now_ms(), memory_order_relaxed);
 	if (atomic_load(&h->dead)) {

@@ -146,7 +146,7 @@ static bool all_hex(const char *s, size_t len)
 	return true;
 }
 
-/* Printable, no separators: what a buildkey or version may contain. */
+/* Printable, no separators: what a buildkey may contain. */
 static bool is_token(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
@@ -211,11 +211,18 @@ int lond_handshake_reply(struct lond_handshake *hs, const char *line, size_t len
 					 "the challenge was not answered ok");
 		break;
 	case LOND_STEP_VERSION:
-		if (!is_token(line, len))
-			return step_fail(hs, "the version reply is not a printable word");
+		/* lond answers with its own version string, whatever it is
+		 * (a Perl lond's may be "$Revision: 1.489 $"): any line is
+		 * taken.  It is kept for the status output, where control
+		 * characters and quotes would garble a line or a field. */
 		if (len >= sizeof(hs->peer_version))
 			len = sizeof(hs->peer_version) - 1;
-		memcpy(hs->peer_version, line, len);
+		for (size_t i = 0; i < len; i++) {
+			unsigned char ch = (unsigned char)line[i];
+
+			hs->peer_version[i] = ch < 0x20 || ch == 0x7f || ch == '"' ||
+					      ch == '\\' ? '?' : (char)ch;
+		}
 		hs->peer_version[len] = '\0';
 		break;
 	case LOND_STEP_EKEY:
@@ -276,19 +283,35 @@ void lond_session_key(const char *peer_id, const char *our_id,
 	lond_pack_h32(s, n, key);
 }
 
+static const char sethost_word[] = "sethost:";
+#define SETHOST_LEN (sizeof(sethost_word) - 1)
+
+static bool starts_sethost(const char *s, size_t len)
+{
+	return len >= SETHOST_LEN && memcmp(s, sethost_word, SETHOST_LEN) == 0;
+}
+
 void lond_parse_request(const char *line, size_t len, struct lond_request *r)
 {
-	static const char sethost[] = "sethost:", encrypt[] = "encrypt:";
-	size_t sl = sizeof(sethost) - 1, el = sizeof(encrypt) - 1;
+	static const char encrypt[] = "encrypt:";
+	size_t el = sizeof(encrypt) - 1;
 
 	r->prefix_len = 0;
-	if (len > sl && memcmp(line, sethost, sl) == 0) {
-		const char *colon = memchr(line + sl, ':', len - sl);
+	r->bad_prefix = false;
+	if (len > SETHOST_LEN && starts_sethost(line, len)) {
+		const char *colon = memchr(line + SETHOST_LEN, ':', len - SETHOST_LEN);
 
 		/* Only "sethost:<id>:<rest>" carries a prefix; a bare
-		 * "sethost:<id>" is an ordinary command. */
-		if (colon && colon > line + sl)
+		 * "sethost:<id>" is an ordinary command.  An empty <id>, or
+		 * a second prefix in <rest>, is no form lond knows: lonc
+		 * could not tell what to encrypt, so such a line is refused
+		 * rather than sent (lond_request.bad_prefix). */
+		if (colon == line + SETHOST_LEN)
+			r->bad_prefix = true;
+		else if (colon)
 			r->prefix_len = (size_t)(colon - line) + 1;
+		if (r->prefix_len && starts_sethost(line + r->prefix_len, len - r->prefix_len))
+			r->bad_prefix = true;
 	}
 	r->cmd = line + r->prefix_len;
 	r->cmd_len = len - r->prefix_len;
@@ -301,6 +324,15 @@ void lond_parse_request(const char *line, size_t len, struct lond_request *r)
 
 enum lond_local lond_local_command(const char *line, size_t len)
 {
+	struct lond_request r;
+
+	/* lonnet may address a local command to a host ID like any other
+	 * request (sethost:<id>:reset_retries): it is still lonc's. */
+	lond_parse_request(line, len, &r);
+	if (!r.bad_prefix && !r.encrypt) {
+		line += r.prefix_len;
+		len -= r.prefix_len;
+	}
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
 	if (is_line(line, len, "reset_retries"))

@@ -61,7 +61,12 @@ ok(($r // '') eq substr('abcdefghijklmnopqrstuvwxyz' x 38462, 0, 1000000),
 my $before = lond_stats($lond)->{requests};
 is(request($sock, 'reset_retries'), 'ok', 'reset_retries answered ok');
 is(request($sock, 'close_connection_exit'), 'ok', 'close_connection_exit answered ok');
-is(lond_stats($lond)->{requests}, $before, 'local commands did not reach lond');
+is(request($sock, 'sethost:basic-id:reset_retries'), 'ok', 'a local command addressed to a host ID is still answered by lonc');
+is(request($sock, 'sethost::encrypt:passwd:user:secret'), 'error:bad_sethost',
+    'a sethost prefix without an ID is refused, not sent');
+is(request($sock, 'sethost:a:sethost:b:encrypt:passwd:user:secret'), 'error:bad_sethost',
+    'so is a second sethost prefix');
+is(lond_stats($lond)->{requests}, $before, 'local commands and refused lines did not reach lond');
 wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'connections closed');
 is(lond_stats($lond)->{active}, 0, 'close_connection_exit dropped the connections');
 is(request($sock, 'ping'), 'pong', 'a new connection is made on demand afterwards');

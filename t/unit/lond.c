@@ -201,7 +201,8 @@ static const struct plan_case plan_cases[] = {
 	{ "version only", true, false, {
 		{ LOND_STEP_INIT, "init\n", "99887766" },
 		{ LOND_STEP_CHALLENGE, "99887766\n", "ok" },
-		{ LOND_STEP_VERSION, "version:0.1.0\n", "lond-1.0" },
+		/* A Perl lond's version may hold spaces and dollars. */
+		{ LOND_STEP_VERSION, "version:0.1.0\n", "$Revision: 1.489 $" },
 		{ LOND_STEP_EKEY, "ekey\n", "0" },
 	}, 4 },
 	{ "sethost only", false, true, {
@@ -276,6 +277,18 @@ static void run_plan(const struct plan_case *pc)
 	to_hex(hs.key, sizeof(hs.key), got);
 	snprintf(name, sizeof(name), "plan %s: key equals perl's", pc->name);
 	ok(perl_pack_h32(s, want) && strcmp(got, want) == 0, name);
+}
+
+/* Any version line is taken; what would garble a status line is masked. */
+static void check_version_masked(void)
+{
+	struct lond_handshake hs;
+
+	lond_handshake_init(&hs, LOND_MODE_INSECURE, "msul1", "msul3", "0.1.0",
+			    true, false);
+	ok(feed(&hs, "42") == 0 && feed(&hs, "ok") == 0, "version masking: up to the version step");
+	is_int(feed(&hs, "v \"1\"\t\\x\x01"), 0, "version masking: the reply is taken");
+	is_str(hs.peer_version, "v ?1???x?", "version masking: quotes, backslash, controls masked");
 }
 
 /* Walk a full plan, answering each step with the good reply until step
@@ -360,6 +373,20 @@ static void parse_case(const char *line, size_t prefix_len, bool encrypt,
 	free(copy);
 }
 
+static void bad_prefix_case(const char *line, bool bad)
+{
+	size_t n = strlen(line);
+	char *copy = exact_copy(line, n);
+	struct lond_request r;
+	char name[160];
+
+	lond_parse_request(copy, n, &r);
+	snprintf(name, sizeof(name), "parse '%s': %s", line,
+		 bad ? "a malformed sethost prefix" : "no malformed prefix");
+	is_int(r.bad_prefix, bad, name);
+	free(copy);
+}
+
 static void check_parse(void)
 {
 	parse_case("get:msul1:key", 0, false, "get:msul1:key");
@@ -371,6 +398,13 @@ static void check_parse(void)
 	parse_case("sethost:lon-capa_1:ping", 19, false, "ping");
 	parse_case("encryptx:foo", 0, false, "encryptx:foo");
 	parse_case("put:encrypt:x", 0, false, "put:encrypt:x");
+	bad_prefix_case("sethost::encrypt:passwd:x", true);
+	bad_prefix_case("sethost::ping", true);
+	bad_prefix_case("sethost:a:sethost:b:encrypt:passwd:x", true);
+	bad_prefix_case("sethost:a:sethost:b", true);
+	bad_prefix_case("sethost:msul3:encrypt:passwd:x", false);
+	bad_prefix_case("sethost:msul3", false);
+	bad_prefix_case("get:sethost::x", false);
 
 	/* The length is honoured: "encrypt:x" cut to 5 bytes is "encry". */
 	struct lond_request r;
@@ -406,6 +440,12 @@ static void check_local(void)
 	local_case("RESET_RETRIES", 13, LOND_LOCAL_NONE);
 	local_case("ping", 4, LOND_LOCAL_NONE);
 	local_case("", 0, LOND_LOCAL_NONE);
+	/* Addressed to a host ID, as lonnet may send any request. */
+	local_case("sethost:msul3:reset_retries", 27, LOND_LOCAL_RESET_RETRIES);
+	local_case("sethost:msul3:close_connection_exit", 35, LOND_LOCAL_CLOSE_CONNECTIONS);
+	local_case("sethost:msul3:ping", 18, LOND_LOCAL_NONE);
+	local_case("sethost::reset_retries", 22, LOND_LOCAL_NONE);
+	local_case("sethost:msul3:encrypt:reset_retries", 35, LOND_LOCAL_NONE);
 }
 
 /* ---- (e) enc: framing ------------------------------------------------ */
@@ -652,6 +692,7 @@ int main(void)
 	check_pack_h32();
 	check_session_key();
 	check_handshake();
+	check_version_masked();
 	check_parse();
 	check_local();
 	check_enc();
