@@ -77,9 +77,23 @@ static const char *hname(const struct worker *w)
 	return w->h->conf->hostname;
 }
 
+static bool is_loopback(const char *addr)
+{
+	return !strncmp(addr, "127.", 4) || !strcmp(addr, "::1") || !strcmp(addr, "localhost");
+}
+
+/* Where to connect.  Local mode is for this machine's own lond over
+ * loopback only (lond reads a key file lonc wrote): whatever address or
+ * hostname the host entry has (hosts.tab gives the public one), it
+ * connects to 127.0.0.1 unless the entry names a loopback address. */
 static const char *connect_target(const struct worker *w)
 {
-	return w->h->conf->address ? w->h->conf->address : w->h->conf->hostname;
+	const struct host_conf *hc = w->h->conf;
+	const char *target = hc->address ? hc->address : hc->hostname;
+
+	if (hc->key_mode == KEY_LOCAL && !is_loopback(target))
+		return "127.0.0.1";
+	return target;
 }
 
 /* Read exactly one line into rbuf (growing it), at most `max` bytes with

@@ -42,7 +42,10 @@ my $cfg = write_config(
         { hostname => 'nocerts', port => $nocerts->{port}, key_mode => 'ssl', tls_name => 'lond.test' },
         { hostname => 'refusing', port => $refusing->{port}, key_mode => 'ssl', tls_name => 'lond.test' },
         { hostname => 'plain', port => $plain->{port}, key_mode => 'insecure' },
-        { hostname => 'self', port => $local->{port}, ids => ['lonc-test'] },  # auto: local
+        # auto: local; over loopback whatever address the entry has (an
+        # address of TEST-NET-1, where nothing answers, as hosts.tab's
+        # public address would be)
+        { hostname => 'self', port => $local->{port}, ids => ['lonc-test'], address => '192.0.2.1' },
     ],
 );
 like(`@{[build_dir()]}/lonc -t -c $cfg`, qr/host lond\.test .*key_mode=ssl.*host self .*key_mode=local/s,
