@@ -100,8 +100,11 @@ static const char *connect_target(const struct worker *w)
  * its '\n': lond answers one line per request and sends nothing unasked,
  * so bytes after the '\n' are a protocol error.  *len is the line's
  * length without '\n'.  0, or -1 with errno (ECONNRESET at end of file,
- * EPROTO, EMSGSIZE, ETIMEDOUT, ...). */
-static int read_line(struct worker *w, size_t max, int64_t deadline, size_t *len)
+ * EPROTO, EMSGSIZE, ETIMEDOUT, ...).  With `extra`, a whole line followed
+ * by more bytes returns 0 and sets *extra (the line was answered; the
+ * connection is out of step). */
+static int read_line(struct worker *w, size_t max, int64_t deadline, size_t *len,
+		     bool *extra)
 {
 	size_t have = 0;
 
@@ -128,6 +131,10 @@ static int read_line(struct worker *w, size_t max, int64_t deadline, size_t *len
 		if (nl) {
 			*len = (size_t)(nl - w->rbuf);
 			if (*len + 1 != have) {
+				if (extra) {
+					*extra = true;
+					return 0;
+				}
 				errno = EPROTO;
 				return -1;
 			}
@@ -236,7 +243,7 @@ static int run_steps(struct worker *w, struct lond_handshake *hs, int64_t deadli
 				return -1;
 			}
 		} else if (net_write_all(w->fd, line, (size_t)len, deadline) < 0 ||
-			   read_line(w, LOND_LINE_MAX, deadline, &rlen) < 0) {
+			   read_line(w, LOND_LINE_MAX, deadline, &rlen, NULL) < 0) {
 			set_result(w, false, errno == ETIMEDOUT, "handshake step %s: %s",
 				   lond_step_name(step), io_reason());
 			return -1;
@@ -343,9 +350,10 @@ static int send_request(struct worker *w, struct client *c, int64_t deadline)
 
 /* Read one whole reply line into rbuf (decrypted if enc:), up to
  * max_reply_bytes.  Its length in *len.  0 or -1 (errno). */
-static int read_reply_whole(struct worker *w, int64_t deadline, size_t *len)
+static int read_reply_whole(struct worker *w, int64_t deadline, size_t *len,
+			    bool *extra)
 {
-	if (read_line(w, w->h->cfg->max_reply_bytes + 1, deadline, len) < 0)
+	if (read_line(w, w->h->cfg->max_reply_bytes + 1, deadline, len, extra) < 0)
 		return -1;
 	if (lond_is_enc(w->rbuf, *len) &&
 	    lond_enc_decode(w->cipher, w->rbuf, *len, len) < 0) {
@@ -392,8 +400,9 @@ static int replay_delayed(struct worker *w)
 		memcpy(req + plen, line, len);
 		req[plen + len] = '\n';
 		int64_t deadline = now_ms() + cfg->transaction_timeout_ms;
+		bool extra = false;
 		int ok = send_line(w, req, plen + len, deadline) == 0 &&
-			 read_reply_whole(w, deadline, &rlen) == 0;
+			 read_reply_whole(w, deadline, &rlen, &extra) == 0;
 		memset(req, 0, plen + len);
 		free(req);
 		if (!ok) {
@@ -415,6 +424,14 @@ static int replay_delayed(struct worker *w)
 		memset(line, 0, len);
 		free(line);
 		done++;
+		if (extra) {
+			/* Answered, so delivered; but the stream is out of
+			 * step: the rest waits for a fresh connection. */
+			log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
+				hname(w), w->id);
+			rc = -1;
+			break;
+		}
 	}
 	if (n)
 		log_msg(LOG_NOTICE, "host=%s event=delayed_replayed delivered=%zu pending=%zu",

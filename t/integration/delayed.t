@@ -11,6 +11,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::More;
 use LoncTest;
+use Time::HiRes qw(sleep);
 
 watchdog(180);
 my $port = free_port();
@@ -73,6 +74,23 @@ lond_ctl($lond, 'fault=none');
 put(1700000009, 1, 'late', 'remoteid');
 wait_for(sub { !-e "$ddir/1700000009.1.4242.record.remoteid" }, 20, 'late file delivered');
 is(lond_ctl($lond, 'recorded=late'), 1, 'a file written while lonc runs is delivered once');
+
+# A lond that sends more than its answer: the file was answered, so it
+# is delivered (deleted, recorded) once, not sent again on the next
+# connection; the connection itself is dropped.
+lond_ctl($lond, 'fault=extra_after_reply');
+put(1700000011, 1, 'chatty', 'remoteid');
+my $gone = 0;
+for (1 .. 100) {
+    if (!-e "$ddir/1700000011.1.4242.record.remoteid") { $gone = 1; last }
+    sleep 0.1;
+}
+ok($gone, "a file answered with extra data after the reply is deleted");
+sleep 1;   # several scans (0.2 s apart): a resend would show in the count
+is(lond_ctl($lond, 'recorded=chatty'), 1, '... and was sent exactly once');
+like($log->(), qr/host=remote worker=\d+ event=protocol_error reason=extra_reply_data/,
+    'the extra data is logged');
+lond_ctl($lond, 'fault=none');
 
 # log_dir is live: after a reload that keeps the host (and its pool), the
 # next S: record goes to the new directory.

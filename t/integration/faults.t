@@ -67,6 +67,16 @@ ok(defined $g && length $g >= 56 && length $g <= 64,
     'a garbage reply line is relayed whole (' . length($g // '') . ' bytes)');
 is(request($up, 'echo:fine'), 'fine', 'the daemon still serves the next request');
 
+# lond sends a line nobody asked for after its reply: the reply is
+# relayed, the connection (out of step) dropped, the next request served
+# on a fresh one.
+lond_ctl($lond, 'fault=extra_after_reply');
+is(request($up, 'echo:first'), 'first', 'a reply followed by unasked data is relayed');
+lond_ctl($lond, 'fault=none');
+wait_for(sub { log_text($lonc->{log}) =~ /host=up worker=\d+ event=protocol_error reason=extra_reply_data/ },
+    10, 'extra data logged');
+is(request($up, 'echo:next'), 'next', 'the next request is served in step');
+
 # A client that vanishes while its request is in flight.
 {
     my $s = unix_connect($up) or die;

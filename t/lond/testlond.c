@@ -46,7 +46,8 @@
  *
  * Faults are global and checked where they act: at the init line
  * (refusals, hangs), inside the TLS exchange (tls_no_close_notify), after
- * each reply (close_after_reply), before each read() of a served connection
+ * each reply (close_after_reply; extra_after_reply: one more line,
+ * unasked, after each reply), before each read() of a served connection
  * (stop_reading: the thread stops reading, polls the fault every 100 ms
  * and closes once it is cleared). Control connections are never affected.
  *
@@ -250,6 +251,7 @@ enum fault {
     FAULT_NO_CERTIFICATES,
     FAULT_STOP_READING,
     FAULT_TLS_NO_CLOSE_NOTIFY,
+    FAULT_EXTRA_AFTER_REPLY,
 };
 
 struct fault_name {
@@ -269,6 +271,7 @@ static const struct fault_name fault_names[] = {
     { "no_certificates", FAULT_NO_CERTIFICATES },
     { "stop_reading", FAULT_STOP_READING },
     { "tls_no_close_notify", FAULT_TLS_NO_CLOSE_NOTIFY },
+    { "extra_after_reply", FAULT_EXTRA_AFTER_REPLY },
 };
 
 static bool fault_lookup(const char *name, size_t len, enum fault *out)
@@ -841,6 +844,7 @@ struct conn {
     const char *req_host;   /* sethost:<id>:<rest> override, or NULL */
     size_t req_host_len;
     char peer_version[PEER_VERSION_MAX + 1];
+    bool extra_line;   /* fault extra_after_reply: the reply gets company */
     bool have_key;
     gcry_cipher_hd_t cipher;
     unsigned long long requests;
@@ -928,6 +932,15 @@ static enum action dispatch(struct conn *c, char *cmd, size_t len, int depth);
 
 static enum action reply(struct conn *c, const char *data, size_t len)
 {
+    if (c->extra_line) {
+        /* One write, so that the unasked line arrives with the reply. */
+        struct iovec iov[2] = {
+            { .iov_base = (void *)(uintptr_t)data, .iov_len = len },
+            { .iov_base = (void *)"\nunasked\n", .iov_len = 9 },
+        };
+        c->extra_line = false;
+        return write_iov(c->fd, iov, 2) ? ACT_CONTINUE : ACT_CLOSE;
+    }
     return send_line(c->fd, data, len) ? ACT_CONTINUE : ACT_CLOSE;
 }
 
@@ -1287,6 +1300,7 @@ static const char *stop_reading(struct conn *c)
 static bool serve_line(struct conn *c, char *line, size_t len, const char **why)
 {
     bool setup = is_setup_command(line, len);
+    c->extra_line = !setup && current_fault() == FAULT_EXTRA_AFTER_REPLY;
     if (!setup) {
         atomic_fetch_add(&g_shared->stats.requests, 1);
         c->requests++;
@@ -2175,6 +2189,7 @@ static void usage(FILE *out)
             "                    garbage_handshake close_handshake\n"
             "                    close_after_reply no_insecure not_in_host_table\n"
             "                    no_certificates stop_reading tls_no_close_notify\n"
+            "                    extra_after_reply\n"
             "  --quiet           no log lines on stderr\n"
             "Prints \"ready port=<N>\" on stdout once listening.\n",
             TLS_TIMEOUT_MS);
