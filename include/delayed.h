@@ -25,9 +25,10 @@ struct delayed_item {
 char *delayed_dir(const char *socket_dir);
 
 /* The files in dir addressed to one of ids (every file when n_ids is
- * 0), oldest first (time, then
- * count, then name).  Unparsable names are skipped.  0 or -1 (errno);
- * a missing directory is an empty list. */
+ * 0), oldest first (time, then count, then name).  Unparsable names are
+ * skipped, and so are files modified in the last 3 s (lonnet reads a new
+ * file back 2 s after writing it).  0 or -1 (errno); a missing directory
+ * is an empty list. */
 int delayed_scan(const char *dir, char *const *ids, size_t n_ids,
 		 struct delayed_item **items, size_t *n) WUR;
 void delayed_free(struct delayed_item *items, size_t n);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,12 +60,19 @@ static int older(const void *a, const void *b)
 	return strcmp(x->path, y->path);
 }
 
+/* lonnet's critical() writes a file, sleeps 2 s and reads it back: a file
+ * gone by then (replayed and deleted) makes it log the transaction as
+ * failed (F:) and answer con_failed, although lond got it.  So a file is
+ * left alone until it is this old (by its modification time). */
+#define DELAYED_MIN_AGE_S 3
+
 int delayed_scan(const char *dir, char *const *ids, size_t n_ids,
 		 struct delayed_item **items, size_t *n)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	size_t cap = 0;
+	time_t now = time(NULL);
 
 	*items = NULL;
 	*n = 0;
@@ -83,14 +91,21 @@ int delayed_scan(const char *dir, char *const *ids, size_t n_ids,
 			ours |= !strcmp(ids[i], hostid);
 		if (!ours)
 			continue;
+		size_t len = strlen(dir) + strlen(e->d_name) + 2;
+		char *path = xmalloc(len);
+		struct stat st;
+
+		snprintf(path, len, "%s/%s", dir, e->d_name);
+		if (stat(path, &st) < 0 || st.st_mtime > now - DELAYED_MIN_AGE_S) {
+			free(path);   /* gone meanwhile, or still young */
+			continue;
+		}
 		if (*n == cap) {
 			cap = cap ? 2 * cap : 16;
 			*items = xrealloc(*items, cap * sizeof(**items));
 		}
-		size_t len = strlen(dir) + strlen(e->d_name) + 2;
 		struct delayed_item *it = &(*items)[(*n)++];
-		it->path = xmalloc(len);
-		snprintf(it->path, len, "%s/%s", dir, e->d_name);
+		it->path = path;
 		it->hostid = xstrdup(hostid);
 		it->time = t;
 		it->count = count;

@@ -33,6 +33,9 @@ sub put {
     open my $fh, '>', $f or die "$f: $!";
     print $fh "record:$token\n";
     close $fh;
+    # As lonnet left it a while ago: lonc leaves files younger than 3 s
+    # alone (lonnet reads a new file back after 2 s).
+    utime(time - 10, time - 10, $f) or die "utime $f: $!";
     return $f;
 }
 # Written while the host is down and lonc not yet running; the order of
@@ -74,6 +77,20 @@ lond_ctl($lond, 'fault=none');
 put(1700000009, 1, 'late', 'remoteid');
 wait_for(sub { !-e "$ddir/1700000009.1.4242.record.remoteid" }, 20, 'late file delivered');
 is(lond_ctl($lond, 'recorded=late'), 1, 'a file written while lonc runs is delivered once');
+
+# A file lonnet has just written is left alone until it is 3 s old.  Its
+# time is set in the future here, so that no slowness of the machine can
+# make it old during the check; then back, and it goes out.
+{
+    my $f = put(1700000010, 2, 'young', 'remoteid');
+    utime(time + 3600, time + 3600, $f) or die "utime $f: $!";
+    sleep 1.2;   # six scans
+    ok(-e $f, 'a file modified less than 3 s ago stays');
+    is(lond_ctl($lond, 'recorded=young'), 0, '... and was not sent');
+    utime(time - 10, time - 10, $f) or die "utime $f: $!";
+    wait_for(sub { !-e $f }, 20, 'the young file delivered once old');
+    is(lond_ctl($lond, 'recorded=young'), 1, 'once old enough it is delivered, once');
+}
 
 # A lond that sends more than its answer: the file was answered, so it
 # is delivered (deleted, recorded) once, not sent again on the next
