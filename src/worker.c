@@ -396,9 +396,24 @@ static int replay_delayed(struct worker *w)
 		}
 		size_t plen = strlen(it->hostid) + 9;   /* "sethost:" id ":" */
 		char *req = xmalloc(plen + len + 2);
+		struct lond_request parsed;
+
 		snprintf(req, plen + 1, "sethost:%s:", it->hostid);
 		memcpy(req + plen, line, len);
 		req[plen + len] = '\n';
+		lond_parse_request(req, plen + len, &parsed);
+		if (parsed.bad_prefix) {
+			/* A line with a sethost: prefix of its own: no form
+			 * lond knows, and an encrypt: in it would go out in
+			 * clear.  It stays, for an operator to look at. */
+			log_msg(LOG_ERR, "host=%s event=delayed_unsendable file=%s reason=bad_sethost_prefix",
+				hname(w), it->path);
+			memset(req, 0, plen + len);
+			free(req);
+			memset(line, 0, len);
+			free(line);
+			continue;
+		}
 		int64_t deadline = now_ms() + cfg->transaction_timeout_ms;
 		bool extra = false;
 		int ok = send_line(w, req, plen + len, deadline) == 0 &&

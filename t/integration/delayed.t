@@ -92,6 +92,23 @@ is(lond_ctl($lond, 'recorded=late'), 1, 'a file written while lonc runs is deliv
     is(lond_ctl($lond, 'recorded=young'), 1, 'once old enough it is delivered, once');
 }
 
+# A file whose line has a sethost: prefix of its own would go out with
+# two: it is not sent (an encrypt: in it would travel in clear), stays,
+# and does not hold up the files after it.
+{
+    my $f = "$ddir/1700000010.3.4242.record.remoteid";
+    open my $fh, '>', $f or die "$f: $!";
+    print $fh "sethost:x:encrypt:record:secret\n";
+    close $fh;
+    utime(time - 10, time - 10, $f) or die "utime $f: $!";
+    put(1700000010, 4, 'behind', 'remoteid');
+    wait_for(sub { !-e "$ddir/1700000010.4.4242.record.remoteid" }, 20, 'the file behind it delivered');
+    ok(-e $f, 'a file with its own sethost: prefix stays');
+    like($log->(), qr/event=delayed_unsendable file=\Q$f\E reason=bad_sethost_prefix/, '... and is logged');
+    unlike(log_text("$dir/lonnet.perm.log"), qr/secret/, '... and its text is in no S: record');
+    unlink $f;
+}
+
 # A lond that sends more than its answer: the file was answered, so it
 # is delivered (deleted, recorded) once, not sent again on the next
 # connection; the connection itself is dropped.
