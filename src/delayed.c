@@ -127,12 +127,19 @@ void delayed_free(struct delayed_item *items, size_t n)
 
 char *delayed_read(const char *path, size_t max, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO put there must not block the worker in open(2)
+	 * (waiting for a writer); only a regular file is read. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	size_t have = 0, cap = 256;
+	struct stat st;
 	char *buf;
 
 	if (fd < 0)
 		return NULL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return NULL;
+	}
 	buf = xmalloc(cap);
 	for (;;) {
 		if (have == cap) {

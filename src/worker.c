@@ -120,7 +120,14 @@ static int read_line(struct worker *w, size_t max, int64_t deadline, size_t *len
 		size_t room = w->rcap - have;
 		if (room > max - have)
 			room = max - have;
-		ssize_t n = net_read(w->fd, w->rbuf + have, room, deadline);
+		/* Waited for in slices, so that a shutdown that began
+		 * meanwhile (which may bring the deadline closer) is seen. */
+		int64_t stop = deadline < host_shutdown_deadline() ? deadline :
+			       host_shutdown_deadline();
+		int64_t slice = now_ms() + RECV_SLICE_MS;
+		ssize_t n = net_read(w->fd, w->rbuf + have, room, slice < stop ? slice : stop);
+		if (n < 0 && errno == ETIMEDOUT && now_ms() < stop)
+			continue;
 		if (n <= 0) {
 			if (n == 0)
 				errno = ECONNRESET;
@@ -387,6 +394,11 @@ static int replay_delayed(struct worker *w)
 	for (size_t i = 0; i < n; i++) {
 		struct delayed_item *it = &items[i];
 		size_t len, rlen;
+
+		/* Once a shutdown began, no new file is started: the rest
+		 * stays for the next start (host_shutdown_deadline). */
+		if (host_shutdown_deadline() != INT64_MAX)
+			break;
 		char *line = delayed_read(it->path, cfg->max_request_bytes, &len);
 
 		if (!line) {
@@ -416,6 +428,9 @@ static int replay_delayed(struct worker *w)
 		}
 		int64_t deadline = now_ms() + cfg->transaction_timeout_ms;
 		bool extra = false;
+
+		if (deadline > host_shutdown_deadline())
+			deadline = host_shutdown_deadline();
 		int ok = send_line(w, req, plen + len, deadline) == 0 &&
 			 read_reply_whole(w, deadline, &rlen, &extra) == 0;
 		memset(req, 0, plen + len);

@@ -109,6 +109,19 @@ is(lond_ctl($lond, 'recorded=late'), 1, 'a file written while lonc runs is deliv
     unlink $f;
 }
 
+# Something in the directory that is not a regular file (a FIFO would
+# block a reader until a writer comes) is skipped with a warning, and the
+# files after it go on.
+{
+    my $fifo = "$ddir/1700000010.5.4242.record.remoteid";
+    system('mkfifo', $fifo) == 0 or die "mkfifo: $?";
+    utime(time - 10, time - 10, $fifo) or die "utime $fifo: $!";
+    put(1700000010, 6, 'afterfifo', 'remoteid');
+    wait_for(sub { !-e "$ddir/1700000010.6.4242.record.remoteid" }, 20, 'the file after the FIFO delivered');
+    like($log->(), qr/event=delayed_unreadable file=\Q$fifo\E/, 'a FIFO is skipped as unreadable');
+    unlink $fifo;
+}
+
 # A lond that sends more than its answer: the file was answered, so it
 # is delivered (deleted, recorded) once, not sent again on the next
 # connection; the connection itself is dropped.
@@ -147,5 +160,18 @@ wait_for(sub { !-e "$ddir/1700000010.1.4242.record.remoteid" }, 20, 'file delive
 like(log_text("$newlogs/lonnet.perm.log") // '', qr/^\d+:S:remoteid:record:moved:/m,
     'after a reload with another log_dir, the S: record is in the new one');
 unlike(log_text("$dir/lonnet.perm.log"), qr/record:moved/, '... and not in the old one');
+# A shutdown starts no new file: with four slow files under way, most
+# stay for the next start (each takes 1.5 s at lond).
+my @slow;
+for my $i (1 .. 4) {
+    my $f = "$ddir/1700000030.$i.4242.delay.remoteid";
+    open my $fh, '>', $f or die "$f: $!";
+    print $fh "delay:1500:slow$i\n";
+    close $fh;
+    utime(time - 10, time - 10, $f) or die "utime $f: $!";
+    push @slow, $f;
+}
+sleep 0.7;   # a few scans: the replay is under way
 is(stop_lonc($lonc), 0, 'clean shutdown');
+cmp_ok(scalar(grep { -e } @slow), '>=', 2, 'a shutdown during a replay leaves the files it did not start');
 done_testing();
