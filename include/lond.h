@@ -101,6 +101,11 @@ struct lond_request {
 /* Split a request line (without '\n'). */
 void lond_parse_request(const char *line, size_t len, struct lond_request *r);
 
+/* A handshake command (init..., ekey, a bare sethost:<id>), also after a
+ * sethost:<id>: prefix: it would change the state of the shared pooled
+ * connection (its key, its host), so a client may not send one. */
+bool lond_is_setup_command(const char *line, size_t len);
+
 /* Commands lonc answers itself, also after a sethost:<id>: prefix. */
 enum lond_local { LOND_LOCAL_NONE, LOND_LOCAL_RESET_RETRIES,
 		  LOND_LOCAL_CLOSE_CONNECTIONS };

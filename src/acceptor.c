@@ -315,6 +315,12 @@ static bool dispatch(struct acceptor *a, struct client *c, size_t len)
 		linebuf_consume(&c->in, len + 1);
 		return answer_now(a, c, "error:bad_sethost");
 	}
+	if (lond_is_setup_command(c->in.data, len)) {
+		log_msg(LOG_WARNING, "host=%s event=request_refused reason=handshake_command",
+			host_name(a));
+		linebuf_consume(&c->in, len + 1);
+		return answer_now(a, c, "error:handshake_command");
+	}
 	atomic_fetch_add_explicit(&h->stats.requests, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->last_request, now_ms(), memory_order_relaxed);
 	if (atomic_load(&h->dead)) {

@@ -322,6 +322,23 @@ void lond_parse_request(const char *line, size_t len, struct lond_request *r)
 	}
 }
 
+bool lond_is_setup_command(const char *line, size_t len)
+{
+	struct lond_request r;
+
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	lond_parse_request(line, len, &r);
+	if (r.bad_prefix || r.encrypt)
+		return false;
+	/* A bare sethost:<id> would re-address the pooled connection for
+	 * whoever uses it next. */
+	if (r.prefix_len == 0 && starts_sethost(line, len))
+		return true;
+	return is_line(r.cmd, r.cmd_len, "ekey") || is_line(r.cmd, r.cmd_len, "init") ||
+	       (r.cmd_len >= 5 && memcmp(r.cmd, "init:", 5) == 0);
+}
+
 enum lond_local lond_local_command(const char *line, size_t len)
 {
 	struct lond_request r;

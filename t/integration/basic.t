@@ -66,10 +66,15 @@ is(request($sock, 'sethost::encrypt:passwd:user:secret'), 'error:bad_sethost',
     'a sethost prefix without an ID is refused, not sent');
 is(request($sock, 'sethost:a:sethost:b:encrypt:passwd:user:secret'), 'error:bad_sethost',
     'so is a second sethost prefix');
+# Handshake commands would change the pooled connection for everyone.
+is(request($sock, $_), 'error:handshake_command', "'$_' from a client is refused")
+    for 'ekey', 'init', 'sethost:evil', 'sethost:basic-id:ekey';
 is(lond_stats($lond)->{requests}, $before, 'local commands and refused lines did not reach lond');
 wait_for(sub { lond_stats($lond)->{active} == 0 }, 10, 'connections closed');
 is(lond_stats($lond)->{active}, 0, 'close_connection_exit dropped the connections');
 is(request($sock, 'ping'), 'pong', 'a new connection is made on demand afterwards');
+is(request($sock, 'sethost:evil'), 'error:handshake_command', 'a bare sethost is refused on a live connection too');
+is(request($sock, 'whoami'), 'basic-id', 'and the pooled connection still speaks for its host ID');
 
 # Threads are named; workers run under SCHED_BATCH (policy 3 in field 41
 # of /proc/PID/task/TID/stat) unless batch_workers is false.

@@ -416,6 +416,36 @@ static void check_parse(void)
 	free(copy);
 }
 
+static void setup_case(const char *line, bool want)
+{
+	size_t n = strlen(line);
+	char *copy = exact_copy(line, n);
+	char name[160];
+
+	snprintf(name, sizeof(name), "'%s' is %sa handshake command", line, want ? "" : "not ");
+	is_int(lond_is_setup_command(copy, n), want, name);
+	free(copy);
+}
+
+static void check_setup_commands(void)
+{
+	setup_case("ekey", true);
+	setup_case("ekey\r", true);
+	setup_case("init", true);
+	setup_case("init:ssl", true);
+	setup_case("init::2.11", true);
+	setup_case("init:local:/tmp/k", true);
+	setup_case("sethost:evil", true);
+	setup_case("sethost:msul3:ekey", true);
+	setup_case("sethost:msul3:init", true);
+	setup_case("sethost:msul3:ping", false);
+	setup_case("encrypt:ekey", false);
+	setup_case("ekeys", false);
+	setup_case("initialize", false);
+	setup_case("ping", false);
+	setup_case("get:init:x", false);
+}
+
 /* ---- (d) lond_local_command ------------------------------------------ */
 
 static void local_case(const char *line, size_t n, enum lond_local want)
@@ -694,6 +724,7 @@ int main(void)
 	check_handshake();
 	check_version_masked();
 	check_parse();
+	check_setup_commands();
 	check_local();
 	check_enc();
 	done_testing();
