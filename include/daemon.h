@@ -30,6 +30,13 @@ int pidfile_open(const char *path, char *err, size_t errlen) WUR;
 /* Remove the pid file and close its fd. */
 void pidfile_close(const char *path, int fd);
 
+/* Raise the soft limit on open files to the hard one: every client and
+ * every lond connection is a descriptor, and the usual soft default
+ * (1024) is soon reached by idle clients of one host, which then starves
+ * every other host's accept.  Returns the limit now in force (-1 when
+ * unknown or unlimited). */
+long daemon_raise_nofile(void);
+
 /* Block the signals lonc handles (taken with sigtimedwait by the main
  * thread) and ignore SIGPIPE.  Call
  * before the first thread starts; fills *set with the handled set. */

@@ -294,6 +294,7 @@ int main(int argc, char **argv)
 	}
 	outage_configure(cfg->outage_window_ms, cfg->outage_min_hosts);
 	delayed_set_log_dir(cfg->log_dir);
+	log_msg(LOG_INFO, "event=nofile_limit open_files=%ld", daemon_raise_nofile());
 	daemon_block_signals(&set);
 	b = broker_new(path, config_ref(cfg), tls);
 	tls = NULL;

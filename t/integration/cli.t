@@ -78,4 +78,15 @@ ok(-S "$dir/sockets/h1", 'daemon is listening');
 kill 'TERM', $pid;
 wait_for(sub { !kill(0, $pid) }, 10, 'daemon exit');
 ok(!-e "$dir/good.pid", 'daemon removed its pid file');
+
+# Started with a low soft limit on open files, lonc raises it to the hard
+# one (idle clients of one host would otherwise starve every other host).
+SKIP: {
+    skip 'prlimit is not available', 3 if system('prlimit --nofile=256:4096 true >/dev/null 2>&1') != 0;
+    my $l = start_lonc($good, wrapper => [ 'prlimit', '--nofile=256:4096' ]);
+    my ($soft) = log_text("/proc/$l->{pid}/limits") =~ /^Max open files\s+(\d+)/m;
+    is($soft, 4096, 'the soft limit on open files is raised to the hard one');
+    like(log_text($l->{log}), qr/event=nofile_limit open_files=4096/, 'and logged');
+    is(stop_lonc($l), 0, 'and lonc stops cleanly');
+}
 done_testing();
