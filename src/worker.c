@@ -660,11 +660,15 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 		ssize_t n = recv_reply(w, w->rbuf + have, w->rcap - have, &deadline);
 		if (n <= 0) {
 			bool timeout = n < 0 && errno == ETIMEDOUT;
+			/* A deadline a shutdown brought closer is no fault of
+			 * lond's: said so, and not counted as a timeout. */
+			bool shutdown = timeout && now_ms() >= host_shutdown_deadline();
 
-			if (timeout)
+			if (timeout && !shutdown)
 				atomic_fetch_add_explicit(&h->stats.timeouts, 1,
 							  memory_order_relaxed);
-			fail_txn(w, c, streamed > 0, timeout ? "transaction_timeout" :
+			fail_txn(w, c, streamed > 0, shutdown ? "shutdown_timeout" :
+				 timeout ? "transaction_timeout" :
 				 n == 0 ? "closed_by_lond" : "read_failed");
 			return TXN_BROKEN;
 		}

@@ -52,6 +52,10 @@ sub start {
     is(scalar(grep { $_ eq 'con_lost' } @got), 6, 'requests past shutdown_timeout: con_lost');
     cmp_ok(time - $t0, '<', 6, 'answered by about shutdown_timeout (0.5 s), not after the 10 s delay');
     is(wait_lonc($lonc), 0, 'exit status 0');
+    my $text = log_text($lonc->{log});
+    like($text, qr/event=transaction_failed reason=shutdown_timeout/,
+        'the in-flight ones are logged as cut by the shutdown');
+    unlike($text, qr/reason=transaction_timeout/, '... not as a transaction timeout');
 }
 
 # A reply trickling in (a byte every 30 ms, 9 s in all) is cut at the
