@@ -101,14 +101,18 @@ struct lond_request {
 /* Split a request line (without '\n'). */
 void lond_parse_request(const char *line, size_t len, struct lond_request *r);
 
-/* A handshake command (init..., ekey, a bare sethost:<id>), also after a
- * sethost:<id>: prefix: it would change the state of the shared pooled
- * connection (its key, its host), so a client may not send one. */
-bool lond_is_setup_command(const char *line, size_t len);
-
-/* Commands lonc answers itself, also after a sethost:<id>: prefix. */
-enum lond_local { LOND_LOCAL_NONE, LOND_LOCAL_RESET_RETRIES,
-		  LOND_LOCAL_CLOSE_CONNECTIONS };
+/* What lonc does with a client's request line (without '\n'), looked at
+ * once: forward it, answer it itself, or refuse it. */
+enum lond_local {
+	LOND_LOCAL_NONE,              /* forward it to lond */
+	LOND_LOCAL_RESET_RETRIES,     /* reset_retries: answered "ok" */
+	LOND_LOCAL_CLOSE_CONNECTIONS, /* close_connection_exit: "ok" */
+	LOND_LOCAL_BAD_SETHOST,       /* unreadable sethost: prefix (bad_prefix) */
+	LOND_LOCAL_HANDSHAKE,         /* init..., ekey, a bare sethost:<id>: they
+				       * would change the shared pooled
+				       * connection's key or host */
+};
+/* Also after a sethost:<id>: prefix; an encrypt: request is forwarded. */
 enum lond_local lond_local_command(const char *line, size_t len);
 
 /* Bytes needed by lond_enc_encode for a command of cmd_len bytes after a

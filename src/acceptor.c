@@ -303,23 +303,18 @@ static bool dispatch(struct acceptor *a, struct client *c, size_t len)
 		host_close_connections(h);
 		linebuf_consume(&c->in, len + 1);
 		return answer_now(a, c, "ok");
-	case LOND_LOCAL_NONE:
-		break;
-	}
-	struct lond_request r;
-
-	lond_parse_request(c->in.data, len, &r);
-	if (r.bad_prefix) {
+	case LOND_LOCAL_BAD_SETHOST:
 		log_msg(LOG_INFO, "host=%s event=request_refused reason=bad_sethost_prefix",
 			host_name(a));
 		linebuf_consume(&c->in, len + 1);
 		return answer_now(a, c, "error:bad_sethost");
-	}
-	if (lond_is_setup_command(c->in.data, len)) {
+	case LOND_LOCAL_HANDSHAKE:
 		log_msg(LOG_WARNING, "host=%s event=request_refused reason=handshake_command",
 			host_name(a));
 		linebuf_consume(&c->in, len + 1);
 		return answer_now(a, c, "error:handshake_command");
+	case LOND_LOCAL_NONE:
+		break;
 	}
 	atomic_fetch_add_explicit(&h->stats.requests, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->last_request, now_ms(), memory_order_relaxed);

@@ -322,39 +322,29 @@ void lond_parse_request(const char *line, size_t len, struct lond_request *r)
 	}
 }
 
-bool lond_is_setup_command(const char *line, size_t len)
-{
-	struct lond_request r;
-
-	if (len > 0 && line[len - 1] == '\r')
-		len--;
-	lond_parse_request(line, len, &r);
-	if (r.bad_prefix || r.encrypt)
-		return false;
-	/* A bare sethost:<id> would re-address the pooled connection for
-	 * whoever uses it next. */
-	if (r.prefix_len == 0 && starts_sethost(line, len))
-		return true;
-	return is_line(r.cmd, r.cmd_len, "ekey") || is_line(r.cmd, r.cmd_len, "init") ||
-	       (r.cmd_len >= 5 && memcmp(r.cmd, "init:", 5) == 0);
-}
-
 enum lond_local lond_local_command(const char *line, size_t len)
 {
 	struct lond_request r;
 
-	/* lonnet may address a local command to a host ID like any other
-	 * request (sethost:<id>:reset_retries): it is still lonc's. */
-	lond_parse_request(line, len, &r);
-	if (!r.bad_prefix && !r.encrypt) {
-		line += r.prefix_len;
-		len -= r.prefix_len;
-	}
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
-	if (is_line(line, len, "reset_retries"))
+	lond_parse_request(line, len, &r);
+	if (r.bad_prefix)
+		return LOND_LOCAL_BAD_SETHOST;
+	if (r.encrypt)
+		return LOND_LOCAL_NONE;
+	/* A bare sethost:<id> would re-address the pooled connection for
+	 * whoever uses it next. */
+	if (r.prefix_len == 0 && starts_sethost(line, len))
+		return LOND_LOCAL_HANDSHAKE;
+	/* After a sethost:<id>: prefix too: lonnet may address any request
+	 * to a host ID, and these are still lonc's business. */
+	if (is_line(r.cmd, r.cmd_len, "ekey") || is_line(r.cmd, r.cmd_len, "init") ||
+	    (r.cmd_len >= 5 && memcmp(r.cmd, "init:", 5) == 0))
+		return LOND_LOCAL_HANDSHAKE;
+	if (is_line(r.cmd, r.cmd_len, "reset_retries"))
 		return LOND_LOCAL_RESET_RETRIES;
-	if (is_line(line, len, "close_connection_exit"))
+	if (is_line(r.cmd, r.cmd_len, "close_connection_exit"))
 		return LOND_LOCAL_CLOSE_CONNECTIONS;
 	return LOND_LOCAL_NONE;
 }

@@ -5,7 +5,7 @@
  *      of protocol.md 2.3 step 4;
  *  (b) the insecure handshake plan, with and without the version and
  *      sethost steps: exact request lines, failures, the key;
- *  (c) lond_parse_request; (d) lond_local_command;
+ *  (c) lond_parse_request; (d) lond_local_command (local, refused);
  *  (e) enc: framing (protocol.md 2.7) with a real IDEA cipher: round
  *      trips for every length 0..40, block count, lower-case hex, the
  *      sethost prefix in clear, and malformed lines rejected.
@@ -423,7 +423,7 @@ static void setup_case(const char *line, bool want)
 	char name[160];
 
 	snprintf(name, sizeof(name), "'%s' is %sa handshake command", line, want ? "" : "not ");
-	is_int(lond_is_setup_command(copy, n), want, name);
+	is_int(lond_local_command(copy, n) == LOND_LOCAL_HANDSHAKE, want, name);
 	free(copy);
 }
 
@@ -474,7 +474,8 @@ static void check_local(void)
 	local_case("sethost:msul3:reset_retries", 27, LOND_LOCAL_RESET_RETRIES);
 	local_case("sethost:msul3:close_connection_exit", 35, LOND_LOCAL_CLOSE_CONNECTIONS);
 	local_case("sethost:msul3:ping", 18, LOND_LOCAL_NONE);
-	local_case("sethost::reset_retries", 22, LOND_LOCAL_NONE);
+	local_case("sethost::reset_retries", 22, LOND_LOCAL_BAD_SETHOST);
+	local_case("sethost:a:sethost:b:ping", 24, LOND_LOCAL_BAD_SETHOST);
 	local_case("sethost:msul3:encrypt:reset_retries", 35, LOND_LOCAL_NONE);
 }
 
