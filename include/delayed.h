@@ -34,7 +34,8 @@ int delayed_scan(const char *dir, char *const *ids, size_t n_ids,
 void delayed_free(struct delayed_item *items, size_t n);
 
 /* The request line of a file, without its '\n' (malloc'd), or NULL when
- * unreadable, not a regular file, empty, or longer than max. */
+ * unreadable, not a regular file, empty, longer than max, or holding
+ * more than one line. */
 char *delayed_read(const char *path, size_t max, size_t *len);
 
 /* Where delayed_record writes: the configuration's log_dir, set at

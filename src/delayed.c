@@ -158,10 +158,19 @@ char *delayed_read(const char *path, size_t max, size_t *len)
 		have += (size_t)r;
 	}
 	close(fd);
-	/* One line: stop at the first newline. */
+	/* One line, as lonnet writes it.  A file with more after its first
+	 * line is not one of lonnet's: sending the first line and deleting
+	 * the file would lose the rest, so it is left as unreadable. */
 	char *nl = memchr(buf, '\n', have);
-	if (nl)
+	if (nl) {
+		for (char *p = nl + 1; p < buf + have; p++) {
+			if (*p != '\n' && *p != '\r') {
+				free(buf);
+				return NULL;
+			}
+		}
 		have = (size_t)(nl - buf);
+	}
 	if (have && buf[have - 1] == '\r')
 		have--;
 	if (have == 0 || have > max) {

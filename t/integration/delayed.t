@@ -122,6 +122,22 @@ is(lond_ctl($lond, 'recorded=late'), 1, 'a file written while lonc runs is deliv
     unlink $fifo;
 }
 
+# A file of two lines is not lonnet's: sending the first and deleting it
+# would lose the second, so it stays, logged as unreadable.
+{
+    my $f = "$ddir/1700000010.7.4242.record.remoteid";
+    open my $fh, '>', $f or die "$f: $!";
+    print $fh "record:two1\nrecord:two2\n";
+    close $fh;
+    utime(time - 10, time - 10, $f) or die "utime $f: $!";
+    put(1700000010, 8, 'aftertwo', 'remoteid');
+    wait_for(sub { !-e "$ddir/1700000010.8.4242.record.remoteid" }, 20, 'the file after the two-line one delivered');
+    ok(-e $f, 'a file of two lines stays');
+    is(lond_ctl($lond, 'recorded=two1'), 0, '... and none of it was sent');
+    like($log->(), qr/event=delayed_unreadable file=\Q$f\E/, '... logged as unreadable');
+    unlink $f;
+}
+
 # A lond that sends more than its answer: the file was answered, so it
 # is delivered (deleted, recorded) once, not sent again on the next
 # connection; the connection itself is dropped.
