@@ -27,16 +27,28 @@ my $dir = tmp_dir();
 my $ddir = "$dir/sockets/delayed";
 system('mkdir', '-p', $ddir) == 0 or die;
 
-sub put {
-    my ($time, $count, $token, $id) = @_;
+# A delayed file holding $text, as lonnet left it a while ago: lonc
+# leaves files younger than 3 s alone (lonnet reads a new file back
+# after 2 s).
+sub put_text {
+    my ($time, $count, $id, $text) = @_;
     my $f = "$ddir/$time.$count.4242.record.$id";
     open my $fh, '>', $f or die "$f: $!";
-    print $fh "record:$token\n";
+    print $fh $text;
     close $fh;
-    # As lonnet left it a while ago: lonc leaves files younger than 3 s
-    # alone (lonnet reads a new file back after 2 s).
     utime(time - 10, time - 10, $f) or die "utime $f: $!";
     return $f;
+}
+sub put {
+    my ($time, $count, $token, $id) = @_;
+    return put_text($time, $count, $id, "record:$token\n");
+}
+# A good file after a bad one: it is delivered (the bad one holds up
+# nothing).
+sub next_goes_out {
+    my ($count, $what) = @_;
+    my $f = put(1700000010, $count, "next$count", 'remoteid');
+    wait_for(sub { !-e $f }, 20, "the file after $what delivered");
 }
 # Written while the host is down and lonc not yet running; the order of
 # the names is not the order of creation.
@@ -96,13 +108,8 @@ is(lond_ctl($lond, 'recorded=late'), 1, 'a file written while lonc runs is deliv
 # two: it is not sent (an encrypt: in it would travel in clear), stays,
 # and does not hold up the files after it.
 {
-    my $f = "$ddir/1700000010.3.4242.record.remoteid";
-    open my $fh, '>', $f or die "$f: $!";
-    print $fh "sethost:x:encrypt:record:secret\n";
-    close $fh;
-    utime(time - 10, time - 10, $f) or die "utime $f: $!";
-    put(1700000010, 4, 'behind', 'remoteid');
-    wait_for(sub { !-e "$ddir/1700000010.4.4242.record.remoteid" }, 20, 'the file behind it delivered');
+    my $f = put_text(1700000010, 3, 'remoteid', "sethost:x:encrypt:record:secret\n");
+    next_goes_out(4, 'a line with its own prefix');
     ok(-e $f, 'a file with its own sethost: prefix stays');
     like($log->(), qr/event=delayed_unsendable file=\Q$f\E reason=bad_sethost_prefix/, '... and is logged');
     unlike(log_text("$dir/lonnet.perm.log"), qr/secret/, '... and its text is in no S: record');
@@ -116,8 +123,7 @@ is(lond_ctl($lond, 'recorded=late'), 1, 'a file written while lonc runs is deliv
     my $fifo = "$ddir/1700000010.5.4242.record.remoteid";
     system('mkfifo', $fifo) == 0 or die "mkfifo: $?";
     utime(time - 10, time - 10, $fifo) or die "utime $fifo: $!";
-    put(1700000010, 6, 'afterfifo', 'remoteid');
-    wait_for(sub { !-e "$ddir/1700000010.6.4242.record.remoteid" }, 20, 'the file after the FIFO delivered');
+    next_goes_out(6, 'the FIFO');
     like($log->(), qr/event=delayed_unreadable file=\Q$fifo\E/, 'a FIFO is skipped as unreadable');
     unlink $fifo;
 }
@@ -125,13 +131,8 @@ is(lond_ctl($lond, 'recorded=late'), 1, 'a file written while lonc runs is deliv
 # A file of two lines is not lonnet's: sending the first and deleting it
 # would lose the second, so it stays, logged as unreadable.
 {
-    my $f = "$ddir/1700000010.7.4242.record.remoteid";
-    open my $fh, '>', $f or die "$f: $!";
-    print $fh "record:two1\nrecord:two2\n";
-    close $fh;
-    utime(time - 10, time - 10, $f) or die "utime $f: $!";
-    put(1700000010, 8, 'aftertwo', 'remoteid');
-    wait_for(sub { !-e "$ddir/1700000010.8.4242.record.remoteid" }, 20, 'the file after the two-line one delivered');
+    my $f = put_text(1700000010, 7, 'remoteid', "record:two1\nrecord:two2\n");
+    next_goes_out(8, 'a file of two lines');
     ok(-e $f, 'a file of two lines stays');
     is(lond_ctl($lond, 'recorded=two1'), 0, '... and none of it was sent');
     like($log->(), qr/event=delayed_unreadable file=\Q$f\E/, '... logged as unreadable');
@@ -176,17 +177,10 @@ wait_for(sub { !-e "$ddir/1700000010.1.4242.record.remoteid" }, 20, 'file delive
 like(log_text("$newlogs/lonnet.perm.log") // '', qr/^\d+:S:remoteid:record:moved:/m,
     'after a reload with another log_dir, the S: record is in the new one');
 unlike(log_text("$dir/lonnet.perm.log"), qr/record:moved/, '... and not in the old one');
+
 # A shutdown starts no new file: with four slow files under way, most
 # stay for the next start (each takes 1.5 s at lond).
-my @slow;
-for my $i (1 .. 4) {
-    my $f = "$ddir/1700000030.$i.4242.delay.remoteid";
-    open my $fh, '>', $f or die "$f: $!";
-    print $fh "delay:1500:slow$i\n";
-    close $fh;
-    utime(time - 10, time - 10, $f) or die "utime $f: $!";
-    push @slow, $f;
-}
+my @slow = map { put_text(1700000030, $_, 'remoteid', "delay:1500:slow$_\n") } 1 .. 4;
 sleep 0.7;   # a few scans: the replay is under way
 is(stop_lonc($lonc), 0, 'clean shutdown');
 cmp_ok(scalar(grep { -e } @slow), '>=', 2, 'a shutdown during a replay leaves the files it did not start');
