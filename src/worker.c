@@ -96,6 +96,14 @@ static const char *connect_target(const struct worker *w)
 	return target;
 }
 
+/* deadline, or the shutdown's deadline when that is sooner. */
+static int64_t within_shutdown(int64_t deadline)
+{
+	int64_t stop_by = host_shutdown_deadline();
+
+	return deadline < stop_by ? deadline : stop_by;
+}
+
 /* Read exactly one line into rbuf (growing it), at most `max` bytes with
  * its '\n': lond answers one line per request and sends nothing unasked,
  * so bytes after the '\n' are a protocol error.  *len is the line's
@@ -122,8 +130,7 @@ static int read_line(struct worker *w, size_t max, int64_t deadline, size_t *len
 			room = max - have;
 		/* Waited for in slices, so that a shutdown that began
 		 * meanwhile (which may bring the deadline closer) is seen. */
-		int64_t stop = deadline < host_shutdown_deadline() ? deadline :
-			       host_shutdown_deadline();
+		int64_t stop = within_shutdown(deadline);
 		int64_t slice = now_ms() + RECV_SLICE_MS;
 		ssize_t n = net_read(w->fd, w->rbuf + have, room, slice < stop ? slice : stop);
 		if (n < 0 && errno == ETIMEDOUT && now_ms() < stop)
@@ -370,6 +377,80 @@ static int read_reply_whole(struct worker *w, int64_t deadline, size_t *len,
 	return 0;
 }
 
+static void wipe_free(char *p, size_t n)
+{
+	memset(p, 0, n);
+	free(p);
+}
+
+enum replay_rc {
+	REPLAY_DELIVERED,    /* answered: deleted, recorded */
+	REPLAY_SKIPPED,      /* unreadable or unsendable: it stays */
+	REPLAY_BROKEN,       /* the connection broke: it stays */
+	REPLAY_OUT_OF_STEP,  /* answered (so delivered), then unasked data */
+};
+
+/* Send one delayed file as sethost:<hostid>:<line> and wait for lond's
+ * answer; only then is the file deleted and its S: record written. */
+static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it)
+{
+	const struct config *cfg = w->h->cfg;
+	size_t len, rlen;
+	char *line = delayed_read(it->path, cfg->max_request_bytes, &len);
+
+	if (!line) {
+		log_msg(LOG_WARNING, "host=%s event=delayed_unreadable file=%s",
+			hname(w), it->path);
+		return REPLAY_SKIPPED;
+	}
+	size_t plen = strlen(it->hostid) + 9;   /* "sethost:" id ":" */
+	char *req = xmalloc(plen + len + 2);
+	struct lond_request parsed;
+	enum replay_rc rc;
+	bool extra = false;
+	/* One deadline for sending and answer (read_line also keeps to
+	 * a shutdown that begins meanwhile). */
+	int64_t deadline = within_shutdown(now_ms() + cfg->transaction_timeout_ms);
+
+	snprintf(req, plen + 1, "sethost:%s:", it->hostid);
+	memcpy(req + plen, line, len);
+	req[plen + len] = '\n';
+	lond_parse_request(req, plen + len, &parsed);
+	if (parsed.bad_prefix) {
+		/* A line with a sethost: prefix of its own: no form lond
+		 * knows, and an encrypt: in it would go out in clear.  It
+		 * stays, for an operator to look at. */
+		log_msg(LOG_ERR, "host=%s event=delayed_unsendable file=%s reason=bad_sethost_prefix",
+			hname(w), it->path);
+		rc = REPLAY_SKIPPED;
+	} else if (send_line(w, req, plen + len, deadline) < 0 ||
+		   read_reply_whole(w, deadline, &rlen, &extra) < 0) {
+		log_msg(LOG_WARNING, "host=%s worker=%u event=delayed_replay_failed file=%s reason=\"%s\"",
+			hname(w), w->id, it->path, io_reason());
+		rc = REPLAY_BROKEN;
+	} else {
+		char perm_log[PATH_MAX];
+
+		if (unlink(it->path) < 0 && errno != ENOENT)
+			log_errno(LOG_ERR, "host=%s event=delayed_unlink_failed file=%s",
+				  hname(w), it->path);
+		if (delayed_record(it->hostid, line, len, perm_log, sizeof(perm_log)) < 0)
+			log_errno(LOG_ERR, "host=%s event=delayed_record_failed file=%s",
+				  hname(w), perm_log);
+		rc = REPLAY_DELIVERED;
+		if (extra) {
+			/* The stream is out of step: the rest waits for a
+			 * fresh connection. */
+			log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
+				hname(w), w->id);
+			rc = REPLAY_OUT_OF_STEP;
+		}
+	}
+	wipe_free(req, plen + len);
+	wipe_free(line, len);
+	return rc;
+}
+
 /* Replay this host's delayed transactions on this connection, oldest
  * first, one host-wide replayer at a time.  A file is deleted (and its
  * S: record written) only after lond answered it.  Returns -1 when the
@@ -392,73 +473,15 @@ static int replay_delayed(struct worker *w)
 		items = NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct delayed_item *it = &items[i];
-		size_t len, rlen;
-
 		/* Once a shutdown began, no new file is started: the rest
 		 * stays for the next start (host_shutdown_deadline). */
 		if (host_shutdown_deadline() != INT64_MAX)
 			break;
-		char *line = delayed_read(it->path, cfg->max_request_bytes, &len);
+		enum replay_rc r = replay_one(w, &items[i]);
 
-		if (!line) {
-			log_msg(LOG_WARNING, "host=%s event=delayed_unreadable file=%s",
-				hname(w), it->path);
-			continue;
-		}
-		size_t plen = strlen(it->hostid) + 9;   /* "sethost:" id ":" */
-		char *req = xmalloc(plen + len + 2);
-		struct lond_request parsed;
-
-		snprintf(req, plen + 1, "sethost:%s:", it->hostid);
-		memcpy(req + plen, line, len);
-		req[plen + len] = '\n';
-		lond_parse_request(req, plen + len, &parsed);
-		if (parsed.bad_prefix) {
-			/* A line with a sethost: prefix of its own: no form
-			 * lond knows, and an encrypt: in it would go out in
-			 * clear.  It stays, for an operator to look at. */
-			log_msg(LOG_ERR, "host=%s event=delayed_unsendable file=%s reason=bad_sethost_prefix",
-				hname(w), it->path);
-			memset(req, 0, plen + len);
-			free(req);
-			memset(line, 0, len);
-			free(line);
-			continue;
-		}
-		int64_t deadline = now_ms() + cfg->transaction_timeout_ms;
-		bool extra = false;
-
-		if (deadline > host_shutdown_deadline())
-			deadline = host_shutdown_deadline();
-		int ok = send_line(w, req, plen + len, deadline) == 0 &&
-			 read_reply_whole(w, deadline, &rlen, &extra) == 0;
-		memset(req, 0, plen + len);
-		free(req);
-		if (!ok) {
-			log_msg(LOG_WARNING, "host=%s worker=%u event=delayed_replay_failed file=%s reason=\"%s\"",
-				hname(w), w->id, it->path, io_reason());
-			memset(line, 0, len);
-			free(line);
-			rc = -1;
-			break;
-		}
-		if (unlink(it->path) < 0 && errno != ENOENT)
-			log_errno(LOG_ERR, "host=%s event=delayed_unlink_failed file=%s",
-				  hname(w), it->path);
-		char perm_log[PATH_MAX];
-
-		if (delayed_record(it->hostid, line, len, perm_log, sizeof(perm_log)) < 0)
-			log_errno(LOG_ERR, "host=%s event=delayed_record_failed file=%s",
-				  hname(w), perm_log);
-		memset(line, 0, len);
-		free(line);
-		done++;
-		if (extra) {
-			/* Answered, so delivered; but the stream is out of
-			 * step: the rest waits for a fresh connection. */
-			log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
-				hname(w), w->id);
+		if (r == REPLAY_DELIVERED || r == REPLAY_OUT_OF_STEP)
+			done++;
+		if (r == REPLAY_BROKEN || r == REPLAY_OUT_OF_STEP) {
 			rc = -1;
 			break;
 		}
@@ -575,10 +598,7 @@ static int reconnect(struct worker *w)
 static ssize_t recv_reply(struct worker *w, void *buf, size_t len, int64_t *deadline)
 {
 	for (;;) {
-		int64_t stop_by = host_shutdown_deadline();
-
-		if (*deadline > stop_by)
-			*deadline = stop_by;
+		*deadline = within_shutdown(*deadline);
 		if (now_ms() >= *deadline) {
 			errno = ETIMEDOUT;
 			return -1;
