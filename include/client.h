@@ -50,7 +50,8 @@ void client_free(struct client *c);
 ssize_t client_fill(struct client *c) WUR;
 
 /* Take the bytes client_fill only peeked at out of the socket (they are
- * in c->in or already answered, so they are discarded).  The functions
+ * in c->in or already answered, so they are discarded); nothing to do
+ * when there are none.  The functions
  * below that send an answer do it first; acceptor_return does it for a
  * client handed back unanswered, so that its request is not read twice. */
 void client_settle(struct client *c);

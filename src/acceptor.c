@@ -198,9 +198,8 @@ void acceptor_return(struct acceptor *a, struct client *c)
 {
 	bool need_wake;
 
-	/* Answered clients have settled already (the answer did it). */
-	if (c->unread)
-		client_settle(c);
+	/* A no-op for an answered client: the answer settled it. */
+	client_settle(c);
 	pthread_mutex_lock(&a->mu);
 	if (a->successor) {
 		struct acceptor *next = a->successor;

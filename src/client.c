@@ -97,8 +97,7 @@ void client_settle(struct client *c)
 
 int client_write(struct client *c, const void *p, size_t n, int64_t deadline)
 {
-	if (c->unread)
-		client_settle(c);
+	client_settle(c);
 	return net_write_all(c->fd, p, n, deadline);
 }
 
@@ -126,8 +125,7 @@ int client_send_now(struct client *c, const char *text)
 	};
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
 
-	if (c->unread)
-		client_settle(c);
+	client_settle(c);
 	ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 	return n == (ssize_t)(len + 1) ? 0 : -1;
