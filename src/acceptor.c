@@ -293,27 +293,33 @@ static bool dispatch(struct acceptor *a, struct client *c, size_t len)
 {
 	struct host *h = a->h;
 
+	const char *answer = NULL;
+
 	switch (lond_local_command(c->in.data, len)) {
 	case LOND_LOCAL_RESET_RETRIES:
 		host_reset(h);
-		linebuf_consume(&c->in, len + 1);
-		return answer_now(a, c, "ok");
+		answer = "ok";
+		break;
 	case LOND_LOCAL_CLOSE_CONNECTIONS:
 		host_close_connections(h);
-		linebuf_consume(&c->in, len + 1);
-		return answer_now(a, c, "ok");
+		answer = "ok";
+		break;
 	case LOND_LOCAL_BAD_SETHOST:
 		log_msg(LOG_INFO, "host=%s event=request_refused reason=bad_sethost_prefix",
 			host_name(a));
-		linebuf_consume(&c->in, len + 1);
-		return answer_now(a, c, "error:bad_sethost");
+		answer = "error:bad_sethost";
+		break;
 	case LOND_LOCAL_HANDSHAKE:
 		log_msg(LOG_WARNING, "host=%s event=request_refused reason=handshake_command",
 			host_name(a));
-		linebuf_consume(&c->in, len + 1);
-		return answer_now(a, c, "error:handshake_command");
+		answer = "error:handshake_command";
+		break;
 	case LOND_LOCAL_NONE:
 		break;
+	}
+	if (answer) {
+		linebuf_consume(&c->in, len + 1);
+		return answer_now(a, c, answer);
 	}
 	atomic_fetch_add_explicit(&h->stats.requests, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->last_request, now_ms(), memory_order_relaxed);
