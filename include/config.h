@@ -53,10 +53,13 @@ struct config {
 	int retry_attempts;
 	size_t max_request_bytes;
 	size_t max_reply_bytes;
+	size_t reply_buffer;    /* reply bytes a worker keeps in memory */
+	char *spool_dir;        /* longer replies: unnamed files here */
 	int idle_timeout_ms;
 	int connect_timeout_ms;
 	int handshake_timeout_ms;
-	int transaction_timeout_ms;
+	int transaction_timeout_ms;     /* longest silence from lond */
+	int max_transaction_ms;         /* longest whole transaction */
 	int client_timeout_ms;
 	int client_write_timeout_ms;
 	int queue_timeout_ms;

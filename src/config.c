@@ -58,10 +58,13 @@ static const struct option options[] = {
 	OPT(batch_workers, T_BOOL, "true", 0, 0),
 	OPT(max_request_bytes, T_SIZE, "16M", 64, 1LL << 31),
 	OPT(max_reply_bytes, T_SIZE, "1G", 64, 1LL << 40),
+	OPT(reply_buffer, T_SIZE, "1M", 4096, 1LL << 30),
+	OPT(spool_dir, T_STR, "/var/lib/lonc/spool", 0, 0),
 	OPT_MS(idle_timeout_ms, "idle_timeout", "300", 100, DAY_MS),
 	OPT_MS(connect_timeout_ms, "connect_timeout", "10", 10, DAY_MS),
 	OPT_MS(handshake_timeout_ms, "handshake_timeout", "10", 10, DAY_MS),
 	OPT_MS(transaction_timeout_ms, "transaction_timeout", "120", 10, DAY_MS),
+	OPT_MS(max_transaction_ms, "max_transaction_time", "300", 10, DAY_MS),
 	OPT_MS(client_timeout_ms, "client_timeout", "30", 10, DAY_MS),
 	OPT_MS(client_write_timeout_ms, "client_write_timeout", "30", 10, DAY_MS),
 	OPT_MS(queue_timeout_ms, "queue_timeout", "60", 10, DAY_MS),
@@ -379,7 +382,8 @@ static int set_option(struct loader *ld, struct config *cfg,
  * here shapes the hosts: a host whose settings differ is rebuilt. */
 static const char *const restart_options[] = {
 	"socket_dir", "pid_file", "user", "group", "socket_mode",
-	"admin_socket", "syslog_facility", "loncapa_conf", "hosts_tab", NULL,
+	"admin_socket", "syslog_facility", "loncapa_conf", "hosts_tab",
+	"spool_dir", NULL,
 };
 static const char *const live_options[] = {
 	"log_level", "log_dir", "outage_window", "outage_min_hosts",

@@ -112,6 +112,7 @@ sub write_config {
         socket_dir => "$dir/sockets",
         pid_file => "$dir/$name.pid",
         admin_socket => "$dir/$name-admin.sock",
+        spool_dir => "$dir/spool",
         # Tests run as root or as a user; either way keep that identity
         # (t/integration/privileges.t covers the drop to another user).
         user => scalar(getpwuid($>)),
