@@ -128,8 +128,52 @@ long lond_enc_encode(struct crypto_idea *c, const char *prefix,
 /* True when a reply line is enc: framed. */
 bool lond_is_enc(const char *line, size_t len);
 
-/* Decrypt an enc: line (without '\n') in place: on success the plain
- * text is line[0..*out_len) and 0 is returned; -1 when malformed. */
+/*
+ * A reply line from lond, read in pieces as it arrives.  The reader finds
+ * the line's end, tells an enc: reply from a plain one by its first four
+ * bytes, and decodes and decrypts an enc: reply block by block, so that
+ * neither kind needs the whole line in memory.  Used for every line lonc
+ * reads from lond: handshake answers (without a cipher: no enc: then),
+ * transaction replies and the answers to delayed replays.
+ */
+enum lond_reply_rc {
+	LOND_REPLY_MORE,  /* the line goes on */
+	LOND_REPLY_DONE,  /* its '\n' was the last byte consumed */
+	LOND_REPLY_BAD,   /* a malformed enc: line (r->error says why) */
+};
+
+struct lond_reply {
+	struct crypto_idea *cipher; /* NULL: enc: lines are not decoded */
+	int state;                  /* lond.c's LR_* */
+	bool enc;                   /* the line is enc: framed */
+	size_t wire;                /* bytes consumed, the '\n' included */
+	size_t plain;               /* plain bytes produced */
+	size_t declared;            /* enc: the plain length it gives */
+	size_t hex;                 /* enc: hex digits taken */
+	const char *error;          /* why LOND_REPLY_BAD (static) */
+};
+
+/* Start reading a new line; cipher NULL reads enc: lines as plain ones. */
+void lond_reply_init(struct lond_reply *r, struct crypto_idea *cipher);
+
+/*
+ * Take the next n bytes of the line, in buf.  The plain text they yield
+ * is written to buf[0..*produced) (decoding never overtakes its input,
+ * so it works in place; for a plain line it is the input itself), and
+ * *consumed bytes of buf were used:
+ * LOND_REPLY_MORE: all of them, except up to 3 at the start of a line
+ *   that may yet begin "enc:", or up to 15 hex digits of an enc: block
+ *   not yet whole (give them again, followed by what comes next);
+ * LOND_REPLY_DONE: up to and including the '\n' (not in the plain text);
+ *   buf[*consumed..n) is data lond sent unasked;
+ * LOND_REPLY_BAD: a malformed enc: line.
+ */
+enum lond_reply_rc lond_reply_feed(struct lond_reply *r, char *buf, size_t n,
+				   size_t *produced, size_t *consumed) WUR;
+
+/* Decrypt a whole enc: line (without '\n') in place, through the reader
+ * above: on success the plain text is line[0..*out_len) and 0 is
+ * returned; -1 when malformed. */
 int lond_enc_decode(struct crypto_idea *c, char *line, size_t len,
 		    size_t *out_len) WUR;
 

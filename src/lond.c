@@ -393,49 +393,196 @@ bool lond_is_enc(const char *line, size_t len)
 	return len >= 4 && memcmp(line, "enc:", 4) == 0;
 }
 
-static int hexval(int c)
+/* The value of a hex digit, or -1. */
+static int hexval(unsigned char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
-	c = tolower(c);
+	c |= 0x20;
 	if (c >= 'a' && c <= 'f')
 		return c - 'a' + 10;
 	return -1;
 }
 
+/* States of struct lond_reply. */
+enum { LR_START, LR_PLAIN, LR_LEN, LR_LEN_DIGITS, LR_HEX, LR_CR, LR_DONE, LR_BAD };
+
+#define HEX_PER_BLOCK (2 * CRYPTO_IDEA_BLOCK)
+
+void lond_reply_init(struct lond_reply *r, struct crypto_idea *cipher)
+{
+	memset(r, 0, sizeof(*r));
+	r->cipher = cipher;
+	r->state = LR_START;
+}
+
+static enum lond_reply_rc reply_bad(struct lond_reply *r, const char *why)
+{
+	r->state = LR_BAD;
+	r->error = why;
+	return LOND_REPLY_BAD;
+}
+
+/* Plain text of a decrypted block (or of several): only what the length
+ * given in the frame still wants; the rest is the padding. */
+static size_t take_plain(struct lond_reply *r, size_t n)
+{
+	size_t want = r->declared - r->plain;
+
+	if (n > want)
+		n = want;
+	r->plain += n;
+	return n;
+}
+
+/* Whole blocks of hex at buf[*i..n): converted to bytes at buf[*o..]
+ * and decrypted in one call.  In place: byte j goes to *o + j, and
+ * *o + j <= *i + 2j, which is read already.  A piece of a block at the
+ * end is left for the next call (with what follows it). */
+static int hex_blocks(struct lond_reply *r, char *buf, size_t n, size_t *i,
+		      size_t *o)
+{
+	size_t k = 0;
+
+	while (*i + k < n && hexval((unsigned char)buf[*i + k]) >= 0)
+		k++;
+	k -= k % HEX_PER_BLOCK;
+	if (k == 0)
+		return 0;
+	unsigned char *raw = (unsigned char *)buf + *o;
+	for (size_t j = 0; j < k / 2; j++)
+		raw[j] = (unsigned char)(hexval((unsigned char)buf[*i + 2 * j]) << 4 |
+					 hexval((unsigned char)buf[*i + 2 * j + 1]));
+	if (crypto_idea_decrypt(r->cipher, raw, k / 2) < 0)
+		return -1;
+	*i += k;
+	r->hex += k;
+	*o += take_plain(r, k / 2);
+	return 0;
+}
+
+/* The '\n' of an enc: line: the frame must hold whole blocks, enough
+ * of them for the length it gives. */
+static enum lond_reply_rc enc_end(struct lond_reply *r)
+{
+	if (r->hex == 0)
+		return reply_bad(r, "enc: no data");
+	if (r->hex / 2 < r->declared)
+		return reply_bad(r, "enc: length exceeds its data");
+	r->state = LR_DONE;
+	return LOND_REPLY_DONE;
+}
+
+/* The "<len>:" of an enc: line, one character. */
+static enum lond_reply_rc enc_length(struct lond_reply *r, unsigned char c)
+{
+	if (c == ':' && r->state == LR_LEN_DIGITS) {
+		r->state = LR_HEX;
+	} else if (c >= '0' && c <= '9' && r->declared <= SIZE_MAX / 10 - 1) {
+		r->declared = r->declared * 10 + (size_t)(c - '0');
+		r->state = LR_LEN_DIGITS;
+	} else {
+		return reply_bad(r, "enc: the length is not a number");
+	}
+	return LOND_REPLY_MORE;
+}
+
+/* An enc: line from buf[*i], its plain text to buf[*o]. */
+static enum lond_reply_rc feed_enc(struct lond_reply *r, char *buf, size_t n,
+				   size_t *i, size_t *o)
+{
+	while (*i < n) {
+		if (r->state == LR_HEX) {
+			if (hex_blocks(r, buf, n, i, o) < 0)
+				return reply_bad(r, "enc: the cipher failed");
+			size_t k = 0;
+			while (*i + k < n && hexval((unsigned char)buf[*i + k]) >= 0)
+				k++;
+			if (*i + k == n)
+				break;   /* a piece of a block: wait for the rest */
+			if (k > 0)
+				return reply_bad(r, "enc: data is not whole blocks of hex");
+		}
+		unsigned char c = (unsigned char)buf[(*i)++];
+
+		if (r->state == LR_LEN || r->state == LR_LEN_DIGITS) {
+			if (enc_length(r, c) == LOND_REPLY_BAD)
+				return LOND_REPLY_BAD;
+		} else if (c == '\n') {
+			return enc_end(r);
+		} else if (c != '\r' || r->state == LR_CR) {
+			return reply_bad(r, r->state == LR_CR ?
+					 "enc: data after a carriage return" :
+					 "enc: data is not hex");
+		} else {
+			r->state = LR_CR;
+		}
+	}
+	return LOND_REPLY_MORE;
+}
+
+/* The first bytes decide: "enc:" (with a cipher) or a plain line.
+ * Returns false when they cannot tell yet. */
+static bool classify(struct lond_reply *r, const char *buf, size_t n, size_t *i)
+{
+	size_t k = n < 4 ? n : 4;
+
+	if (r->cipher && memcmp(buf, "enc:", k) == 0) {
+		if (k < 4)
+			return memchr(buf, '\n', n) ? (r->state = LR_PLAIN, true) : false;
+		r->enc = true;
+		r->state = LR_LEN;
+		*i = 4;
+		return true;
+	}
+	r->state = LR_PLAIN;
+	return true;
+}
+
+enum lond_reply_rc lond_reply_feed(struct lond_reply *r, char *buf, size_t n,
+				   size_t *produced, size_t *consumed)
+{
+	enum lond_reply_rc rc = LOND_REPLY_MORE;
+	size_t i = 0, o = 0;
+
+	if (r->state == LR_START && !classify(r, buf, n, &i)) {
+		*produced = *consumed = 0;
+		return LOND_REPLY_MORE;
+	}
+	if (r->state == LR_PLAIN) {
+		/* The plain text is the input itself. */
+		const char *nl = memchr(buf, '\n', n);
+
+		o = nl ? (size_t)(nl - buf) : n;
+		i = nl ? o + 1 : n;
+		r->plain += o;
+		if (nl) {
+			r->state = LR_DONE;
+			rc = LOND_REPLY_DONE;
+		}
+	} else if (r->state == LR_DONE || r->state == LR_BAD) {
+		return reply_bad(r, "the line has ended");
+	} else {
+		rc = feed_enc(r, buf, n, &i, &o);
+	}
+	r->wire += i;
+	*produced = o;
+	*consumed = i;
+	return rc;
+}
+
 int lond_enc_decode(struct crypto_idea *c, char *line, size_t len, size_t *out_len)
 {
-	size_t i = 4, plain = 0;
+	struct lond_reply r;
+	size_t produced, consumed, tail;
+	char nl = '\n';
 
-	if (!lond_is_enc(line, len))
+	lond_reply_init(&r, c);
+	if (lond_reply_feed(&r, line, len, &produced, &consumed) != LOND_REPLY_MORE ||
+	    !r.enc || consumed != len)
 		return -1;
-	if (len > 0 && line[len - 1] == '\r')
-		len--;
-	if (i >= len || !isdigit((unsigned char)line[i]))
+	if (lond_reply_feed(&r, &nl, 1, &tail, &consumed) != LOND_REPLY_DONE)
 		return -1;
-	for (; i < len && isdigit((unsigned char)line[i]); i++) {
-		plain = plain * 10 + (size_t)(line[i] - '0');
-		if (plain > len)
-			return -1;
-	}
-	if (i >= len || line[i] != ':')
-		return -1;
-	i++;
-	size_t hex_len = len - i;
-	if (hex_len == 0 || hex_len % (2 * CRYPTO_IDEA_BLOCK) ||
-	    hex_len / 2 < plain)
-		return -1;
-	unsigned char *raw = (unsigned char *)line;
-	for (size_t j = 0; j < hex_len / 2; j++) {
-		int hi = hexval((unsigned char)line[i + 2 * j]);
-		int lo = hexval((unsigned char)line[i + 2 * j + 1]);
-
-		if (hi < 0 || lo < 0)
-			return -1;
-		raw[j] = (unsigned char)(hi << 4 | lo);
-	}
-	if (crypto_idea_decrypt(c, raw, hex_len / 2) < 0)
-		return -1;
-	*out_len = plain;
+	*out_len = produced;
 	return 0;
 }

@@ -626,6 +626,150 @@ static void check_enc_malformed(struct crypto_idea *c)
 	decode_bad(c, line, "non-hex in the second block");
 }
 
+
+/* ---- (f) the reply reader, fed in pieces ------------------------------ */
+
+/* Feed wire[0..n) to a reader in pieces of at most `piece` bytes (and
+ * once split at `split`, if nonzero), as the worker does: its plain text
+ * gathers at the front of a buffer, bytes the reader did not consume
+ * wait in front of the next piece.  Returns the final code; the plain
+ * text in out (NUL-terminated), its length in *out_len, the bytes after
+ * the '\n' in *extra. */
+static enum lond_reply_rc drive(struct crypto_idea *c, const char *wire, size_t n,
+				size_t piece, size_t split, char *out,
+				size_t *out_len, size_t *extra)
+{
+	struct lond_reply r;
+	char *buf = xmalloc(n + 1);
+	size_t len = 0, raw = 0, at = 0;
+	enum lond_reply_rc rc = LOND_REPLY_MORE;
+
+	lond_reply_init(&r, c);
+	*extra = 0;
+	while (at < n && rc == LOND_REPLY_MORE) {
+		size_t k = n - at < piece ? n - at : piece;
+
+		if (split && at < split && at + k > split)
+			k = split - at;
+		memcpy(buf + len + raw, wire + at, k);
+		at += k;
+		raw += k;
+		size_t produced, consumed;
+		rc = lond_reply_feed(&r, buf + len, raw, &produced, &consumed);
+		if (rc == LOND_REPLY_DONE)
+			*extra = raw - consumed + (n - at);
+		memmove(buf + len + produced, buf + len + consumed, raw - consumed);
+		len += produced;
+		raw -= consumed;
+	}
+	memcpy(out, buf, len);
+	out[len] = '\0';
+	*out_len = len;
+	free(buf);
+	return rc;
+}
+
+static void reply_pieces(struct crypto_idea *c, const char *what, const char *wire,
+			 size_t n, enum lond_reply_rc want, const char *plain,
+			 size_t want_extra)
+{
+	char *out = xmalloc(n + 1), name[200];
+	bool all_ok = true;
+	size_t len, extra;
+
+	for (size_t piece = 1; piece <= n; piece = piece < 20 ? piece + 1 : piece * 3) {
+		for (size_t split = 0; split < n; split += piece > 2 ? 1 : 7) {
+			enum lond_reply_rc rc = drive(c, wire, n, piece, split, out, &len, &extra);
+			bool good = rc == want && (want != LOND_REPLY_DONE ||
+				     (len == strlen(plain) && !memcmp(out, plain, len) &&
+				      extra == want_extra));
+
+			if (!good && all_ok) {
+				printf("# %s: piece %zu split %zu: rc %d, got '%s', extra %zu\n",
+				       what, piece, split, (int)rc, out, extra);
+			}
+			all_ok = all_ok && good;
+		}
+	}
+	snprintf(name, sizeof(name), "reply reader, any pieces: %s", what);
+	ok(all_ok, name);
+	free(out);
+}
+
+/* An enc: reply line for text, as lond would send it (lond frames its
+ * replies as lonc frames requests). */
+static size_t enc_reply(struct crypto_idea *c, const char *text, char *out)
+{
+	long n = lond_enc_encode(c, "", 0, text, strlen(text), out);
+
+	return n > 0 ? (size_t)n : 0;
+}
+
+static void check_reply_reader(struct crypto_idea *c)
+{
+	char wire[512], long_text[200];
+	size_t n;
+
+	for (size_t i = 0; i < sizeof(long_text) - 1; i++)
+		long_text[i] = (char)('a' + i % 26);
+	long_text[sizeof(long_text) - 1] = '\0';
+	reply_pieces(c, "plain line", "pong\n", 5, LOND_REPLY_DONE, "pong", 0);
+	reply_pieces(c, "empty line", "\n", 1, LOND_REPLY_DONE, "", 0);
+	reply_pieces(c, "'en' is plain", "en\n", 3, LOND_REPLY_DONE, "en", 0);
+	reply_pieces(c, "'enc' is plain", "enc\n", 4, LOND_REPLY_DONE, "enc", 0);
+	reply_pieces(c, "'encx:' is plain", "encx:1\n", 7, LOND_REPLY_DONE, "encx:1", 0);
+	reply_pieces(c, "plain with extra data", "ok\nmore", 7, LOND_REPLY_DONE, "ok", 4);
+	reply_pieces(c, "plain keeps a CR", "ok\r\n", 4, LOND_REPLY_DONE, "ok\r", 0);
+	reply_pieces(c, "unterminated plain", "abc", 3, LOND_REPLY_MORE, NULL, 0);
+	n = enc_reply(c, "secret:42", wire);
+	reply_pieces(c, "enc: 9 bytes", wire, n, LOND_REPLY_DONE, "secret:42", 0);
+	n = enc_reply(c, "12345678", wire);
+	reply_pieces(c, "enc: a whole block (padding block)", wire, n, LOND_REPLY_DONE,
+		     "12345678", 0);
+	n = enc_reply(c, "", wire);
+	reply_pieces(c, "enc: empty", wire, n, LOND_REPLY_DONE, "", 0);
+	n = enc_reply(c, long_text, wire);
+	reply_pieces(c, "enc: 199 bytes", wire, n, LOND_REPLY_DONE, long_text, 0);
+	n = enc_reply(c, "x", wire);
+	memcpy(wire + n - 1, "\r\nnext", 7);
+	reply_pieces(c, "enc: CR LF, then extra data", wire, n + 5, LOND_REPLY_DONE, "x", 4);
+	n = enc_reply(c, "x", wire);
+	reply_pieces(c, "enc: unterminated", wire, n - 1, LOND_REPLY_MORE, NULL, 0);
+	reply_pieces(c, "enc: a bad hex digit", "enc:1:01234567z9abcdef\n", 23,
+		     LOND_REPLY_BAD, NULL, 0);
+	reply_pieces(c, "enc: an empty length", "enc::0123456789abcdef\n", 22,
+		     LOND_REPLY_BAD, NULL, 0);
+	reply_pieces(c, "enc: half a block", "enc:1:01234567\n", 15, LOND_REPLY_BAD,
+		     NULL, 0);
+	reply_pieces(c, "enc: a length beyond its data", "enc:9:0123456789abcdef\n", 23,
+		     LOND_REPLY_BAD, NULL, 0);
+	reply_pieces(c, "enc: a CR inside", "enc:1:01234567\r89abcdef\n", 24,
+		     LOND_REPLY_BAD, NULL, 0);
+	reply_pieces(c, "enc: a huge length", "enc:99999999999999999999999:00\n", 31,
+		     LOND_REPLY_BAD, NULL, 0);
+
+	/* Without a cipher (the handshake) an enc: line is plain. */
+	struct lond_reply r;
+	char line[] = "enc:1:0123456789abcdef\n";
+	size_t produced, consumed;
+
+	lond_reply_init(&r, NULL);
+	is_int(lond_reply_feed(&r, line, strlen(line), &produced, &consumed),
+	       LOND_REPLY_DONE, "no cipher: an enc: line is a plain one");
+	is_int(produced, strlen(line) - 1, "no cipher: all of it is the text");
+	is_int(r.wire, strlen(line), "wire counts the bytes with the newline");
+	is_int(lond_reply_feed(&r, line, 1, &produced, &consumed), LOND_REPLY_BAD,
+	       "feeding past the end is refused");
+
+	/* The bytes counted on the wire, for max_reply_bytes. */
+	lond_reply_init(&r, c);
+	n = enc_reply(c, long_text, wire);
+	is_int(lond_reply_feed(&r, wire, n, &produced, &consumed), LOND_REPLY_DONE,
+	       "enc: whole line at once");
+	is_int(r.wire, n, "enc: wire counts every byte");
+	is_int(r.plain, strlen(long_text), "enc: plain counts the text");
+}
+
 static void check_enc(void)
 {
 	struct crypto_idea *c;
@@ -638,6 +782,7 @@ static void check_enc(void)
 	check_enc_frames(c);
 	check_is_enc();
 	check_enc_malformed(c);
+	check_reply_reader(c);
 	crypto_idea_free(c);
 }
 
