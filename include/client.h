@@ -17,6 +17,7 @@
 #include "util.h"
 
 struct acceptor;
+struct reply;
 
 struct client {
 	int fd;
@@ -58,6 +59,10 @@ void client_settle(struct client *c);
 
 /* Send n bytes of an answer before deadline.  0 or -1. */
 int client_write(struct client *c, const void *p, size_t n, int64_t deadline) WUR;
+
+/* Send a whole reply line (reply.h) to the client; a client that takes
+ * nothing for idle_ms fails it.  0 or -1. */
+int client_send_reply(struct client *c, struct reply *r, int idle_ms) WUR;
 
 /* Send `text` and a '\n' to the client before deadline.  0 or -1. */
 int client_send_line(struct client *c, const char *text, int64_t deadline) WUR;

@@ -37,6 +37,10 @@ ssize_t net_read(int fd, void *buf, size_t len, int64_t deadline) WUR;
  * with errno ETIMEDOUT. */
 int net_wait_readable(int fd, int64_t deadline) WUR;
 
+/* Wait until fd can take more bytes (or has failed) before deadline.
+ * 0, or -1 with errno ETIMEDOUT. */
+int net_wait_writable(int fd, int64_t deadline) WUR;
+
 /* Make a connected socket blocking for net_recv_slice, each call of which
  * then waits at most slice_ms (SO_RCVTIMEO).  0 or -1. */
 int net_set_recv_slice(int fd, int slice_ms) WUR;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "reply.h"
 
 struct client *client_new(int fd, struct acceptor *acc, size_t max_request)
 {
@@ -99,6 +100,12 @@ int client_write(struct client *c, const void *p, size_t n, int64_t deadline)
 {
 	client_settle(c);
 	return net_write_all(c->fd, p, n, deadline);
+}
+
+int client_send_reply(struct client *c, struct reply *r, int idle_ms)
+{
+	client_settle(c);
+	return reply_send(r, c->fd, idle_ms);
 }
 
 int client_send_line(struct client *c, const char *text, int64_t deadline)

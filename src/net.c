@@ -53,6 +53,11 @@ int net_wait_readable(int fd, int64_t deadline)
 	return wait_fd(fd, POLLIN, deadline) > 0 ? 0 : -1;
 }
 
+int net_wait_writable(int fd, int64_t deadline)
+{
+	return wait_fd(fd, POLLOUT, deadline) > 0 ? 0 : -1;
+}
+
 
 /* Close fd after a failure, keeping the failure's errno; returns -1. */
 static int close_failed(int fd)
