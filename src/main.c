@@ -180,6 +180,7 @@ static int drop_root(struct broker *b, const struct config *cfg, int pid_fd)
 	}
 	if (daemon_give(cfg->socket_dir, uid, gid, -1) < 0 ||
 	    (uses_mode(cfg, KEY_LOCAL) && daemon_give(cfg->local_key_dir, uid, gid, 0700) < 0) ||
+	    daemon_give(cfg->spool_dir, uid, gid, 0700) < 0 ||
 	    fchown(pid_fd, uid, gid) < 0 ||
 	    broker_give_sockets(b, uid, gid) < 0 ||
 	    admin_give(uid, gid) < 0) {
@@ -270,6 +271,11 @@ int main(int argc, char **argv)
 					  chmod(cfg->local_key_dir, 0700) < 0)) {
 		log_errno(LOG_ERR, "event=start_failed reason=\"cannot create local_key_dir %s\"",
 			  cfg->local_key_dir);
+		goto out;
+	}
+	if (make_dirs(cfg->spool_dir) < 0 || chmod(cfg->spool_dir, 0700) < 0) {
+		log_errno(LOG_ERR, "event=start_failed reason=\"cannot create spool_dir %s\"",
+			  cfg->spool_dir);
 		goto out;
 	}
 	if (make_dirs(cfg->socket_dir) < 0) {

@@ -3,11 +3,13 @@
  * by poll deadlines, one transaction at a time.
  *
  * Life: connect -> handshake (table in lond.c) -> loop { pop a client,
- * send its request (enc:-framed for encrypt:), relay the reply } -> close.
- * Replies are relayed as they arrive: a reply that fits in the read
- * buffer goes to the client in one write; a longer one is streamed in
- * buffer-sized pieces, so a huge dump never sits in memory whole.  An
- * enc: reply must be whole to be decrypted and is the one exception.
+ * send its request (enc:-framed for encrypt:), read the reply whole,
+ * relay it } -> close.  Every line from lond (handshake answers,
+ * replies, answers to delayed replays) is read by read_reply through
+ * one struct reply (reply.h): a reply reaches its client whole or not
+ * at all (con_lost), with at most reply_buffer bytes in memory.
+ * Timing: transaction_timeout bounds each silence of lond's,
+ * max_transaction_time the whole, a shutdown both.
  *
  * Locks: none of its own; it takes, one at a time and never across I/O,
  * h->queue.mu (queue calls), h->mu (host_set_error), acceptor->mu
@@ -37,8 +39,9 @@
 #include "log.h"
 #include "lond.h"
 #include "net.h"
+#include "reply.h"
 
-#define WORKER_RBUF (64 * 1024)
+#define WORKER_RBUF (64 * 1024)   /* the reply buffer's usual size */
 /* A worker blocked on lond's reply looks at its deadlines (the
  * transaction's, and a shutdown's that may begin meanwhile) this often. */
 #define RECV_SLICE_MS 50
@@ -57,8 +60,8 @@ struct worker {
 	/* Owned by the worker thread. */
 	int fd;
 	struct crypto_idea *cipher;
-	char *rbuf;                /* reply buffer */
-	size_t rcap;
+	struct reply reply;        /* the line being read from lond */
+	bool sliced;               /* fd blocks, in RECV_SLICE_MS receives */
 	char *wbuf;                /* enc: request buffer */
 	size_t wcap;
 	unsigned generation;       /* the queue's generation at connect */
@@ -104,55 +107,102 @@ static int64_t within_shutdown(int64_t deadline)
 	return deadline < stop_by ? deadline : stop_by;
 }
 
-/* Read exactly one line into rbuf (growing it), at most `max` bytes with
- * its '\n': lond answers one line per request and sends nothing unasked,
- * so bytes after the '\n' are a protocol error.  *len is the line's
- * length without '\n'.  0, or -1 with errno (ECONNRESET at end of file,
- * EPROTO, EMSGSIZE, ETIMEDOUT, ...).  With `extra`, a whole line followed
- * by more bytes returns 0 and sets *extra (the line was answered; the
- * connection is out of step). */
-static int read_line(struct worker *w, size_t max, int64_t deadline, size_t *len,
-		     bool *extra)
-{
-	size_t have = 0;
+/* The deadlines of one exchange with lond: the longest silence, and
+ * the end of the whole; a shutdown that begins meanwhile may bring
+ * either closer. */
+struct clock {
+	int64_t silence_ms;
+	int64_t end;
+	int64_t last;    /* the request went, or lond last sent something */
+};
 
+static struct clock clock_start(int64_t silence_ms, int64_t whole_ms)
+{
+	int64_t now = now_ms();
+
+	return (struct clock){ .silence_ms = silence_ms, .end = now + whole_ms,
+			       .last = now };
+}
+
+static int64_t clock_deadline(const struct clock *k)
+{
+	int64_t d = k->last + k->silence_ms;
+
+	return within_shutdown(d < k->end ? d : k->end);
+}
+
+/* Which limit a timed-out exchange ran into. */
+static const char *timeout_reason(const struct clock *k)
+{
+	int64_t now = now_ms();
+
+	return now >= host_shutdown_deadline() ? "shutdown_timeout" :
+	       now >= k->end ? "max_transaction_time" : "transaction_timeout";
+}
+
+/* Wait for and read what lond sent, in receives of at most
+ * RECV_SLICE_MS, so that the deadline (which a shutdown that began
+ * meanwhile may bring closer) is looked at often.  After the handshake
+ * each wait is one blocking recv: waiting and reading in one system
+ * call.  Bytes, 0 at end of file, or -1 with errno (ETIMEDOUT). */
+static ssize_t recv_some(struct worker *w, void *buf, size_t len,
+			 const struct clock *k)
+{
 	for (;;) {
-		if (have >= max) {
-			errno = EMSGSIZE;
+		int64_t now = now_ms(), stop = clock_deadline(k);
+
+		if (now >= stop) {
+			errno = ETIMEDOUT;
 			return -1;
 		}
-		if (have == w->rcap) {
-			w->rcap *= 2;
-			w->rbuf = xrealloc(w->rbuf, w->rcap);
-		}
-		size_t room = w->rcap - have;
-		if (room > max - have)
-			room = max - have;
-		/* Waited for in slices, so that a shutdown that began
-		 * meanwhile (which may bring the deadline closer) is seen. */
-		int64_t stop = within_shutdown(deadline);
-		int64_t slice = now_ms() + RECV_SLICE_MS;
-		ssize_t n = net_read(w->fd, w->rbuf + have, room, slice < stop ? slice : stop);
-		if (n < 0 && errno == ETIMEDOUT && now_ms() < stop)
-			continue;
-		if (n <= 0) {
-			if (n == 0)
-				errno = ECONNRESET;
-			return -1;
-		}
-		char *nl = memchr(w->rbuf + have, '\n', (size_t)n);
-		have += (size_t)n;
-		if (nl) {
-			*len = (size_t)(nl - w->rbuf);
-			if (*len + 1 != have) {
-				if (extra) {
-					*extra = true;
-					return 0;
-				}
-				errno = EPROTO;
-				return -1;
-			}
-			return 0;
+		int64_t slice = now + RECV_SLICE_MS;
+		ssize_t n = w->sliced ? net_recv_slice(w->fd, buf, len) :
+			    net_read(w->fd, buf, len, slice < stop ? slice : stop);
+
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+			       errno != ETIMEDOUT))
+			return n;
+	}
+}
+
+enum read_rc {
+	READ_OK,         /* the line is whole in w->reply */
+	READ_TIMEOUT,    /* a deadline of the clock (timeout_reason) */
+	READ_CLOSED,     /* lond closed the connection */
+	READ_FAILED,     /* the socket failed (errno) */
+	READ_BAD,        /* a malformed enc: line */
+	READ_TOO_LONG,   /* over the line's limit */
+	READ_SPOOL,      /* the spool failed (errno) */
+};
+
+static const char *const read_reasons[] = {
+	[READ_OK] = "ok", [READ_TIMEOUT] = "timed out",
+	[READ_CLOSED] = "closed_by_lond", [READ_FAILED] = "read_failed",
+	[READ_BAD] = "bad_enc_reply", [READ_TOO_LONG] = "reply_too_long",
+	[READ_SPOOL] = "spool_failed",
+};
+
+/* Read one line from lond into w->reply (reply_begin'd by the caller),
+ * the one reader of everything lond says. */
+static enum read_rc read_reply(struct worker *w, struct clock *k)
+{
+	for (;;) {
+		size_t room;
+		char *p = reply_space(&w->reply, &room);
+
+		if (!p)
+			return errno == EMSGSIZE ? READ_TOO_LONG : READ_SPOOL;
+		ssize_t n = recv_some(w, p, room, k);
+		if (n == 0)
+			return READ_CLOSED;
+		if (n < 0)
+			return errno == ETIMEDOUT ? READ_TIMEOUT : READ_FAILED;
+		k->last = now_ms();
+		switch (reply_commit(&w->reply, (size_t)n)) {
+		case REPLY_DONE: return READ_OK;
+		case REPLY_BAD: return READ_BAD;
+		case REPLY_TOO_LONG: return READ_TOO_LONG;
+		case REPLY_MORE: break;
 		}
 	}
 }
@@ -219,59 +269,92 @@ static enum lond_mode lond_mode_of(enum key_mode m)
 	       m == KEY_LOCAL ? LOND_MODE_LOCAL : LOND_MODE_INSECURE;
 }
 
-static const char *io_reason(void)
+/* One step's line from lond (whole, nothing after it) into w->reply.
+ * 0, or -1 with the reason in *why. */
+static int step_answer(struct worker *w, struct clock *k, const char **why)
 {
-	return errno == ETIMEDOUT ? "timed out" :
-	       errno == ECONNRESET ? "connection closed" :
-	       errno == EPROTO ? "extra data after the reply" :
-	       errno == EMSGSIZE ? "reply line too long" : strerror(errno);
+	reply_begin(&w->reply, NULL, LOND_LINE_MAX);
+	enum read_rc rc = read_reply(w, k);
+
+	*why = rc == READ_FAILED ? strerror(errno) : rc == READ_CLOSED ?
+	       "connection closed" : rc == READ_TOO_LONG ? "reply line too long" :
+	       read_reasons[rc];
+	if (rc == READ_OK && w->reply.extra) {
+		*why = "extra data after the reply";
+		return -1;
+	}
+	return rc == READ_OK ? 0 : -1;
+}
+
+/* The TLS step: lond's key line, read over TLS, into line. */
+static int tls_step(struct worker *w, int64_t deadline, char *line, size_t *len)
+{
+	char err[256] = "";
+
+	if (!w->h->tls) {
+		set_result(w, false, false, "ssl mode without a TLS context");
+		return -1;
+	}
+	if (crypto_tls_key_exchange(w->h->tls, w->fd, w->h->conf->tls_name,
+				    deadline, line, LOND_LINE_MAX, len, err,
+				    sizeof(err)) < 0) {
+		set_result(w, false, errno == ETIMEDOUT, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Send the current step's line and feed lond's answer to the plan.
+ * 1 when the handshake is done, 0 for the next step, -1 failed. */
+static int run_step(struct worker *w, struct lond_handshake *hs, struct clock *k)
+{
+	enum lond_step step = lond_handshake_step(hs);
+	char line[LOND_LINE_MAX];
+	int len = lond_handshake_request(hs, line, sizeof(line));
+	const char *text = line, *why;
+	size_t rlen;
+	int rc;
+
+	if (len < 0) {
+		set_result(w, false, false, "handshake step %s: line too long",
+			   lond_step_name(step));
+		return -1;
+	}
+	if (step == LOND_STEP_TLS) {
+		if (tls_step(w, k->end, line, &rlen) < 0)
+			return -1;
+	} else if (net_write_all(w->fd, line, (size_t)len, k->end) < 0) {
+		set_result(w, false, errno == ETIMEDOUT, "handshake step %s: %s",
+			   lond_step_name(step), errno == ETIMEDOUT ? "timed out" :
+			   strerror(errno));
+		return -1;
+	} else if (step_answer(w, k, &why) < 0) {
+		set_result(w, false, !strcmp(why, "timed out"), "handshake step %s: %s",
+			   lond_step_name(step), why);
+		return -1;
+	} else {
+		text = reply_text(&w->reply, &rlen);
+	}
+	rc = lond_handshake_reply(hs, text, rlen);
+	memset(line, 0, sizeof(line));
+	reply_wipe(&w->reply);
+	reply_end(&w->reply);
+	if (rc < 0)
+		set_result(w, hs->refused, false, "handshake step %s: %s",
+			   lond_step_name(step), hs->error);
+	return rc;
 }
 
 /* Walk the handshake plan over the connected socket. */
 static int run_steps(struct worker *w, struct lond_handshake *hs, int64_t deadline)
 {
-	const struct host_conf *hc = w->h->conf;
-	char line[LOND_LINE_MAX];
+	struct clock k = { .silence_ms = INT64_MAX / 4, .end = deadline,
+			   .last = now_ms() };
+	int rc;
 
-	for (;;) {
-		enum lond_step step = lond_handshake_step(hs);
-		int len = lond_handshake_request(hs, line, sizeof(line));
-		size_t rlen;
-
-		if (len < 0) {
-			set_result(w, false, false, "handshake step %s: line too long",
-				   lond_step_name(step));
-			return -1;
-		}
-		if (step == LOND_STEP_TLS) {
-			char err[256] = "";
-
-			if (!w->h->tls) {
-				set_result(w, false, false, "ssl mode without a TLS context");
-				return -1;
-			}
-			if (crypto_tls_key_exchange(w->h->tls, w->fd, hc->tls_name,
-						    deadline, w->rbuf, LOND_LINE_MAX,
-						    &rlen, err, sizeof(err)) < 0) {
-				set_result(w, false, errno == ETIMEDOUT, "%s", err);
-				return -1;
-			}
-		} else if (net_write_all(w->fd, line, (size_t)len, deadline) < 0 ||
-			   read_line(w, LOND_LINE_MAX, deadline, &rlen, NULL) < 0) {
-			set_result(w, false, errno == ETIMEDOUT, "handshake step %s: %s",
-				   lond_step_name(step), io_reason());
-			return -1;
-		}
-		int rc = lond_handshake_reply(hs, w->rbuf, rlen);
-		memset(w->rbuf, 0, rlen);
-		if (rc < 0) {
-			set_result(w, hs->refused, false, "handshake step %s: %s",
-				   lond_step_name(step), hs->error);
-			return -1;
-		}
-		if (rc == 1)
-			return 0;
-	}
+	while ((rc = run_step(w, hs, &k)) == 0)
+		;
+	return rc < 0 ? -1 : 0;
 }
 
 static int handshake(struct worker *w)
@@ -319,6 +402,7 @@ static int handshake(struct worker *w)
 		rc = -1;
 		goto out;
 	}
+	w->sliced = true;
 	pthread_mutex_lock(&w->h->mu);
 	str_copy(w->h->peer_version, hs.peer_version, sizeof(w->h->peer_version));
 	str_copy(w->h->key_mode_used, hs.fell_back ? "insecure(fallback)" :
@@ -357,26 +441,6 @@ static int send_line(struct worker *w, const char *line, size_t len, int64_t dea
 	return rc;
 }
 
-static int send_request(struct worker *w, struct client *c, int64_t deadline)
-{
-	return send_line(w, c->in.data, c->req_len, deadline);
-}
-
-/* Read one whole reply line into rbuf (decrypted if enc:), up to
- * max_reply_bytes.  Its length in *len.  0 or -1 (errno). */
-static int read_reply_whole(struct worker *w, int64_t deadline, size_t *len,
-			    bool *extra)
-{
-	if (read_line(w, w->h->cfg->max_reply_bytes + 1, deadline, len, extra) < 0)
-		return -1;
-	if (lond_is_enc(w->rbuf, *len) &&
-	    lond_enc_decode(w->cipher, w->rbuf, *len, len) < 0) {
-		errno = EPROTO;
-		return -1;
-	}
-	return 0;
-}
-
 static void wipe_free(char *p, size_t n)
 {
 	memset(p, 0, n);
@@ -390,12 +454,26 @@ enum replay_rc {
 	REPLAY_OUT_OF_STEP,  /* answered (so delivered), then unasked data */
 };
 
+/* Send a delayed request and read lond's answer into w->reply (the
+ * caller reply_end's it).  *k tells a timeout's reason. */
+static enum read_rc replay_exchange(struct worker *w, const char *req, size_t len,
+				    struct clock *k)
+{
+	const struct config *cfg = w->h->cfg;
+
+	*k = clock_start(cfg->transaction_timeout_ms, cfg->max_transaction_ms);
+	if (send_line(w, req, len, clock_deadline(k)) < 0)
+		return errno == ETIMEDOUT ? READ_TIMEOUT : READ_FAILED;
+	reply_begin(&w->reply, w->cipher, cfg->max_reply_bytes);
+	return read_reply(w, k);
+}
+
 /* Send one delayed file as sethost:<hostid>:<line> and wait for lond's
  * answer; only then is the file deleted and its S: record written. */
 static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it)
 {
 	const struct config *cfg = w->h->cfg;
-	size_t len, rlen;
+	size_t len;
 	char *line = delayed_read(it->path, cfg->max_request_bytes, &len);
 
 	if (!line) {
@@ -407,10 +485,8 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
 	char *req = xmalloc(plen + len + 2);
 	struct lond_request parsed;
 	enum replay_rc rc;
-	bool extra = false;
-	/* One deadline for sending and answer (read_line also keeps to
-	 * a shutdown that begins meanwhile). */
-	int64_t deadline = within_shutdown(now_ms() + cfg->transaction_timeout_ms);
+	enum read_rc rr;
+	struct clock k;
 
 	snprintf(req, plen + 1, "sethost:%s:", it->hostid);
 	memcpy(req + plen, line, len);
@@ -423,10 +499,10 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
 		log_msg(LOG_ERR, "host=%s event=delayed_unsendable file=%s reason=bad_sethost_prefix",
 			hname(w), it->path);
 		rc = REPLAY_SKIPPED;
-	} else if (send_line(w, req, plen + len, deadline) < 0 ||
-		   read_reply_whole(w, deadline, &rlen, &extra) < 0) {
+	} else if ((rr = replay_exchange(w, req, plen + len, &k)) != READ_OK) {
 		log_msg(LOG_WARNING, "host=%s worker=%u event=delayed_replay_failed file=%s reason=\"%s\"",
-			hname(w), w->id, it->path, io_reason());
+			hname(w), w->id, it->path, rr == READ_TIMEOUT ? timeout_reason(&k) :
+			rr == READ_FAILED || rr == READ_SPOOL ? strerror(errno) : read_reasons[rr]);
 		rc = REPLAY_BROKEN;
 	} else {
 		char perm_log[PATH_MAX];
@@ -438,7 +514,7 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
 			log_errno(LOG_ERR, "host=%s event=delayed_record_failed file=%s",
 				  hname(w), perm_log);
 		rc = REPLAY_DELIVERED;
-		if (extra) {
+		if (w->reply.extra) {
 			/* The stream is out of step: the rest waits for a
 			 * fresh connection. */
 			log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
@@ -446,6 +522,7 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
 			rc = REPLAY_OUT_OF_STEP;
 		}
 	}
+	reply_end(&w->reply);
 	wipe_free(req, plen + len);
 	wipe_free(line, len);
 	return rc;
@@ -496,20 +573,6 @@ static int replay_delayed(struct worker *w)
 	return rc;
 }
 
-/* Write to the client unless it already failed; remembers failure. */
-static void to_client(struct worker *w, struct client *c, bool *client_ok,
-		      const char *p, size_t n)
-{
-	if (!*client_ok)
-		return;
-	if (client_write(c, p, n,
-			 now_ms() + w->h->cfg->client_write_timeout_ms) < 0) {
-		log_errno(LOG_INFO, "host=%s worker=%u event=client_write_failed",
-			  hname(w), w->id);
-		*client_ok = false;
-	}
-}
-
 /* Stop counting this worker in the pool (once). */
 static void leave_pool(struct worker *w)
 {
@@ -520,25 +583,22 @@ static void leave_pool(struct worker *w)
 	}
 }
 
-static void fail_txn(struct worker *w, struct client *c, bool streamed,
-		     const char *what)
+/* The transaction failed and the connection with it: the client gets
+ * con_lost (nothing of the reply went to it).  `detail` may be NULL. */
+static void fail_txn(struct worker *w, struct client *c, const char *what,
+		     const char *detail)
 {
 	struct host *h = w->h;
 
-	log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=%s%s",
-		hname(w), w->id, what, streamed ? " client=closed_mid_reply" : "");
-	host_set_error(h, "transaction: %s", what);
+	log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=%s%s%s%s",
+		hname(w), w->id, what, detail ? " error=\"" : "", detail ? detail : "",
+		detail ? "\"" : "");
+	host_set_error(h, "transaction: %s%s%s", what, detail ? ": " : "",
+		       detail ? detail : "");
 	/* The connection is lost: leave the pool before the client hears
 	 * of it, so that its next request finds the pool as it really is
 	 * (a failed attempt to connect then counts toward the dead state). */
 	leave_pool(w);
-	if (streamed) {
-		/* Part of the reply already went out; a con_lost now would
-		 * be read as data.  Closing tells the client it is cut off. */
-		atomic_fetch_add_explicit(&h->stats.failed, 1, memory_order_relaxed);
-		client_free(c);
-		return;
-	}
 	host_fail_client(h, c);
 }
 
@@ -590,152 +650,124 @@ static int reconnect(struct worker *w)
 	return 0;
 }
 
-/* Wait for and read what lond sent of its reply, in one blocking recv
- * of at most RECV_SLICE_MS.  The deadline, which a shutdown that began
- * meanwhile may bring closer, is looked at before every recv, so a reply
- * that trickles in never outlives it by more than one slice.  Bytes, 0
- * at end of file, or -1 with errno (ETIMEDOUT at the deadline). */
-static ssize_t recv_reply(struct worker *w, void *buf, size_t len, int64_t *deadline)
+/* Before anything is sent: is the client still there, is there time
+ * left (shutdown, queue_timeout)?  False when c was dealt with here. */
+static bool admit(struct worker *w, struct client *c, bool *stale)
 {
-	for (;;) {
-		*deadline = within_shutdown(*deadline);
-		if (now_ms() >= *deadline) {
-			errno = ETIMEDOUT;
+	struct host *h = w->h;
+
+	/* One poll looks at both ends: a client that hung up while its
+	 * request waited is dropped, and a pooled connection that lond
+	 * closed while idle is noticed (send_with_resend). */
+	if (check_ends(w, c, stale) < 0) {
+		atomic_fetch_add_explicit(&h->stats.client_gone, 1, memory_order_relaxed);
+		client_free(c);
+		return false;
+	}
+	const char *late = now_ms() >= host_shutdown_deadline() ? "shutdown_timeout" :
+			   now_ms() - c->queued_at > h->cfg->queue_timeout_ms ?
+			   "queue_timeout" : NULL;
+	if (!late)
+		return true;
+	if (!strcmp(late, "queue_timeout"))
+		atomic_fetch_add_explicit(&h->stats.timeouts, 1, memory_order_relaxed);
+	log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=%s",
+		hname(w), w->id, late);
+	host_fail_client(h, c);
+	return false;
+}
+
+/* Send c's request.  A pooled connection that lond closed while it sat
+ * idle shows EOF before we send (stale); one whose close we learn only
+ * from the send fails with EPIPE/ECONNRESET.  Either way lond never saw
+ * the request, so it is sent once more on a fresh connection.  Once a
+ * byte of reply arrived there is no retry (it may have run).  0, or -1
+ * with the client answered. */
+static int send_with_resend(struct worker *w, struct client *c, bool stale,
+			    const struct clock *k)
+{
+	int rc = stale ? -1 : send_line(w, c->in.data, c->req_len, clock_deadline(k));
+
+	if (rc < 0 && w->served > 0 && (stale || errno == EPIPE || errno == ECONNRESET)) {
+		log_msg(LOG_INFO, "host=%s worker=%u event=stale_connection action=reconnect",
+			hname(w), w->id);
+		if (reconnect(w) < 0) {
+			fail_txn(w, c, "reconnect_failed", NULL);
 			return -1;
 		}
-		ssize_t n = net_recv_slice(w->fd, buf, len);
-
-		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-			return n;
+		rc = send_line(w, c->in.data, c->req_len, clock_deadline(k));
 	}
+	if (rc < 0) {
+		fail_txn(w, c, errno == ETIMEDOUT ? "send_timeout" : "send_failed", NULL);
+		return -1;
+	}
+	w->served++;
+	return 0;
+}
+
+/* The reply could not be read whole: count it, answer con_lost. */
+static void reply_failed(struct worker *w, struct client *c, enum read_rc rc,
+			 const struct clock *k)
+{
+	const char *what = read_reasons[rc], *detail = NULL;
+
+	if (rc == READ_TIMEOUT) {
+		what = timeout_reason(k);
+		/* A deadline a shutdown brought closer is no fault of lond's. */
+		if (strcmp(what, "shutdown_timeout"))
+			atomic_fetch_add_explicit(&w->h->stats.timeouts, 1,
+						  memory_order_relaxed);
+	} else if (rc == READ_FAILED || rc == READ_SPOOL) {
+		detail = strerror(errno);
+	}
+	fail_txn(w, c, what, detail);
+}
+
+/* The whole reply to its client, then the client back to its acceptor. */
+static void deliver(struct worker *w, struct client *c)
+{
+	struct host *h = w->h;
+
+	if (client_send_reply(c, &w->reply, h->cfg->client_write_timeout_ms) < 0) {
+		/* It stopped reading its reply (or left): the one case where
+		 * a client is cut off rather than answered con_lost. */
+		log_errno(LOG_INFO, "host=%s worker=%u event=client_write_failed bytes=%zu",
+			  hname(w), w->id, reply_size(&w->reply) + 1);
+		atomic_fetch_add_explicit(&h->stats.client_gone, 1, memory_order_relaxed);
+		client_free(c);
+	} else {
+		host_release_client(h, c);
+	}
+	atomic_fetch_add_explicit(&h->stats.replied, 1, memory_order_relaxed);
+	host_record_latency(h, now_us() - c->start_us);
 }
 
 /* One transaction for client c. */
 static enum txn_rc serve(struct worker *w, struct client *c)
 {
-	struct host *h = w->h;
-	const struct config *cfg = h->cfg;
-	int64_t deadline = now_ms() + cfg->transaction_timeout_ms;
-	int64_t stop_by = host_shutdown_deadline();
-	size_t have = 0, scanned = 0, streamed = 0;
-	bool client_ok = true, is_enc = false;
-	char *nl = NULL;
-
-	/* One poll looks at both ends before anything is sent: a client
-	 * that hung up while its request waited is dropped, and a pooled
-	 * connection that lond closed while idle is noticed (see below). */
+	const struct config *cfg = w->h->cfg;
 	bool stale = false;
-	if (check_ends(w, c, &stale) < 0) {
-		atomic_fetch_add_explicit(&h->stats.client_gone, 1, memory_order_relaxed);
-		client_free(c);
+
+	if (!admit(w, c, &stale))
 		return TXN_OK;
-	}
-	if (now_ms() >= stop_by) {
-		log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=shutdown_timeout",
-			hname(w), w->id);
-		host_fail_client(h, c);
-		return TXN_OK;
-	}
-	if (deadline > stop_by)
-		deadline = stop_by;
-	if (now_ms() - c->queued_at > cfg->queue_timeout_ms) {
-		atomic_fetch_add_explicit(&h->stats.timeouts, 1, memory_order_relaxed);
-		log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=queue_timeout",
-			hname(w), w->id);
-		host_fail_client(h, c);
-		return TXN_OK;
-	}
-	/* A pooled connection that lond closed while it sat idle shows
-	 * EOF before we send; one whose close we learn only from the send
-	 * fails with EPIPE/ECONNRESET.  Either way lond never saw the
-	 * request, so it is safe to send it once more on a fresh connection.
-	 * Once a byte of reply arrived there is no retry (it may have run). */
-	int rc = stale ? -1 : send_request(w, c, deadline);
-	if (rc < 0 && w->served > 0 && (stale || errno == EPIPE || errno == ECONNRESET)) {
-		log_msg(LOG_INFO, "host=%s worker=%u event=stale_connection action=reconnect",
-			hname(w), w->id);
-		if (reconnect(w) < 0) {
-			fail_txn(w, c, false, "reconnect_failed");
-			return TXN_BROKEN;
-		}
-		rc = send_request(w, c, deadline);
-	}
-	if (rc < 0) {
-		fail_txn(w, c, false, errno == ETIMEDOUT ? "send_timeout" : "send_failed");
+	struct clock k = clock_start(cfg->transaction_timeout_ms, cfg->max_transaction_ms);
+	if (send_with_resend(w, c, stale, &k) < 0)
+		return TXN_BROKEN;
+	reply_begin(&w->reply, w->cipher, cfg->max_reply_bytes);
+	enum read_rc rc = read_reply(w, &k);
+	if (rc != READ_OK) {
+		reply_failed(w, c, rc, &k);
+		reply_end(&w->reply);
 		return TXN_BROKEN;
 	}
-	w->served++;
-	for (;;) {
-		if (have == w->rcap) {
-			if (is_enc) {
-				/* An enc: reply is decrypted whole. */
-				w->rcap *= 2;
-				w->rbuf = xrealloc(w->rbuf, w->rcap);
-			} else {
-				to_client(w, c, &client_ok, w->rbuf, have);
-				streamed += have;
-				have = scanned = 0;
-			}
-		}
-		ssize_t n = recv_reply(w, w->rbuf + have, w->rcap - have, &deadline);
-		if (n <= 0) {
-			bool timeout = n < 0 && errno == ETIMEDOUT;
-			/* A deadline a shutdown brought closer is no fault of
-			 * lond's: said so, and not counted as a timeout. */
-			bool shutdown = timeout && now_ms() >= host_shutdown_deadline();
-
-			if (timeout && !shutdown)
-				atomic_fetch_add_explicit(&h->stats.timeouts, 1,
-							  memory_order_relaxed);
-			fail_txn(w, c, streamed > 0, shutdown ? "shutdown_timeout" :
-				 timeout ? "transaction_timeout" :
-				 n == 0 ? "closed_by_lond" : "read_failed");
-			return TXN_BROKEN;
-		}
-		have += (size_t)n;
-		if (streamed == 0 && have >= 4 && !is_enc)
-			is_enc = lond_is_enc(w->rbuf, have);
-		nl = memchr(w->rbuf + scanned, '\n', have - scanned);
-		if (nl)
-			break;
-		scanned = have;
-		if (streamed + have > cfg->max_reply_bytes) {
-			fail_txn(w, c, streamed > 0, "reply_too_long");
-			return TXN_BROKEN;
-		}
-	}
-	size_t len = (size_t)(nl - w->rbuf);   /* line length in rbuf, no '\n' */
-	bool extra = have > len + 1;
-	if (streamed + len > cfg->max_reply_bytes) {
-		fail_txn(w, c, streamed > 0, "reply_too_long");
-		return TXN_BROKEN;
-	}
-	if (is_enc) {
-		size_t plain;
-
-		if (lond_enc_decode(w->cipher, w->rbuf, len, &plain) < 0) {
-			fail_txn(w, c, false, "bad_enc_reply");
-			return TXN_BROKEN;
-		}
-		w->rbuf[plain] = '\n';
-		to_client(w, c, &client_ok, w->rbuf, plain + 1);
-		memset(w->rbuf, 0, plain + 1);
-	} else {
-		to_client(w, c, &client_ok, w->rbuf, len + 1);
-	}
-	atomic_fetch_add_explicit(&h->stats.replied, 1, memory_order_relaxed);
-	host_record_latency(h, now_us() - c->start_us);
-	if (client_ok) {
-		host_release_client(h, c);
-	} else {
-		atomic_fetch_add_explicit(&h->stats.client_gone, 1, memory_order_relaxed);
-		client_free(c);
-	}
+	bool extra = w->reply.extra;
+	deliver(w, c);
+	reply_end(&w->reply);
 	if (extra) {
 		/* lond sent more than one line: the stream is out of step. */
 		log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
 			hname(w), w->id);
-		host_set_error(h, "lond sent data after a reply");
+		host_set_error(w->h, "lond sent data after a reply");
 		return TXN_BROKEN;
 	}
 	return TXN_OK;
@@ -759,15 +791,13 @@ static void *worker_main(void *arg)
 			log_msg(LOG_DEBUG, "host=%s worker=%u event=sched_batch_failed error=\"%s\"",
 				hname(w), w->id, strerror(err));
 	}
-	w->rcap = WORKER_RBUF;
-	w->rbuf = xmalloc(w->rcap);
+	reply_init(&w->reply, WORKER_RBUF, cfg->reply_buffer, cfg->spool_dir);
 	w->generation = queue_generation(&h->queue);
 	if (handshake(w) < 0) {
 		if (w->fd >= 0)
 			close(w->fd);
 		w->fd = -1;
-		free(w->rbuf);
-		w->rbuf = NULL;
+		reply_destroy(&w->reply);
 		atomic_store(&w->finished, true);
 		queue_worker_exit(&h->queue, true);
 		return NULL;
@@ -816,8 +846,7 @@ static void *worker_main(void *arg)
 	w->fd = -1;
 	crypto_idea_free(w->cipher);
 	w->cipher = NULL;
-	free(w->rbuf);
-	w->rbuf = NULL;
+	reply_destroy(&w->reply);
 	free(w->wbuf);
 	w->wbuf = NULL;
 	atomic_store(&w->finished, true);

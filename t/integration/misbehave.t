@@ -16,6 +16,7 @@ my $cfg = write_config(
     retry_attempts => 100,
     handshake_timeout => 1,
     transaction_timeout => 1.5,
+    max_transaction_time => 1.5,
     client_write_timeout => 1,
     max_reply_bytes => 5000,
     max_connections => 2,
@@ -54,16 +55,17 @@ is(request($sock, 'bytes:6000'), 'con_lost', 'reply over max_reply_bytes: con_lo
 like($log->(), qr/reason=reply_too_long/, 'reply_too_long logged');
 healthy('reply_too_long');
 is(request($sock, 'drip:5:slow but in time'), 'slow but in time', 'a dripping reply within the timeout arrives');
-is(request($sock, 'drip:200:' . ('x' x 20)), 'con_lost', 'a reply dripping past transaction_timeout: con_lost');
+is(request($sock, 'drip:200:' . ('x' x 20)), 'con_lost', 'a reply dripping past max_transaction_time: con_lost');
 healthy('drip');
 {
     # Bytes closer together than the worker's 50 ms receive slice: the
     # deadline must still be looked at between them (6 s of dripping
-    # against a 1.5 s transaction_timeout; the bound leaves a busy
+    # against a 1.5 s max_transaction_time; the bound leaves a busy
     # machine 3.5 s of slack and still tells the two apart).
     my $t0 = time;
-    is(request($sock, 'drip:30:' . ('y' x 200)), 'con_lost', 'a reply trickling in fast past transaction_timeout: con_lost');
+    is(request($sock, 'drip:30:' . ('y' x 200)), 'con_lost', 'a reply trickling in fast past max_transaction_time: con_lost');
     cmp_ok(time - $t0, '<', 5, 'cut at the deadline, not when the trickle ends');
+    like($log->(), qr/reason=max_transaction_time/, 'logged as max_transaction_time');
 }
 healthy('drip fast');
 
