@@ -983,6 +983,36 @@ static int check_socket_names(struct loader *ld, struct config *cfg)
 	return 0;
 }
 
+/* A LON-CAPA host ID names one machine: two entries serving the same ID
+ * would both get its delayed transactions (each file sent twice), and
+ * lonc could not tell which one a request for it should reach. */
+static int check_host_ids(struct loader *ld, const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_hosts; i++) {
+		const struct host_conf *h = &cfg->hosts[i];
+
+		for (size_t a = 0; a < h->n_ids; a++) {
+			for (size_t j = 0; j <= i; j++) {
+				const struct host_conf *o = &cfg->hosts[j];
+				size_t lim = j == i ? a : o->n_ids;
+
+				for (size_t b = 0; b < lim; b++) {
+					if (strcmp(h->ids[a], o->ids[b]))
+						continue;
+					snprintf(ld->err, ld->errlen,
+						 "%s:%d: %shost ID '%s' of host '%s' is also served by host '%s' (%s:%d)",
+						 host_file(ld, h), h->line,
+						 h->imported ? "" : "key 'ids': ",
+						 h->ids[a], h->hostname, o->hostname,
+						 host_file(ld, o), o->line);
+					return -1;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
 /* Set one option from a key/value node pair, once. */
 static int load_option(struct loader *ld, struct config *cfg,
 		       const struct option *o, yaml_node_t *kn, yaml_node_t *vn)
@@ -1074,7 +1104,9 @@ static int load_root(struct loader *ld, struct config *cfg)
 			    "must not exceed backoff_max");
 	if (load_hosts(ld, cfg, hosts) < 0)
 		return -1;
-	return check_socket_names(ld, cfg);
+	if (check_socket_names(ld, cfg) < 0)
+		return -1;
+	return check_host_ids(ld, cfg);
 }
 
 int config_load(const char *path, struct config **out, char *err, size_t errlen)
