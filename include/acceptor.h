@@ -38,13 +38,21 @@ const char *acceptor_path(const struct acceptor *a, int i);
 /* Start the thread.  0 or -1. */
 int acceptor_start(struct acceptor *a) WUR;
 
-/* Stop accepting and reading, close the listeners and remove their
- * socket files; wait for the thread.  Clients in flight are closed by
- * acceptor_return() from then on. */
-void acceptor_stop(struct acceptor *a);
+/* The host is going away (removed by a reload, or a shutdown): its
+ * socket files go and no new client can connect, but every client
+ * already there is answered: those still in the listen backlog are
+ * taken, every request line from now on is answered con_lost, clients
+ * handed back are kept for their next line.  Returns at once. */
+void acceptor_close(struct acceptor *a);
 
-/* Remove the socket files and free.  Only after no worker can call
- * acceptor_return() any more. */
+/* After acceptor_close, once no worker can call acceptor_return() any
+ * more: wait until every remaining client has had its answer and left
+ * or reached its read deadline (during a shutdown, idle ones are closed
+ * at once and the rest by the shutdown's deadline), then end the
+ * thread. */
+void acceptor_finish(struct acceptor *a);
+
+/* Finish (if still running), close what is left, free. */
 void acceptor_free(struct acceptor *a);
 
 /* Give a served client back (from a worker thread). */

@@ -102,8 +102,15 @@ int host_start(struct host *h) WUR;
  * on first use.  0, or -1 if the thread could not be started. */
 int host_ensure_manager(struct host *h) WUR;
 
-/* Stop taking new clients (closes nothing that is in flight). */
+/* Stop taking new clients: the socket names go at once; clients already
+ * connected (or in the backlog) are still answered, new lines with
+ * con_lost (closes nothing that is in flight). */
 void host_stop_accepting(struct host *h);
+
+/* After host_shutdown, once no other host can hand a client to this one:
+ * wait until every client the host still holds is answered and gone
+ * (acceptor_finish). */
+void host_finish(struct host *h);
 
 /* Close the queue: workers finish what is queued, then every host
  * thread ends; waits for them.  After this the host can be freed. */

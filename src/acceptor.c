@@ -16,6 +16,7 @@
 #include "acceptor.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <sys/epoll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -49,6 +50,9 @@ struct acceptor {
 	struct client *returned;   /* protected by mu */
 	atomic_bool stopping;      /* written under mu; the thread reads it bare */
 	struct acceptor *successor; /* protected by mu; set by handover */
+	bool close_requested;      /* protected by mu: acceptor_close ran */
+	atomic_bool closing;       /* acceptor_close: the host is going away */
+	atomic_bool final;         /* acceptor_finish: no hand-back will come */
 
 	/* Owned by the acceptor thread. */
 	struct client **reading;   /* clients whose request we are reading */
@@ -323,7 +327,9 @@ static bool dispatch(struct acceptor *a, struct client *c, size_t len)
 	}
 	atomic_fetch_add_explicit(&h->stats.requests, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->last_request, now_ms(), memory_order_relaxed);
-	if (atomic_load(&h->dead)) {
+	/* A host going away (removed by a reload, or a shutdown) still
+	 * answers every line it was given. */
+	if (atomic_load(&h->dead) || atomic_load(&a->closing)) {
 		atomic_fetch_add_explicit(&h->stats.rejected, 1,
 					  memory_order_relaxed);
 		atomic_fetch_add_explicit(&h->stats.failed, 1,
@@ -436,6 +442,65 @@ static void accept_clients(struct acceptor *a, int lfd, int budget)
 	}
 }
 
+/* The socket names go and the listeners refuse new connections (from
+ * any thread: both are safe while the acceptor runs); the clients already
+ * in their backlogs stay there for the thread to take and answer. */
+static void shut_listeners(struct acceptor *a)
+{
+	for (int i = 0; i < a->nlisten; i++) {
+		if (a->listen_fds[i] < 0)
+			continue;
+		unlink(a->paths[i]);
+		if (shutdown(a->listen_fds[i], SHUT_RD) < 0)
+			log_errno(LOG_WARNING, "host=%s event=listener_shutdown_failed socket=%s",
+				  host_name(a), a->paths[i]);
+	}
+}
+
+/* The thread's part of closing: take what waits in the backlogs (each
+ * will be answered), then close the listeners. */
+static void drain_listeners(struct acceptor *a)
+{
+	for (int i = 0; i < a->nlisten; i++) {
+		int fd = a->listen_fds[i];
+
+		if (fd < 0)
+			continue;
+		accept_clients(a, fd, INT_MAX);
+		epoll_ctl(a->epfd, EPOLL_CTL_DEL, fd, NULL);
+		close(fd);
+		a->listen_fds[i] = -1;
+	}
+}
+
+/* Closing and told that no client will be handed back: done once every
+ * client has been answered and left (or timed out).  During a shutdown
+ * a client with no line begun is not waited for. */
+static bool finished(struct acceptor *a)
+{
+	bool empty;
+
+	if (host_shutdown_deadline() != INT64_MAX) {
+		size_t j = 0;
+
+		for (size_t i = 0; i < a->nreading; i++) {
+			struct client *c = a->reading[i];
+
+			if (c->in.len == 0) {
+				client_free(c);
+				continue;
+			}
+			c->slot = j;
+			a->reading[j++] = c;
+		}
+		a->nreading = j;
+	}
+	pthread_mutex_lock(&a->mu);
+	empty = a->returned == NULL;
+	pthread_mutex_unlock(&a->mu);
+	return empty && a->nreading == 0;
+}
+
 /* Take back the clients that workers returned.  They are armed already;
  * a pipelined request already in a buffer is acted on now. */
 static void take_returned(struct acceptor *a)
@@ -475,13 +540,21 @@ static void pause_listeners(struct acceptor *a, bool pause)
 	a->listen_paused = pause;
 }
 
+/* A client's read deadline; a shutdown may bring it closer. */
+static int64_t read_deadline(const struct client *c)
+{
+	int64_t stop = host_shutdown_deadline();
+
+	return c->deadline < stop ? c->deadline : stop;
+}
+
 static int64_t next_deadline(struct acceptor *a)
 {
 	int64_t next = -1;
 
 	for (size_t i = 0; i < a->nreading; i++)
-		if (next < 0 || a->reading[i]->deadline < next)
-			next = a->reading[i]->deadline;
+		if (next < 0 || read_deadline(a->reading[i]) < next)
+			next = read_deadline(a->reading[i]);
 	if (a->listen_paused && (next < 0 || a->listen_paused_until < next))
 		next = a->listen_paused_until;
 	return next;
@@ -494,7 +567,7 @@ static void expire_clients(struct acceptor *a, int64_t now)
 	for (size_t i = 0; i < a->nreading; i++) {
 		struct client *c = a->reading[i];
 
-		if (c->deadline <= now) {
+		if (read_deadline(c) <= now) {
 			log_msg(LOG_INFO,
 				"host=%s event=client_timeout reason=client_read bytes=%zu",
 				host_name(a), c->in.len);
@@ -568,6 +641,11 @@ static void *acceptor_main(void *arg)
 	while (!atomic_load(&a->stopping)) {
 		int64_t now = now_ms();
 
+		if (atomic_load(&a->closing))
+			drain_listeners(a);
+		if (atomic_load(&a->final) && finished(a))
+			break;
+
 		if (a->listen_paused && a->listen_paused_until <= now)
 			pause_listeners(a, false);
 		/* With nothing to time out, still wake within client_timeout:
@@ -607,8 +685,8 @@ static void *acceptor_main(void *arg)
 				on_event(a, &events[i], budget);
 		expire_clients(a, now_ms());
 	}
-	/* The reading clients stay: acceptor_handover passes them on,
-	 * acceptor_stop/free closes them. */
+	/* Stopped for a hand-over: the reading clients stay, and
+	 * acceptor_handover passes them on. */
 	return NULL;
 }
 
@@ -652,11 +730,29 @@ static void drop_listener(struct acceptor *a, int i)
 	}
 }
 
-void acceptor_stop(struct acceptor *a)
+void acceptor_close(struct acceptor *a)
 {
-	stop_thread(a);
-	for (int i = 0; i < a->nlisten; i++)
-		drop_listener(a, i);
+	pthread_mutex_lock(&a->mu);
+	bool first = !a->close_requested;
+	a->close_requested = true;
+	pthread_mutex_unlock(&a->mu);
+	if (!first)
+		return;
+	/* Before the thread is told: it closes the listeners then. */
+	shut_listeners(a);
+	atomic_store(&a->closing, true);
+	wake(a);
+}
+
+void acceptor_finish(struct acceptor *a)
+{
+	acceptor_close(a);
+	if (!a->started)
+		return;
+	atomic_store(&a->final, true);
+	wake(a);
+	pthread_join(a->thread, NULL);
+	a->started = false;
 }
 
 void acceptor_handover(struct acceptor *old, struct acceptor *succ)
@@ -700,9 +796,13 @@ void acceptor_free(struct acceptor *a)
 {
 	if (!a)
 		return;
-	acceptor_stop(a);
-	for (int i = 0; i < a->nlisten; i++)
+	acceptor_finish(a);
+	/* Listeners of an acceptor that never ran (a failed start or
+	 * reload) or that handed over: close what is still ours. */
+	for (int i = 0; i < a->nlisten; i++) {
+		drop_listener(a, i);
 		free(a->paths[i]);
+	}
 	for (size_t i = 0; i < a->nreading; i++)
 		client_free(a->reading[i]);
 	/* Clients returned after the thread ended. */

@@ -99,8 +99,9 @@ struct retire {
 	struct host *h;
 };
 
-/* Free h once no replaced host can hand a client to it any more; then
- * h itself stops counting as a predecessor of its own successor. */
+/* Once no replaced host can hand a client to h any more: let h answer
+ * the clients it still holds, free it; then h itself stops counting as
+ * a predecessor of its own successor. */
 static void free_when_unreferenced(struct broker *b, struct host *h)
 {
 	pthread_mutex_lock(&b->retire_mu);
@@ -108,6 +109,7 @@ static void free_when_unreferenced(struct broker *b, struct host *h)
 		pthread_cond_wait(&b->retire_cv, &b->retire_mu);
 	struct host *succ = h->successor;
 	pthread_mutex_unlock(&b->retire_mu);
+	host_finish(h);
 	host_free(h);
 	pthread_mutex_lock(&b->retire_mu);
 	if (succ)
@@ -336,8 +338,9 @@ int broker_reload(struct broker *b, char *msg, size_t msglen)
 		const struct host_conf *hc = config_find_host(cfg, o->conf->hostname);
 
 		if (!hc) {
-			/* Removed: no new clients (its sockets go now), queued
-			 * and in-flight requests finish in the background. */
+			/* Removed: no new clients (its sockets go now); queued
+			 * and in-flight requests finish in the background, and
+			 * every client already connected is answered. */
 			host_stop_accepting(o);
 			list_add(removed, sizeof(removed), o->conf->hostname);
 			retire(b, o);
@@ -489,6 +492,9 @@ void broker_drain(struct broker *b)
 	for (size_t i = 0; i < b->n_hosts; i++)
 		host_shutdown(b->hosts[i]);
 	wait_retired(b);
+	/* Clients still connected: answered, or closed when idle. */
+	for (size_t i = 0; i < b->n_hosts; i++)
+		host_finish(b->hosts[i]);
 	pthread_mutex_unlock(&b->reload_mu);
 }
 

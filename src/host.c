@@ -125,7 +125,12 @@ int host_ensure_manager(struct host *h)
 
 void host_stop_accepting(struct host *h)
 {
-	acceptor_stop(h->acceptor);
+	acceptor_close(h->acceptor);
+}
+
+void host_finish(struct host *h)
+{
+	acceptor_finish(h->acceptor);
 }
 
 void host_shutdown(struct host *h)

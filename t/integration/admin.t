@@ -45,7 +45,7 @@ like($out, qr/^lonc_request_duration_seconds_bucket\{host="up",le="\+Inf"\} 3$/m
 like($out, qr/^lonc_request_duration_seconds_count\{host="up"\} 3$/m, 'histogram count');
 
 ($rc, $out) = ctl('hosts');
-like($out, qr/^up address=127\.0\.0\.1 port=\d+ ids=testlond aliases=upalias key_mode=insecure/m, 'hosts lists the table');
+like($out, qr/^up address=127\.0\.0\.1 port=\d+ ids=up aliases=upalias key_mode=insecure/m, 'hosts lists the table');
 
 ($rc, $out) = ctl('reset', 'nosuchhost');
 is($rc, 1, 'reset of an unknown host exits 1');

@@ -101,7 +101,8 @@ sub free_port {
 }
 
 # Write a config; %o overrides top-level keys, $o{hosts} is a list of
-# { hostname, ids, port, address, aliases, ... }.  Returns the path.
+# { hostname, ids (default: [hostname]), port, address, aliases, ... }.
+# Returns the path.
 sub write_config {
     my (%o) = @_;
     my $dir = tmp_dir();
@@ -133,7 +134,7 @@ sub write_config {
     $y .= "hosts:\n";
     for my $h (@$hosts) {
         $y .= "  - hostname: $h->{hostname}\n";
-        $y .= "    ids: [" . join(', ', @{ $h->{ids} // ['testlond'] }) . "]\n";
+        $y .= "    ids: [" . join(', ', @{ $h->{ids} // [$h->{hostname}] }) . "]\n";
         $y .= "    address: " . ($h->{address} // '127.0.0.1') . "\n";
         for my $k (sort keys %$h) {
             next if $k =~ /^(hostname|ids|address)$/;
