@@ -61,9 +61,7 @@ struct host {
 	atomic_int retries_left;         /* for status output */
 	_Atomic int64_t last_request;    /* now_ms() of the latest request */
 	_Atomic int64_t dead_since;      /* now_ms() when it last went dead */
-	atomic_bool replaying;           /* a worker is replaying delayed files */
 	atomic_bool delayed_queued;      /* a replay marker is in the queue */
-	_Atomic int64_t delayed_checked; /* last replay pass */
 
 	struct host_stats stats;
 

@@ -310,6 +310,9 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "event=start_failed reason=\"cannot start\"");
 		goto out;
 	}
+	char *ddir = delayed_dir(cfg->socket_dir);
+	(void)delayed_dir_usable(ddir);   /* says so if lonc may not delete there */
+	free(ddir);
 	log_msg(LOG_NOTICE, "event=ready version=%s hosts=%zu socket_dir=%s pid=%ld",
 		LONC_VERSION, cfg->n_hosts, cfg->socket_dir, (long)getpid());
 	daemon_ready(0);

@@ -507,9 +507,12 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
 	} else {
 		char perm_log[PATH_MAX];
 
-		if (unlink(it->path) < 0 && errno != ENOENT)
-			log_errno(LOG_ERR, "host=%s event=delayed_unlink_failed file=%s",
+		if (unlink(it->path) < 0 && errno != ENOENT) {
+			/* Delivered: it must not go out again. */
+			log_errno(LOG_ERR, "host=%s event=delayed_unlink_failed file=%s action=\"set aside: not sent again; remove it by hand\"",
 				  hname(w), it->path);
+			delayed_set_aside(it);
+		}
 		if (delayed_record(it->hostid, line, len, perm_log, sizeof(perm_log)) < 0)
 			log_errno(LOG_ERR, "host=%s event=delayed_record_failed file=%s",
 				  hname(w), perm_log);
@@ -528,26 +531,19 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
 	return rc;
 }
 
-/* Replay this host's delayed transactions on this connection, oldest
- * first, one host-wide replayer at a time.  A file is deleted (and its
- * S: record written) only after lond answered it.  Returns -1 when the
- * connection broke (the rest stays for the next connection). */
-static int replay_delayed(struct worker *w)
+/* Replay the files in dir for this host's IDs (claimed by the caller),
+ * oldest first.  -1 when the connection broke (the rest stays for the
+ * next connection). */
+static int replay_files(struct worker *w, const char *dir)
 {
-	struct host *h = w->h;
-	const struct config *cfg = h->cfg;
+	const struct host_conf *hc = w->h->conf;
 	struct delayed_item *items;
 	size_t n, done = 0;
-	bool no = false;
 	int rc = 0;
 
-	if (!atomic_compare_exchange_strong(&h->replaying, &no, true))
-		return 0;
-	char *dir = delayed_dir(cfg->socket_dir);
-	if (delayed_scan(dir, h->conf->ids, h->conf->n_ids, &items, &n) < 0) {
+	if (delayed_scan(dir, hc->ids, hc->n_ids, &items, &n) < 0) {
 		log_errno(LOG_WARNING, "host=%s event=delayed_scan_failed dir=%s", hname(w), dir);
-		n = 0;
-		items = NULL;
+		return 0;
 	}
 	for (size_t i = 0; i < n; i++) {
 		/* Once a shutdown began, no new file is started: the rest
@@ -567,9 +563,25 @@ static int replay_delayed(struct worker *w)
 		log_msg(LOG_NOTICE, "host=%s event=delayed_replayed delivered=%zu pending=%zu",
 			hname(w), done, n - done);
 	delayed_free(items, n);
+	return rc;
+}
+
+/* Replay this host's delayed transactions on this connection.  Each file
+ * goes out once: only while this process may delete files there, and
+ * only under the claim of the host's IDs (no other replay of them, also
+ * by a host a reload is retiring).  A file is deleted (and its S: record
+ * written) only after lond answered it.  -1 when the connection broke. */
+static int replay_delayed(struct worker *w)
+{
+	const struct host_conf *hc = w->h->conf;
+	char *dir = delayed_dir(w->h->cfg->socket_dir);
+	int rc = 0;
+
+	if (delayed_dir_usable(dir) && delayed_claim(hc->ids, hc->n_ids)) {
+		rc = replay_files(w, dir);
+		delayed_release(hc->ids, hc->n_ids);
+	}
 	free(dir);
-	atomic_store(&h->delayed_checked, now_ms());
-	atomic_store(&h->replaying, false);
 	return rc;
 }
 
