@@ -87,8 +87,12 @@ static int signal_loop(struct broker *b, const sigset_t *set, const char *pid_fi
 		/* While draining, look at the drain every 100 ms; otherwise
 		 * sleep until the next delayed-transaction check. */
 		int64_t now = now_ms();
-		if (!draining && now >= next_delayed)
+		if (!draining && now >= next_delayed) {
 			next_delayed = now + broker_check_delayed(b);
+			/* As often: freed memory goes back, so that RSS
+			 * settles after a busy spell. */
+			daemon_trim_memory();
+		}
 		int64_t wait = draining ? 100 : next_delayed - now;
 		struct timespec tick = { .tv_sec = wait / 1000,
 					 .tv_nsec = (wait % 1000) * 1000000 };
@@ -301,6 +305,7 @@ int main(int argc, char **argv)
 	outage_configure(cfg->outage_window_ms, cfg->outage_min_hosts);
 	delayed_set_log_dir(cfg->log_dir);
 	log_msg(LOG_INFO, "event=nofile_limit open_files=%ld", daemon_raise_nofile());
+	daemon_tune_malloc();
 	daemon_block_signals(&set);
 	b = broker_new(path, config_ref(cfg), tls);
 	tls = NULL;
