@@ -5,6 +5,7 @@
 #ifndef LONC_UTIL_H
 #define LONC_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,14 @@ int64_t now_ms(void);
 
 /* Microseconds on the same clock. */
 int64_t now_us(void);
+
+/* The graceful shutdown's deadline (a now_ms() value), process-wide:
+ * from the moment it is set no transaction may run past it, and what is
+ * still queued then is answered con_lost.  INT64_MAX (the default) while
+ * no shutdown is under way.  Read by every thread, set once. */
+void stop_deadline_set(int64_t deadline);
+int64_t stop_deadline(void);
+bool stopping(void);
 
 /* Allocation that aborts the process on exhaustion: lonc cannot make
  * progress without memory and a NULL check at every site hides bugs. */

@@ -92,13 +92,15 @@ static void table_row(struct host *h, void *arg)
 {
 	struct buf *b = arg;
 	struct host_status st;
+	const long long *v = st.v;
 
 	host_get_status(h, &st);
-	bprintf(b, "%-28s %-9s %3d/%-3d %4d %6zu %9lu %7lu %7lu %8lld %8lld %5d %-18s %s\n",
-		st.hostname, st.state, st.busy, st.connections, st.idle, st.queued,
-		st.requests, st.failed, st.timeouts, (long long)st.p50_us,
-		(long long)st.p99_us, st.retries_left, st.key_mode,
-		*st.last_error ? st.last_error : "-");
+	bprintf(b, "%-28s %-9s %3lld/%-3lld %4lld %6lld %9lld %7lld %7lld %8lld %8lld %5lld %-18s %s\n",
+		st.hostname, st.state, v[HOST_G_busy], v[HOST_G_connections],
+		v[HOST_G_idle], v[HOST_G_queued], v[HOST_COUNTER(STAT_requests)],
+		v[HOST_COUNTER(STAT_failed)], v[HOST_COUNTER(STAT_timeouts)],
+		v[HOST_P50], v[HOST_P99], v[HOST_G_retries_left], st.key_mode,
+		*st.stats.last_error ? st.stats.last_error : "-");
 }
 
 static void json_host(struct host *h, void *arg)
@@ -109,41 +111,19 @@ static void json_host(struct host *h, void *arg)
 	host_get_status(h, &st);
 	if (b->len && b->p[b->len - 1] == '}')
 		bprintf(b, ",");
-	struct host_field f[HOST_STATUS_NUMBERS];
-	size_t n = host_status_numbers(&st, f);
-
 	bprintf(b, "{\"host\":");
 	bjson(b, st.hostname);
 	bprintf(b, ",\"state\":\"%s\"", st.state);
-	for (size_t i = 0; i < n; i++)
-		bprintf(b, ",\"%s\":%lld", f[i].name, f[i].value);
+	for (int i = 0; i < HOST_FIELDS; i++)
+		bprintf(b, ",\"%s\":%lld", host_fields[i].name, st.v[i]);
 	bprintf(b, ",\"key_mode\":");
 	bjson(b, st.key_mode);
 	bprintf(b, ",\"peer_version\":");
-	bjson(b, st.peer_version);
+	bjson(b, st.stats.peer_version);
 	bprintf(b, ",\"last_error\":");
-	bjson(b, st.last_error);
+	bjson(b, st.stats.last_error);
 	bprintf(b, "}");
 }
-
-struct metric {
-	const char *name, *type, *help;
-};
-
-static const struct metric metrics[] = {
-	{ "lonc_requests_total", "counter", "Requests taken from local clients." },
-	{ "lonc_replies_total", "counter", "lond replies relayed to clients." },
-	{ "lonc_failed_total", "counter", "Requests answered con_lost." },
-	{ "lonc_timeouts_total", "counter", "Transactions or queue waits that timed out." },
-	{ "lonc_rejected_total", "counter", "Requests refused at once (queue full, host dead)." },
-	{ "lonc_connects_total", "counter", "Successful handshakes with lond." },
-	{ "lonc_connect_failures_total", "counter", "Failed connection attempts." },
-	{ "lonc_refusals_total", "counter", "Failed attempts that lond or TCP refused." },
-	{ "lonc_connections", "gauge", "Open lond connections." },
-	{ "lonc_busy_connections", "gauge", "Connections serving a request." },
-	{ "lonc_queued_requests", "gauge", "Requests waiting for a connection." },
-	{ "lonc_host_dead", "gauge", "1 while the host is in the dead state." },
-};
 
 /* A Prometheus label value: backslash, quote and newline escaped. */
 static void blabel(struct buf *b, const char *s)
@@ -160,62 +140,75 @@ static void blabel(struct buf *b, const char *s)
 
 struct metrics_arg {
 	struct buf *b;
-	int which;   /* index into metrics[], or -1 for the histogram */
+	int which;   /* index into host_fields[], or -1 for the histogram */
 };
+
+/* `name{host="H"<extra>} ` */
+static void metric_start(struct buf *b, const char *name, const char *host,
+			 const char *extra)
+{
+	bprintf(b, "%s{host=\"", name);
+	blabel(b, host);
+	bprintf(b, "\"%s} ", extra);
+}
+
+static void histogram_lines(struct buf *b, const struct host_status *st)
+{
+	unsigned long cum = 0, count = 0;
+	char le[48];
+
+	for (int i = 0; i < STATS_BUCKETS; i++)
+		count += st->stats.latency[i];
+	for (int i = 0; i < STATS_BUCKETS - 1; i++) {
+		cum += st->stats.latency[i];
+		snprintf(le, sizeof(le), ",le=\"%g\"", (double)stats_bounds_us[i] / 1e6);
+		metric_start(b, "lonc_request_duration_seconds_bucket", st->hostname, le);
+		bprintf(b, "%lu\n", cum);
+	}
+	metric_start(b, "lonc_request_duration_seconds_bucket", st->hostname, ",le=\"+Inf\"");
+	bprintf(b, "%lu\n", count);
+	metric_start(b, "lonc_request_duration_seconds_sum", st->hostname, "");
+	bprintf(b, "%.6f\n", (double)st->stats.latency_sum_us / 1e6);
+	metric_start(b, "lonc_request_duration_seconds_count", st->hostname, "");
+	bprintf(b, "%lu\n", count);
+}
 
 static void metric_line(struct host *h, void *arg)
 {
 	struct metrics_arg *m = arg;
 	struct host_status st;
-	unsigned long v = 0;
 
 	host_get_status(h, &st);
 	if (m->which < 0) {
-		unsigned long cum = 0, count = 0;
-
-		for (int i = 0; i < HOST_LATENCY_BUCKETS; i++)
-			count += st.latency[i];
-		for (int i = 0; i < HOST_LATENCY_BUCKETS - 1; i++) {
-			cum += st.latency[i];
-			bprintf(m->b, "lonc_request_duration_seconds_bucket{host=\"");
-			blabel(m->b, st.hostname);
-			bprintf(m->b, "\",le=\"%g\"} %lu\n",
-				(double)host_latency_bounds_us[i] / 1e6, cum);
-		}
-		bprintf(m->b, "lonc_request_duration_seconds_bucket{host=\"");
-		blabel(m->b, st.hostname);
-		bprintf(m->b, "\",le=\"+Inf\"} %lu\n", count);
-		bprintf(m->b, "lonc_request_duration_seconds_sum{host=\"");
-		blabel(m->b, st.hostname);
-		bprintf(m->b, "\"} %.6f\n", (double)st.latency_sum_us / 1e6);
-		bprintf(m->b, "lonc_request_duration_seconds_count{host=\"");
-		blabel(m->b, st.hostname);
-		bprintf(m->b, "\"} %lu\n", count);
+		histogram_lines(m->b, &st);
 		return;
 	}
-	switch (m->which) {
-	case 0: v = st.requests; break;
-	case 1: v = st.replied; break;
-	case 2: v = st.failed; break;
-	case 3: v = st.timeouts; break;
-	case 4: v = st.rejected; break;
-	case 5: v = st.connects; break;
-	case 6: v = st.connect_failures; break;
-	case 7: v = st.refusals; break;
-	case 8: v = (unsigned long)st.connections; break;
-	case 9: v = (unsigned long)st.busy; break;
-	case 10: v = st.queued; break;
-	case 11: v = !strcmp(st.state, "dead"); break;
+	metric_start(m->b, host_fields[m->which].prom, st.hostname, "");
+	bprintf(m->b, "%lld\n", st.v[m->which]);
+}
+
+static void metrics(struct broker *br, struct buf *b)
+{
+	for (int i = 0; i < HOST_FIELDS; i++) {
+		const struct host_field_info *f = &host_fields[i];
+		struct metrics_arg m = { b, i };
+
+		if (!f->prom)
+			continue;
+		bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", f->prom, f->help, f->prom,
+			f->kind == HOST_KIND_COUNTER ? "counter" : "gauge");
+		broker_foreach(br, metric_line, &m);
 	}
-	bprintf(m->b, "%s{host=\"", metrics[m->which].name);
-	blabel(m->b, st.hostname);
-	bprintf(m->b, "\"} %lu\n", v);
+	struct metrics_arg m = { b, -1 };
+	bprintf(b, "# HELP lonc_request_duration_seconds Time from a complete request to its relayed reply.\n"
+		"# TYPE lonc_request_duration_seconds histogram\n");
+	broker_foreach(br, metric_line, &m);
 }
 
 static void hosts_line(struct host *h, void *arg)
 {
 	struct buf *b = arg;
-	const struct host_conf *hc = h->conf;
+	const struct host_conf *hc = host_conf(h);
 
 	bprintf(b, "%s address=%s port=%d ids=", hc->hostname,
 		hc->address ? hc->address : hc->hostname, hc->port);
@@ -244,17 +237,7 @@ char *admin_command(struct broker *br, const char *line)
 		broker_foreach(br, json_host, &b);
 		bprintf(&b, "]}\n");
 	} else if (!strcmp(line, "metrics")) {
-		for (int i = 0; i < (int)(sizeof(metrics) / sizeof(metrics[0])); i++) {
-			struct metrics_arg m = { &b, i };
-
-			bprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", metrics[i].name,
-				metrics[i].help, metrics[i].name, metrics[i].type);
-			broker_foreach(br, metric_line, &m);
-		}
-		struct metrics_arg m = { &b, -1 };
-		bprintf(&b, "# HELP lonc_request_duration_seconds Time from a complete request to its relayed reply.\n"
-			"# TYPE lonc_request_duration_seconds histogram\n");
-		broker_foreach(br, metric_line, &m);
+		metrics(br, &b);
 	} else if (!strcmp(line, "hosts")) {
 		broker_foreach(br, hosts_line, &b);
 	} else if (!strncmp(line, "reset ", 6)) {

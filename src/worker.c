@@ -12,7 +12,8 @@
  * max_transaction_time the whole, a shutdown both.
  *
  * Locks: none of its own; it takes, one at a time and never across I/O,
- * h->queue.mu (queue calls), h->mu (host_set_error), acceptor->mu
+ * the queue's mutex (queue calls), the stats notes' (stats_error),
+ * acceptor->mu
  * (acceptor_return, when it hands a client back) and record_mu
  * (delayed_record).
  */
@@ -32,14 +33,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "client.h"
 #include "crypto.h"
 #include "delayed.h"
-#include "host.h"
+#include "config.h"
 #include "log.h"
 #include "lond.h"
 #include "net.h"
+#include "queue.h"
 #include "reply.h"
+#include "stats.h"
 
 #define WORKER_RBUF (64 * 1024)   /* the reply buffer's usual size */
 /* A worker blocked on lond's reply looks at its deadlines (the
@@ -48,7 +52,7 @@
 #define WORKER_STACK (256 * 1024)
 
 struct worker {
-	struct host *h;
+	const struct pool *p;
 	unsigned id;
 	pthread_t thread;
 	atomic_bool finished;
@@ -77,7 +81,7 @@ enum txn_rc {
 
 static const char *hname(const struct worker *w)
 {
-	return w->h->conf->hostname;
+	return w->p->conf->hostname;
 }
 
 static bool is_loopback(const char *addr)
@@ -91,7 +95,7 @@ static bool is_loopback(const char *addr)
  * connects to 127.0.0.1 unless the entry names a loopback address. */
 static const char *connect_target(const struct worker *w)
 {
-	const struct host_conf *hc = w->h->conf;
+	const struct host_conf *hc = w->p->conf;
 	const char *target = hc->address ? hc->address : hc->hostname;
 
 	if (hc->key_mode == KEY_LOCAL && !is_loopback(target))
@@ -102,7 +106,7 @@ static const char *connect_target(const struct worker *w)
 /* deadline, or the shutdown's deadline when that is sooner. */
 static int64_t within_shutdown(int64_t deadline)
 {
-	int64_t stop_by = host_shutdown_deadline();
+	int64_t stop_by = stop_deadline();
 
 	return deadline < stop_by ? deadline : stop_by;
 }
@@ -136,7 +140,7 @@ static const char *timeout_reason(const struct clock *k)
 {
 	int64_t now = now_ms();
 
-	return now >= host_shutdown_deadline() ? "shutdown_timeout" :
+	return now >= stop_deadline() ? "shutdown_timeout" :
 	       now >= k->end ? "max_transaction_time" : "transaction_timeout";
 }
 
@@ -242,7 +246,7 @@ static int write_local_key(struct worker *w, struct lond_handshake *hs,
 	}
 	hs->local_key[2 * LOND_KEY_LEN] = '\0';
 	memset(raw, 0, sizeof(raw));
-	snprintf(path, n, "%s/lonc.%ld.%u.%08x.key", w->h->cfg->local_key_dir,
+	snprintf(path, n, "%s/lonc.%ld.%u.%08x.key", w->p->cfg->local_key_dir,
 		 (long)getpid(), w->id, tag);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
@@ -291,11 +295,11 @@ static int tls_step(struct worker *w, int64_t deadline, char *line, size_t *len)
 {
 	char err[256] = "";
 
-	if (!w->h->tls) {
+	if (!w->p->tls) {
 		set_result(w, false, false, "ssl mode without a TLS context");
 		return -1;
 	}
-	if (crypto_tls_key_exchange(w->h->tls, w->fd, w->h->conf->tls_name,
+	if (crypto_tls_key_exchange(w->p->tls, w->fd, w->p->conf->tls_name,
 				    deadline, line, LOND_LINE_MAX, len, err,
 				    sizeof(err)) < 0) {
 		set_result(w, false, errno == ETIMEDOUT, "%s", err);
@@ -359,8 +363,8 @@ static int run_steps(struct worker *w, struct lond_handshake *hs, int64_t deadli
 
 static int handshake(struct worker *w)
 {
-	const struct host_conf *hc = w->h->conf;
-	const struct config *cfg = w->h->cfg;
+	const struct host_conf *hc = w->p->conf;
+	const struct config *cfg = w->p->cfg;
 	struct lond_handshake hs;
 	const char *why = NULL;
 	char key_path[PATH_MAX];
@@ -403,11 +407,8 @@ static int handshake(struct worker *w)
 		goto out;
 	}
 	w->sliced = true;
-	pthread_mutex_lock(&w->h->mu);
-	str_copy(w->h->peer_version, hs.peer_version, sizeof(w->h->peer_version));
-	str_copy(w->h->key_mode_used, hs.fell_back ? "insecure(fallback)" :
-		 lond_mode_name(hs.mode), sizeof(w->h->key_mode_used));
-	pthread_mutex_unlock(&w->h->mu);
+	stats_peer(w->p->stats, hs.peer_version, hs.fell_back ? "insecure(fallback)" :
+		   lond_mode_name(hs.mode));
 	w->res->ok = true;
 out:
 	memset(&hs, 0, sizeof(hs));
@@ -459,7 +460,7 @@ enum replay_rc {
 static enum read_rc replay_exchange(struct worker *w, const char *req, size_t len,
 				    struct clock *k)
 {
-	const struct config *cfg = w->h->cfg;
+	const struct config *cfg = w->p->cfg;
 
 	*k = clock_start(cfg->transaction_timeout_ms, cfg->max_transaction_ms);
 	if (send_line(w, req, len, clock_deadline(k)) < 0)
@@ -472,7 +473,7 @@ static enum read_rc replay_exchange(struct worker *w, const char *req, size_t le
  * answer; only then is the file deleted and its S: record written. */
 static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it)
 {
-	const struct config *cfg = w->h->cfg;
+	const struct config *cfg = w->p->cfg;
 	size_t len;
 	char *line = delayed_read(it->path, cfg->max_request_bytes, &len);
 
@@ -536,7 +537,7 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
  * next connection). */
 static int replay_files(struct worker *w, const char *dir)
 {
-	const struct host_conf *hc = w->h->conf;
+	const struct host_conf *hc = w->p->conf;
 	struct delayed_item *items;
 	size_t n, done = 0;
 	int rc = 0;
@@ -547,8 +548,8 @@ static int replay_files(struct worker *w, const char *dir)
 	}
 	for (size_t i = 0; i < n; i++) {
 		/* Once a shutdown began, no new file is started: the rest
-		 * stays for the next start (host_shutdown_deadline). */
-		if (host_shutdown_deadline() != INT64_MAX)
+		 * stays for the next start (stop_deadline). */
+		if (stopping())
 			break;
 		enum replay_rc r = replay_one(w, &items[i]);
 
@@ -573,8 +574,8 @@ static int replay_files(struct worker *w, const char *dir)
  * written) only after lond answered it.  -1 when the connection broke. */
 static int replay_delayed(struct worker *w)
 {
-	const struct host_conf *hc = w->h->conf;
-	char *dir = delayed_dir(w->h->cfg->socket_dir);
+	const struct host_conf *hc = w->p->conf;
+	char *dir = delayed_dir(w->p->cfg->socket_dir);
 	int rc = 0;
 
 	if (delayed_dir_usable(dir) && delayed_claim(hc->ids, hc->n_ids)) {
@@ -591,8 +592,27 @@ static void leave_pool(struct worker *w)
 	if (w->counted) {
 		w->counted = false;
 		atomic_store(&w->left, true);
-		queue_worker_exit(&w->h->queue, false);
+		queue_worker_exit(w->p->queue, false);
 	}
+}
+
+/* A request lonc could not complete: the client gets con_lost (unless
+ * it is gone) and goes back to its acceptor for its next one. */
+static void fail_client(const struct pool *p, struct client *c)
+{
+	stats_add(p->stats, STAT_failed, 1);
+	if (!acceptor_answer(c, "con_lost", p->cfg->client_write_timeout_ms))
+		stats_add(p->stats, STAT_client_gone, 1);
+}
+
+void pool_fail_queued(const struct pool *p)
+{
+	struct queue_item item;
+
+	/* A replay item is dropped: its files stay for the next check. */
+	while (queue_take(p->queue, &item))
+		if (item.kind == QUEUE_ITEM_CLIENT)
+			fail_client(p, item.client);
 }
 
 /* The transaction failed and the connection with it: the client gets
@@ -600,18 +620,16 @@ static void leave_pool(struct worker *w)
 static void fail_txn(struct worker *w, struct client *c, const char *what,
 		     const char *detail)
 {
-	struct host *h = w->h;
-
 	log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=%s%s%s%s",
 		hname(w), w->id, what, detail ? " error=\"" : "", detail ? detail : "",
 		detail ? "\"" : "");
-	host_set_error(h, "transaction: %s%s%s", what, detail ? ": " : "",
-		       detail ? detail : "");
+	stats_error(w->p->stats, "transaction: %s%s%s", what, detail ? ": " : "",
+		    detail ? detail : "");
 	/* The connection is lost: leave the pool before the client hears
 	 * of it, so that its next request finds the pool as it really is
 	 * (a failed attempt to connect then counts toward the dead state). */
 	leave_pool(w);
-	host_fail_client(h, c);
+	fail_client(w->p, c);
 }
 
 /* Look at both ends without waiting.  Returns -1 when the client hung
@@ -639,8 +657,6 @@ static int check_ends(struct worker *w, struct client *c, bool *stale)
 /* Replace the connection by a fresh one.  0 or -1 (logged, counted). */
 static int reconnect(struct worker *w)
 {
-	struct host *h = w->h;
-
 	close(w->fd);
 	w->fd = -1;
 	crypto_idea_free(w->cipher);
@@ -652,13 +668,13 @@ static int reconnect(struct worker *w)
 	int rc = handshake(w);
 	w->res = &w->result;
 	if (rc < 0) {
-		atomic_fetch_add_explicit(&h->stats.connect_failures, 1, memory_order_relaxed);
+		stats_add(w->p->stats, STAT_connect_failures, 1);
 		log_msg(LOG_WARNING, "host=%s worker=%u event=reconnect_failed reason=\"%s\"",
 			hname(w), w->id, again.reason);
-		host_set_error(h, "%s", again.reason);
+		stats_error(w->p->stats, "%s", again.reason);
 		return -1;
 	}
-	atomic_fetch_add_explicit(&h->stats.connects, 1, memory_order_relaxed);
+	stats_add(w->p->stats, STAT_connects, 1);
 	return 0;
 }
 
@@ -666,26 +682,26 @@ static int reconnect(struct worker *w)
  * left (shutdown, queue_timeout)?  False when c was dealt with here. */
 static bool admit(struct worker *w, struct client *c, bool *stale)
 {
-	struct host *h = w->h;
+	const struct pool *p = w->p;
 
 	/* One poll looks at both ends: a client that hung up while its
 	 * request waited is dropped, and a pooled connection that lond
 	 * closed while idle is noticed (send_with_resend). */
 	if (check_ends(w, c, stale) < 0) {
-		atomic_fetch_add_explicit(&h->stats.client_gone, 1, memory_order_relaxed);
+		stats_add(p->stats, STAT_client_gone, 1);
 		client_free(c);
 		return false;
 	}
-	const char *late = now_ms() >= host_shutdown_deadline() ? "shutdown_timeout" :
-			   now_ms() - c->queued_at > h->cfg->queue_timeout_ms ?
+	const char *late = now_ms() >= stop_deadline() ? "shutdown_timeout" :
+			   now_ms() - c->queued_at > p->cfg->queue_timeout_ms ?
 			   "queue_timeout" : NULL;
 	if (!late)
 		return true;
 	if (!strcmp(late, "queue_timeout"))
-		atomic_fetch_add_explicit(&h->stats.timeouts, 1, memory_order_relaxed);
+		stats_add(p->stats, STAT_timeouts, 1);
 	log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=%s",
 		hname(w), w->id, late);
-	host_fail_client(h, c);
+	fail_client(p, c);
 	return false;
 }
 
@@ -727,8 +743,7 @@ static void reply_failed(struct worker *w, struct client *c, enum read_rc rc,
 		what = timeout_reason(k);
 		/* A deadline a shutdown brought closer is no fault of lond's. */
 		if (strcmp(what, "shutdown_timeout"))
-			atomic_fetch_add_explicit(&w->h->stats.timeouts, 1,
-						  memory_order_relaxed);
+			stats_add(w->p->stats, STAT_timeouts, 1);
 	} else if (rc == READ_FAILED || rc == READ_SPOOL) {
 		detail = strerror(errno);
 	}
@@ -738,26 +753,26 @@ static void reply_failed(struct worker *w, struct client *c, enum read_rc rc,
 /* The whole reply to its client, then the client back to its acceptor. */
 static void deliver(struct worker *w, struct client *c)
 {
-	struct host *h = w->h;
+	const struct pool *p = w->p;
 
-	if (client_send_reply(c, &w->reply, h->cfg->client_write_timeout_ms) < 0) {
+	if (client_send_reply(c, &w->reply, p->cfg->client_write_timeout_ms) < 0) {
 		/* It stopped reading its reply (or left): the one case where
 		 * a client is cut off rather than answered con_lost. */
 		log_errno(LOG_INFO, "host=%s worker=%u event=client_write_failed bytes=%zu",
 			  hname(w), w->id, reply_size(&w->reply) + 1);
-		atomic_fetch_add_explicit(&h->stats.client_gone, 1, memory_order_relaxed);
+		stats_add(p->stats, STAT_client_gone, 1);
 		client_free(c);
 	} else {
-		host_release_client(h, c);
+		acceptor_return(c);
 	}
-	atomic_fetch_add_explicit(&h->stats.replied, 1, memory_order_relaxed);
-	host_record_latency(h, now_us() - c->start_us);
+	stats_add(p->stats, STAT_replied, 1);
+	stats_latency(p->stats, now_us() - c->start_us);
 }
 
 /* One transaction for client c. */
 static enum txn_rc serve(struct worker *w, struct client *c)
 {
-	const struct config *cfg = w->h->cfg;
+	const struct config *cfg = w->p->cfg;
 	bool stale = false;
 
 	if (!admit(w, c, &stale))
@@ -779,82 +794,57 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 		/* lond sent more than one line: the stream is out of step. */
 		log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
 			hname(w), w->id);
-		host_set_error(w->h, "lond sent data after a reply");
+		stats_error(w->p->stats, "lond sent data after a reply");
 		return TXN_BROKEN;
 	}
 	return TXN_OK;
 }
 
-static void *worker_main(void *arg)
+/* Workers run under SCHED_BATCH (batch_workers): a woken batch thread
+ * does not preempt the running one (the acceptor that handed it a
+ * request and reads on). */
+static void set_batch(struct worker *w)
 {
-	struct worker *w = arg;
-	struct host *h = w->h;
-	const struct config *cfg = h->cfg;
-	const char *why = "closed";
+	struct sched_param sp = { .sched_priority = 0 };
+	int err = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 
-	pthread_setname_np(pthread_self(), "lonc-worker");
-	if (cfg->batch_workers) {
-		/* A woken batch thread does not preempt the running one
-		 * (the acceptor that handed it a request and reads on). */
-		struct sched_param sp = { .sched_priority = 0 };
-		int err = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	if (err)
+		log_msg(LOG_DEBUG, "host=%s worker=%u event=sched_batch_failed error=\"%s\"",
+			hname(w), w->id, strerror(err));
+}
 
-		if (err)
-			log_msg(LOG_DEBUG, "host=%s worker=%u event=sched_batch_failed error=\"%s\"",
-				hname(w), w->id, strerror(err));
-	}
-	reply_init(&w->reply, WORKER_RBUF, cfg->reply_buffer, cfg->spool_dir);
-	w->generation = queue_generation(&h->queue);
-	if (handshake(w) < 0) {
-		if (w->fd >= 0)
-			close(w->fd);
-		w->fd = -1;
-		reply_destroy(&w->reply);
-		atomic_store(&w->finished, true);
-		queue_worker_exit(&h->queue, true);
-		return NULL;
-	}
-	log_msg(LOG_INFO, "host=%s worker=%u event=connected", hname(w), w->id);
-	queue_worker_connected(&h->queue);
-	w->counted = true;
+/* Serve the queue until the connection ends; returns why it ended. */
+static const char *serve_queue(struct worker *w)
+{
+	const struct config *cfg = w->p->cfg;
+
 	if (replay_delayed(w) < 0)
-		why = "broken";
-	for (; strcmp(why, "broken");) {
+		return "broken";
+	for (;;) {
 		/* Jitter spreads the closing of connections that went idle
 		 * together over a tenth of the idle timeout. */
 		int64_t idle = cfg->idle_timeout_ms +
 			       rand_below((uint32_t)cfg->idle_timeout_ms / 10 + 1);
-		void *item;
-		enum queue_rc rc = queue_pop(&h->queue, &w->waiter, now_ms() + idle,
-					     w->generation, &item);
+		struct queue_item item;
 
-		if (rc == QUEUE_TIMEOUT) {
-			why = "idle";
-			break;
+		switch (queue_pop(w->p->queue, &w->waiter, now_ms() + idle,
+				  w->generation, &item)) {
+		case QUEUE_TIMEOUT: return "idle";
+		case QUEUE_CLOSED: return "shutdown";
+		case QUEUE_KICKED: return "close_requested";
+		default: break;
 		}
-		if (rc == QUEUE_CLOSED) {
-			why = "shutdown";
-			break;
-		}
-		if (rc == QUEUE_KICKED) {
-			why = "close_requested";
-			break;
-		}
-		if (!item) {
-			/* host_queue_delayed: new delayed files to replay. */
-			atomic_store(&h->delayed_queued, false);
-			if (replay_delayed(w) < 0)
-				why = "broken";
-			continue;
-		}
-		if (serve(w, item) == TXN_BROKEN) {
-			why = "broken";
-			break;
-		}
+		if (item.kind == QUEUE_ITEM_REPLAY ? replay_delayed(w) < 0 :
+		    serve(w, item.client) == TXN_BROKEN)
+			return "broken";
 	}
-	log_msg(LOG_INFO, "host=%s worker=%u event=disconnected reason=%s",
-		hname(w), w->id, why);
-	close(w->fd);
+}
+
+/* The connection's end: everything released, the slot given up. */
+static void finish(struct worker *w, bool connected)
+{
+	if (w->fd >= 0)
+		close(w->fd);
 	w->fd = -1;
 	crypto_idea_free(w->cipher);
 	w->cipher = NULL;
@@ -862,33 +852,58 @@ static void *worker_main(void *arg)
 	free(w->wbuf);
 	w->wbuf = NULL;
 	atomic_store(&w->finished, true);
-	if (w->counted)
-		queue_worker_exit(&h->queue, false);
+	if (!connected)
+		queue_worker_exit(w->p->queue, true);
+	else if (w->counted)
+		queue_worker_exit(w->p->queue, false);
 	else
-		queue_poke(&h->queue);   /* the manager may reap this slot now */
+		queue_poke(w->p->queue);   /* the manager may reap this slot now */
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	const struct config *cfg = w->p->cfg;
+
+	pthread_setname_np(pthread_self(), "lonc-worker");
+	if (cfg->batch_workers)
+		set_batch(w);
+	reply_init(&w->reply, WORKER_RBUF, cfg->reply_buffer, cfg->spool_dir);
+	w->generation = queue_generation(w->p->queue);
+	if (handshake(w) < 0) {
+		finish(w, false);
+		return NULL;
+	}
+	log_msg(LOG_INFO, "host=%s worker=%u event=connected", hname(w), w->id);
+	queue_worker_connected(w->p->queue);
+	w->counted = true;
+	const char *why = serve_queue(w);
+	log_msg(LOG_INFO, "host=%s worker=%u event=disconnected reason=%s",
+		hname(w), w->id, why);
+	finish(w, true);
 	return NULL;
 }
 
-struct worker *worker_start(struct host *h, unsigned id)
+struct worker *worker_start(const struct pool *p, unsigned id)
 {
 	struct worker *w = xcalloc(1, sizeof(*w));
 	pthread_attr_t attr;
 	int rc;
 
-	w->h = h;
+	w->p = p;
 	w->id = id;
 	w->fd = -1;
 	w->res = &w->result;
 	queue_waiter_init(&w->waiter);
-	queue_worker_start(&h->queue);
+	queue_worker_start(p->queue);
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, WORKER_STACK);
 	rc = pthread_create(&w->thread, &attr, worker_main, w);
 	pthread_attr_destroy(&attr);
 	if (rc) {
 		log_msg(LOG_ERR, "host=%s event=thread_failed thread=worker error=\"%s\"",
-			h->conf->hostname, strerror(rc));
-		queue_worker_exit(&h->queue, true);
+			p->conf->hostname, strerror(rc));
+		queue_worker_exit(p->queue, true);
 		queue_waiter_destroy(&w->waiter);
 		free(w);
 		return NULL;
