@@ -51,6 +51,7 @@ struct config {
 	int max_connections;
 	int max_queue;
 	int retry_attempts;
+	int max_handshakes;     /* handshakes under way at once, process-wide */
 	size_t max_request_bytes;
 	size_t max_reply_bytes;
 	size_t reply_buffer;    /* reply bytes a worker keeps in memory */

@@ -34,6 +34,7 @@ enum queue_rc {
 	QUEUE_CLOSED,   /* closed and (for pop) empty */
 	QUEUE_TIMEOUT,  /* the deadline passed first */
 	QUEUE_KICKED,   /* pop: the generation moved on (queue_kick) */
+	QUEUE_SETTLED,  /* wait_demand: a handshake ended (judge it) */
 };
 
 /*
@@ -73,6 +74,8 @@ struct queue {
 	int connecting;           /* started, not yet handshaken; mu */
 	int idle;                 /* parked in queue_pop; mu */
 	int manager_limit;        /* max_workers of a waiting manager, or 0; mu */
+	int manager_parallel;     /* its max_connecting, or 0; mu */
+	unsigned settled;         /* handshakes ended (connected or failed); mu */
 };
 
 struct queue_stats {
@@ -120,11 +123,14 @@ void queue_kick(struct queue *q);
 void queue_close(struct queue *q);
 
 /* Manager side: wait until a new worker is wanted (more items than idle
- * workers, nobody connecting, fewer than max workers), the queue closes,
- * queue_poke() is called, or deadline_ms passes.  QUEUE_OK, QUEUE_CLOSED,
- * QUEUE_KICKED (poked; the poke is consumed) or QUEUE_TIMEOUT. */
-enum queue_rc queue_wait_demand(struct queue *q, int max_workers,
-				int64_t deadline_ms) WUR;
+ * and connecting workers, fewer than max_workers, fewer than
+ * max_connecting handshakes under way), a handshake ended since
+ * *settled (QUEUE_SETTLED; *settled is brought up to date), the queue
+ * closes, queue_poke() is called, or deadline_ms passes.  QUEUE_OK,
+ * QUEUE_SETTLED, QUEUE_CLOSED, QUEUE_KICKED (poked; the poke is
+ * consumed) or QUEUE_TIMEOUT. */
+enum queue_rc queue_wait_demand(struct queue *q, int max_workers, int max_connecting,
+				unsigned *settled, int64_t deadline_ms) WUR;
 
 /* Wait until no worker is connecting, or deadline_ms passes. */
 void queue_wait_connected(struct queue *q, int64_t deadline_ms);

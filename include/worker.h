@@ -38,6 +38,7 @@ struct worker_result {
 	bool ok;
 	bool refused;        /* lond said refused, or the TCP connect was refused */
 	bool timed_out;      /* connect or handshake timed out */
+	bool aborted;        /* not tried: the host is shutting down */
 	char reason[160];
 };
 
@@ -46,8 +47,16 @@ struct worker_result {
  * created. */
 struct worker *worker_start(const struct pool *p, unsigned id);
 
+/* The first handshake is over (worker_result is valid). */
+bool worker_handshaken(const struct worker *w);
+
 /* The handshake outcome (see struct worker_result). */
 const struct worker_result *worker_result(const struct worker *w);
+
+/* At most n handshakes under way in the whole process (max_handshakes):
+ * a worker takes a slot before it connects and gives it back when its
+ * handshake ended.  Set at start-up and by every reload. */
+void worker_limit_handshakes(int n);
 
 /* True once the thread has ended and can be joined without waiting. */
 bool worker_finished(const struct worker *w);

@@ -24,6 +24,7 @@
 #include "host.h"
 #include "log.h"
 #include "outage.h"
+#include "worker.h"
 
 struct broker {
 	char *path;
@@ -415,6 +416,7 @@ int broker_reload(struct broker *b, char *msg, size_t msglen)
 		reload_swap(b, &r);
 		log_set_level(r.cfg->log_level);
 		outage_configure(r.cfg->outage_window_ms, r.cfg->outage_min_hosts);
+		worker_limit_handshakes(r.cfg->max_handshakes);
 		delayed_set_log_dir(r.cfg->log_dir);
 		snprintf(msg, msglen, "added=%s removed=%s changed=%s unchanged=%zu",
 			 *r.added ? r.added : "-", *r.removed ? r.removed : "-",

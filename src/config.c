@@ -66,6 +66,8 @@ static const struct option options[] = {
 	OPT(max_connections, T_INT, "10", 1, 1000),
 	OPT(max_queue, T_INT, "1024", 1, 1000000),
 	OPT(retry_attempts, T_INT, "5", 1, 1000),
+	{ "max_handshakes", T_INT, offsetof(struct config, max_handshakes), "32", 1, 100000,
+	  RELOAD_LIVE },
 	OPT(batch_workers, T_BOOL, "true", 0, 0),
 	OPT(max_request_bytes, T_SIZE, "16M", 64, 1LL << 31),
 	OPT(max_reply_bytes, T_SIZE, "1G", 64, 1LL << 40),

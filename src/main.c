@@ -33,6 +33,7 @@
 #include "log.h"
 #include "outage.h"
 #include "util.h"
+#include "worker.h"
 
 #define EXIT_CONFIG 2
 
@@ -303,6 +304,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	outage_configure(cfg->outage_window_ms, cfg->outage_min_hosts);
+	worker_limit_handshakes(cfg->max_handshakes);
 	delayed_set_log_dir(cfg->log_dir);
 	log_msg(LOG_INFO, "event=nofile_limit open_files=%ld", daemon_raise_nofile());
 	daemon_tune_malloc();

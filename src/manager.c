@@ -2,12 +2,18 @@
  * manager.c - one thread per host, started at the host's first request.
  *
  * It waits on the host queue's `changed` condvar and, while requests wait
- * and no worker is connecting, starts one worker at a time up to the
- * host's max_connections.  It counts consecutive failed connection
- * attempts; at retry_attempts the host is DEAD: queued and new requests
- * get con_lost at once, and a probe connection is made after a backoff
- * that doubles up to backoff_max (with jitter).  A successful handshake,
- * reset_retries or SIGUSR1 ends the dead state.
+ * that no idle or connecting worker will take, starts as many workers as
+ * they need, up to the host's max_connections, their handshakes under
+ * way together: a burst on a cold host (and over a link 50 ms long a
+ * handshake takes a quarter of a second) is not served one connection
+ * at a time.  Without storms: handshakes under way never exceed the
+ * attempts left before the host counts as dead, the first attempt after
+ * a failed one goes alone, and workers take a process-wide handshake
+ * slot (max_handshakes) before they connect.  It counts consecutive
+ * failed connection attempts; at retry_attempts the host is DEAD: queued
+ * and new requests get con_lost at once, and a probe connection is made
+ * after a backoff that doubles up to backoff_max (with jitter).  A
+ * successful handshake, reset_retries or SIGUSR1 ends the dead state.
  *
  * The retry state below is owned by this thread alone; it publishes
  * `dead` and `retries_left` as atomics, `reset` comes in as one.  Locks:
@@ -43,7 +49,9 @@ struct manager {
 
 	/* Owned by the thread. */
 	struct worker **slots;     /* live or finished-but-unjoined workers */
+	bool *judged;              /* slot i's handshake outcome was counted */
 	int nslots;
+	unsigned settled;          /* the queue's handshakes-ended count seen */
 	unsigned next_id;
 	int failures;              /* consecutive failed attempts */
 	int dead_steps;            /* probes failed while dead */
@@ -68,7 +76,8 @@ static void reap(struct manager *m, bool wait)
 	for (int i = 0; i < m->nslots; i++) {
 		struct worker *w = m->slots[i];
 
-		if (w && (wait || worker_finished(w))) {
+		/* A worker's handshake is judged before it is reaped. */
+		if (w && (wait || (worker_finished(w) && m->judged[i]))) {
 			worker_join(w);
 			m->slots[i] = NULL;
 		}
@@ -140,7 +149,7 @@ static void attempt_failed(struct manager *m, const struct worker_result *r)
 		stats_add(p->stats, STAT_refusals, 1);
 	stats_error(p->stats, "%s", r->reason);
 	queue_get_stats(p->queue, &qs);
-	if (qs.workers > 0) {
+	if (qs.workers - qs.connecting > 0) {
 		/* Others are connected: the host is up but will not take one
 		 * more connection now.  Wait before trying to grow again. */
 		log_msg(LOG_WARNING, "host=%s event=grow_failed kind=%s reason=\"%s\" connections=%d",
@@ -153,10 +162,50 @@ static void attempt_failed(struct manager *m, const struct worker_result *r)
 		     cfg->retry_attempts - m->failures : 0);
 	log_msg(LOG_WARNING, "host=%s event=connect_failed kind=%s reason=\"%s\" attempt=%d/%d",
 		hname(m), kind_of(r), r->reason, m->failures, cfg->retry_attempts);
-	/* Nobody can serve what waits: answer now rather than later. */
-	pool_fail_queued(p);
 	if (m->failures >= cfg->retry_attempts)
 		count_dead(m, now);
+}
+
+/* Count every handshake that ended since the last look.  When the last
+ * attempt failed and no connection is left or coming, nobody can serve
+ * what waits: it is answered now rather than later. */
+static void judge(struct manager *m)
+{
+	bool failed = false;
+
+	for (int i = 0; i < m->nslots; i++) {
+		struct worker *w = m->slots[i];
+
+		if (!w || m->judged[i] || !worker_handshaken(w))
+			continue;
+		m->judged[i] = true;
+		const struct worker_result *r = worker_result(w);
+		if (r->aborted)
+			continue;
+		if (r->ok) {
+			stats_add(m->p->stats, STAT_connects, 1);
+			clear_failures(m);
+		} else {
+			attempt_failed(m, r);
+			failed = true;
+		}
+	}
+	struct queue_stats qs;
+	queue_get_stats(m->p->queue, &qs);
+	if (failed && m->failures > 0 && qs.workers == 0)
+		pool_fail_queued(m->p);
+}
+
+/* Handshakes that may be under way at once: a dead host is probed by
+ * one, the first attempt after a failed one goes alone, and attempts
+ * under way never exceed those left before the host counts as dead. */
+static int parallel_limit(const struct manager *m)
+{
+	int left = m->p->cfg->retry_attempts - m->failures;
+
+	if (atomic_load(&m->dead) || m->failures > 0)
+		return 1;
+	return left < m->nslots ? left : m->nslots;
 }
 
 /* A busy worker is often about to finish: its client got the reply and
@@ -173,9 +222,12 @@ static bool demand_persists(struct manager *m)
 		return true;
 	struct timespec ms = { 0, 1000000 };
 	nanosleep(&ms, NULL);
-	enum queue_rc rc = queue_wait_demand(q, m->p->conf->max_connections, now_ms());
+	enum queue_rc rc = queue_wait_demand(q, m->p->conf->max_connections,
+					     parallel_limit(m), &m->settled, now_ms());
 	if (rc == QUEUE_KICKED)
 		queue_poke(q);   /* keep the poke for the main loop */
+	if (rc == QUEUE_SETTLED)
+		judge(m);        /* the main loop will not hear of it again */
 	return rc == QUEUE_OK;
 }
 
@@ -196,30 +248,50 @@ static struct worker **take_slot(struct manager *m)
 	return slot;
 }
 
-/* Start one worker and wait for its handshake.  */
-static void grow(struct manager *m)
+/* Start one worker in a free slot.  False when none could start. */
+static bool start_one(struct manager *m)
 {
 	struct worker **slot = take_slot(m);
 
 	if (!slot)
-		return;
+		return false;
 	*slot = worker_start(m->p, ++m->next_id);
+	m->judged[slot - m->slots] = false;
 	if (!*slot) {
 		/* No thread: pause before the next try, dead or not. */
 		m->hold_until = now_ms() + m->p->cfg->backoff_initial_ms;
 		if (m->next_probe < m->hold_until)
 			m->next_probe = m->hold_until;
+		return false;
+	}
+	return true;
+}
+
+/* Start the workers that waiting requests need (see parallel_limit);
+ * their handshakes go on while the manager waits for the next event. */
+static void grow(struct manager *m, int parallel)
+{
+	struct queue_stats qs;
+
+	queue_get_stats(m->p->queue, &qs);
+	int need = (int)qs.len - qs.idle - qs.connecting;
+	if (need > parallel - qs.connecting)
+		need = parallel - qs.connecting;
+	for (int i = 0; i < need; i++)
+		if (!start_one(m))
+			return;
+}
+
+/* The dead host's probe, when it is due and none is under way. */
+static void probe(struct manager *m)
+{
+	struct queue_stats qs;
+
+	queue_get_stats(m->p->queue, &qs);
+	if (qs.connecting > 0)
 		return;
-	}
-	queue_wait_connected(m->p->queue, -1);
-	const struct worker_result *r = worker_result(*slot);
-	if (r->ok) {
-		stats_add(m->p->stats, STAT_connects, 1);
-		clear_failures(m);
-	} else {
-		attempt_failed(m, r);
-	}
-	reap(m, false);
+	log_msg(LOG_INFO, "host=%s event=probe", hname(m));
+	(void)start_one(m);
 }
 
 /* How long to wait for demand, and for how many workers. */
@@ -229,8 +301,9 @@ static int64_t wait_plan(struct manager *m, int *limit)
 
 	*limit = m->nslots;
 	if (atomic_load(&m->dead))
-		/* workers == 0 here, so any queued item is demand and wakes
-		 * us to answer it con_lost. */
+		/* Nothing is queued for a dead host but a replay (or a
+		 * request that came just before it went dead): any item
+		 * wakes us to answer it. */
 		return m->next_probe;
 	if (m->hold_until > now) {
 		struct queue_stats qs;
@@ -245,10 +318,12 @@ static int64_t wait_plan(struct manager *m, int *limit)
 /* One round of the manager's loop.  False when the queue closed. */
 static bool manage(struct manager *m)
 {
-	int limit;
+	int limit, parallel = parallel_limit(m);
 	int64_t deadline = wait_plan(m, &limit);
-	enum queue_rc rc = queue_wait_demand(m->p->queue, limit, deadline);
+	enum queue_rc rc = queue_wait_demand(m->p->queue, limit, parallel,
+					     &m->settled, deadline);
 
+	judge(m);
 	reap(m, false);
 	if (rc == QUEUE_CLOSED)
 		return false;
@@ -256,14 +331,12 @@ static bool manage(struct manager *m)
 		log_msg(LOG_NOTICE, "host=%s event=retries_reset", hname(m));
 		clear_failures(m);
 	} else if (atomic_load(&m->dead)) {
-		if (now_ms() < m->next_probe) {
+		if (now_ms() < m->next_probe)
 			pool_fail_queued(m->p);
-		} else {
-			log_msg(LOG_INFO, "host=%s event=probe", hname(m));
-			grow(m);
-		}
+		else
+			probe(m);
 	} else if (rc == QUEUE_OK && m->hold_until <= now_ms() && demand_persists(m)) {
-		grow(m);
+		grow(m, parallel_limit(m));
 	}
 	return true;
 }
@@ -289,6 +362,7 @@ struct manager *manager_new(const struct pool *p, struct outage_entry *oe)
 	atomic_init(&m->retries_left, p->cfg->retry_attempts);
 	m->nslots = p->conf->max_connections;
 	m->slots = xcalloc((size_t)m->nslots, sizeof(*m->slots));
+	m->judged = xcalloc((size_t)m->nslots, sizeof(*m->judged));
 	return m;
 }
 
@@ -333,6 +407,7 @@ void manager_free(struct manager *m)
 		return;
 	pthread_mutex_destroy(&m->mu);
 	free(m->slots);
+	free(m->judged);
 	free(m);
 }
 

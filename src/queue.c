@@ -56,7 +56,8 @@ void queue_init(struct queue *q, size_t cap)
 	q->replay_queued = false;
 	q->workers = q->connecting = q->idle = 0;
 	q->parked = NULL;
-	q->manager_limit = 0;
+	q->manager_limit = q->manager_parallel = 0;
+	q->settled = 0;
 }
 
 void queue_destroy(struct queue *q)
@@ -81,11 +82,13 @@ static bool wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline
 	return pthread_cond_timedwait(cv, mu, &ts) != ETIMEDOUT;
 }
 
-/* The manager's predicate; caller holds q->mu. */
-static bool demand(const struct queue *q, int max_workers)
+/* The manager's predicate: requests wait that neither an idle worker
+ * nor one still connecting will take, and both limits leave room.
+ * Caller holds q->mu. */
+static bool demand(const struct queue *q, int max_workers, int max_connecting)
 {
-	return q->len > (size_t)q->idle && q->connecting == 0 &&
-	       q->workers < max_workers;
+	return q->len > (size_t)(q->idle + q->connecting) &&
+	       q->connecting < max_connecting && q->workers < max_workers;
 }
 
 /* Take w off the parked stack (caller holds q->mu). */
@@ -147,7 +150,8 @@ static enum queue_rc push_locked(struct queue *q, struct queue_item item,
 		/* Nobody idle: the manager may add a worker, if it waits
 		 * and the pool has room (at max_connections a wake-up per
 		 * request would find nothing to do). */
-		*wake_manager = q->connecting == 0 && q->workers < q->manager_limit;
+		*wake_manager = q->connecting < q->manager_parallel &&
+				q->workers < q->manager_limit;
 	}
 	return rc;
 }
@@ -314,14 +318,16 @@ void queue_close(struct queue *q)
 	unlock(q);
 }
 
-enum queue_rc queue_wait_demand(struct queue *q, int max_workers,
-				int64_t deadline_ms)
+enum queue_rc queue_wait_demand(struct queue *q, int max_workers, int max_connecting,
+				unsigned *settled, int64_t deadline_ms)
 {
 	enum queue_rc rc = QUEUE_OK;
 
 	lock(q);
 	q->manager_limit = max_workers;
-	while (!q->closed && !q->attention && !demand(q, max_workers)) {
+	q->manager_parallel = max_connecting;
+	while (!q->closed && !q->attention && q->settled == *settled &&
+	       !demand(q, max_workers, max_connecting)) {
 		if (!wait_until(&q->changed, &q->mu, deadline_ms)) {
 			rc = QUEUE_TIMEOUT;
 			break;
@@ -332,10 +338,13 @@ enum queue_rc queue_wait_demand(struct queue *q, int max_workers,
 	} else if (q->attention) {
 		q->attention = false;
 		rc = QUEUE_KICKED;
-	} else if (demand(q, max_workers)) {
+	} else if (q->settled != *settled) {
+		rc = QUEUE_SETTLED;
+	} else if (demand(q, max_workers, max_connecting)) {
 		rc = QUEUE_OK;
 	}
-	q->manager_limit = 0;
+	*settled = q->settled;
+	q->manager_limit = q->manager_parallel = 0;
 	unlock(q);
 	return rc;
 }
@@ -361,6 +370,7 @@ void queue_worker_connected(struct queue *q)
 {
 	lock(q);
 	q->connecting--;
+	q->settled++;
 	pthread_cond_broadcast(&q->changed);
 	unlock(q);
 }
@@ -369,8 +379,10 @@ void queue_worker_exit(struct queue *q, bool was_connecting)
 {
 	lock(q);
 	q->workers--;
-	if (was_connecting)
+	if (was_connecting) {
 		q->connecting--;
+		q->settled++;
+	}
 	pthread_cond_broadcast(&q->changed);
 	unlock(q);
 }

@@ -56,6 +56,7 @@ struct worker {
 	unsigned id;
 	pthread_t thread;
 	atomic_bool finished;
+	atomic_bool handshaken;      /* result below is final (release) */
 	struct worker_result result; /* first handshake: read by the manager */
 	struct worker_result *res;   /* where handshake() reports (worker only) */
 
@@ -73,6 +74,61 @@ struct worker {
 	bool counted;              /* still counted among the queue's workers */
 	atomic_bool left;          /* left the pool, about to finish */
 };
+
+/* ---- handshakes in flight, process-wide (max_handshakes) ---- */
+
+static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slots_cv = PTHREAD_COND_INITIALIZER;
+static int slots_used;                /* protected by slots_mu */
+static int slots_max = 32;            /* protected by slots_mu */
+
+void worker_limit_handshakes(int n)
+{
+	pthread_mutex_lock(&slots_mu);
+	slots_max = n;
+	pthread_cond_broadcast(&slots_cv);
+	pthread_mutex_unlock(&slots_mu);
+}
+
+/* Wait for a handshake slot.  False when the host's queue closed
+ * meanwhile (the wait is looked at every 100 ms). */
+static bool slot_take(const struct pool *p)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&slots_mu);
+	while (!got) {
+		if (slots_used < slots_max) {
+			slots_used++;
+			got = true;
+			break;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&slots_cv, &slots_mu, &ts);
+		pthread_mutex_unlock(&slots_mu);
+		struct queue_stats qs;
+		queue_get_stats(p->queue, &qs);
+		pthread_mutex_lock(&slots_mu);
+		if (qs.closed)
+			break;
+	}
+	pthread_mutex_unlock(&slots_mu);
+	return got;
+}
+
+static void slot_give(void)
+{
+	pthread_mutex_lock(&slots_mu);
+	slots_used--;
+	pthread_cond_signal(&slots_cv);
+	pthread_mutex_unlock(&slots_mu);
+}
 
 enum txn_rc {
 	TXN_OK,          /* reply relayed (or client gone); connection fine */
@@ -361,7 +417,7 @@ static int run_steps(struct worker *w, struct lond_handshake *hs, int64_t deadli
 	return rc < 0 ? -1 : 0;
 }
 
-static int handshake(struct worker *w)
+static int connect_handshake(struct worker *w)
 {
 	const struct host_conf *hc = w->p->conf;
 	const struct config *cfg = w->p->cfg;
@@ -412,6 +468,19 @@ static int handshake(struct worker *w)
 	w->res->ok = true;
 out:
 	memset(&hs, 0, sizeof(hs));
+	return rc;
+}
+
+/* Connect and handshake within a process-wide handshake slot. */
+static int handshake(struct worker *w)
+{
+	if (!slot_take(w->p)) {
+		set_result(w, false, false, "shutting down");
+		w->res->aborted = true;
+		return -1;
+	}
+	int rc = connect_handshake(w);
+	slot_give();
 	return rc;
 }
 
@@ -870,7 +939,10 @@ static void *worker_main(void *arg)
 		set_batch(w);
 	reply_init(&w->reply, WORKER_RBUF, cfg->reply_buffer, cfg->spool_dir);
 	w->generation = queue_generation(w->p->queue);
-	if (handshake(w) < 0) {
+	int rc = handshake(w);
+	/* Before the queue call that wakes the manager to judge it. */
+	atomic_store_explicit(&w->handshaken, true, memory_order_release);
+	if (rc < 0) {
 		finish(w, false);
 		return NULL;
 	}
@@ -909,6 +981,11 @@ struct worker *worker_start(const struct pool *p, unsigned id)
 		return NULL;
 	}
 	return w;
+}
+
+bool worker_handshaken(const struct worker *w)
+{
+	return atomic_load_explicit(&w->handshaken, memory_order_acquire);
 }
 
 const struct worker_result *worker_result(const struct worker *w)

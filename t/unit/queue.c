@@ -201,6 +201,7 @@ struct waiter {
 	enum queue_rc rc;
 	struct queue_item item;
 	struct queue_waiter qw;
+	unsigned settled;          /* CALL_WAIT_DEMAND's handshakes seen */
 	atomic_bool done;
 };
 
@@ -214,7 +215,8 @@ static void *waiter_main(void *p)
 		w->rc = queue_pop(w->q, &w->qw, deadline, queue_generation(w->q), &w->item);
 		break;
 	case CALL_WAIT_DEMAND:
-		w->rc = queue_wait_demand(w->q, w->max_workers, deadline);
+		w->rc = queue_wait_demand(w->q, w->max_workers, w->max_workers,
+					  &w->settled, deadline);
 		break;
 	case CALL_WAIT_CONNECTED:
 		queue_wait_connected(w->q, deadline);
@@ -233,6 +235,7 @@ static void waiter_start(struct waiter *w, struct queue *q, enum waiter_call cal
 	w->max_workers = max_workers;
 	w->rc = (enum queue_rc)-1;
 	w->item = (struct queue_item){ 0 };
+	w->settled = q->settled;   /* nothing ended before the wait starts */
 	queue_waiter_init(&w->qw);
 	atomic_init(&w->done, false);
 	if (pthread_create(&w->thread, NULL, waiter_main, w) != 0) {
@@ -364,50 +367,54 @@ static void set_idle(struct queue *q, int n)
 	pthread_mutex_unlock(&q->mu);
 }
 
+static unsigned settled_seen;
+
+/* The manager's wait, bounded by SHORT_MS; `par` handshakes at most. */
+static enum queue_rc wd(struct queue *q, int max, int par)
+{
+	return queue_wait_demand(q, max, par, &settled_seen, now_ms() + SHORT_MS);
+}
+
 static void check_demand(void)
 {
 	struct queue q;
 	struct queue_item item;
 
 	queue_init(&q, 8);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "demand: empty queue, no demand");
+	settled_seen = 0;
+	is_int(wd(&q, 2, 2), QUEUE_TIMEOUT, "demand: empty queue, no demand");
 	is_int(queue_push(&q, item_of(1)), QUEUE_OK, "demand: push");
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_OK,
-	       "demand: 1 item, no workers -> demand");
-	is_int(queue_wait_demand(&q, 0, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "demand: max_workers 0 -> no demand");
+	is_int(wd(&q, 2, 2), QUEUE_OK, "demand: 1 item, no workers -> demand");
+	is_int(wd(&q, 0, 2), QUEUE_TIMEOUT, "demand: max_workers 0 -> no demand");
+	is_int(wd(&q, 2, 0), QUEUE_TIMEOUT, "demand: no handshake allowed -> no demand");
 
 	queue_worker_start(&q);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "demand: a worker is connecting -> no demand");
+	is_int(wd(&q, 2, 2), QUEUE_TIMEOUT,
+	       "demand: 1 item, 1 worker connecting for it -> no demand");
+	is_int(queue_push(&q, item_of(2)), QUEUE_OK, "demand: second push");
+	is_int(wd(&q, 3, 2), QUEUE_OK,
+	       "demand: 2 items, 1 connecting, 2 handshakes allowed -> demand");
+	is_int(wd(&q, 3, 1), QUEUE_TIMEOUT,
+	       "demand: ... but only 1 handshake allowed -> no demand");
 	queue_worker_connected(&q);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_OK,
-	       "demand: worker connected, 1 item, 0 idle -> demand");
-	is_int(queue_wait_demand(&q, 1, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "demand: workers == max -> no demand");
+	is_int(wd(&q, 3, 1), QUEUE_SETTLED, "demand: a handshake ended -> SETTLED");
+	is_int(wd(&q, 3, 1), QUEUE_OK, "demand: then demand again (2 items, none connecting)");
+	is_int(wd(&q, 1, 1), QUEUE_TIMEOUT, "demand: workers == max -> no demand");
 
 	set_idle(&q, 1);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "demand: len 1 == idle 1 -> no demand");
-	is_int(queue_push(&q, item_of(2)), QUEUE_OK, "demand: second push");
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_OK,
-	       "demand: len 2 > idle 1 -> demand");
+	is_int(wd(&q, 3, 1), QUEUE_OK, "demand: len 2 > idle 1 -> demand");
+	set_idle(&q, 2);
+	is_int(wd(&q, 3, 1), QUEUE_TIMEOUT, "demand: len 2 == idle 2 -> no demand");
 	set_idle(&q, 0);
 
 	/* Poke: KICKED once, then the poke is consumed. */
-	is_int(queue_wait_demand(&q, 1, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "poke: no demand before poke");
+	is_int(wd(&q, 1, 1), QUEUE_TIMEOUT, "poke: no demand before poke");
 	queue_poke(&q);
-	is_int(queue_wait_demand(&q, 1, now_ms() + SHORT_MS), QUEUE_KICKED,
-	       "poke: wait_demand returns KICKED");
-	is_int(queue_wait_demand(&q, 1, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "poke: consumed, next wait times out");
+	is_int(wd(&q, 1, 1), QUEUE_KICKED, "poke: wait_demand returns KICKED");
+	is_int(wd(&q, 1, 1), QUEUE_TIMEOUT, "poke: consumed, next wait times out");
 	queue_poke(&q);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_KICKED,
-	       "poke: KICKED even when there is demand");
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_OK,
-	       "poke: consumed, demand answers OK again");
+	is_int(wd(&q, 2, 2), QUEUE_KICKED, "poke: KICKED even when there is demand");
+	is_int(wd(&q, 2, 2), QUEUE_OK, "poke: consumed, demand answers OK again");
 
 	/* Empty the queue, then check that changes wake a waiting manager.
 	 * (The pause lets the manager block first; if it has not, the
@@ -426,16 +433,19 @@ static void check_demand(void)
 	waiter_start(&w, &q, CALL_WAIT_DEMAND, 2);
 	sleep_ms(20);
 	queue_worker_exit(&q, true);   /* workers 1, connecting 0 */
-	ok(waiter_finish(&w), "demand wake: a worker's exit wakes the manager");
-	is_int(w.rc, QUEUE_OK, "demand wake: exit -> demand");
+	ok(waiter_finish(&w), "demand wake: a failed handshake wakes the manager");
+	is_int(w.rc, QUEUE_SETTLED, "demand wake: failed handshake -> SETTLED");
 
 	queue_worker_start(&q);   /* workers 2, connecting 1 */
 	waiter_start(&w, &q, CALL_WAIT_DEMAND, 3);
 	sleep_ms(20);
 	queue_worker_connected(&q);   /* connecting 0, workers 2 < 3 */
 	ok(waiter_finish(&w), "demand wake: worker_connected wakes the manager");
-	is_int(w.rc, QUEUE_OK, "demand wake: connected -> demand");
+	is_int(w.rc, QUEUE_SETTLED, "demand wake: connected -> SETTLED");
 	queue_worker_exit(&q, false);  /* workers 1 */
+	waiter_start(&w, &q, CALL_WAIT_DEMAND, 2);
+	ok(waiter_finish(&w), "demand wake: demand still there");
+	is_int(w.rc, QUEUE_OK, "demand wake: then OK");
 
 	waiter_start(&w, &q, CALL_WAIT_DEMAND, 1);     /* workers == max */
 	sleep_ms(20);
@@ -448,11 +458,9 @@ static void check_demand(void)
 	queue_close(&q);
 	ok(waiter_finish(&w), "demand wake: close wakes the manager");
 	is_int(w.rc, QUEUE_CLOSED, "demand wake: close -> CLOSED");
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_CLOSED,
-	       "demand: closed queue answers CLOSED even with demand");
+	is_int(wd(&q, 2, 2), QUEUE_CLOSED, "demand: closed queue answers CLOSED even with demand");
 	queue_poke(&q);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_CLOSED,
-	       "demand: closed wins over a poke");
+	is_int(wd(&q, 2, 2), QUEUE_CLOSED, "demand: closed wins over a poke");
 	queue_destroy(&q);
 }
 
