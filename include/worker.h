@@ -39,6 +39,7 @@ struct worker_result {
 	bool refused;        /* lond said refused, or the TCP connect was refused */
 	bool timed_out;      /* connect or handshake timed out */
 	bool aborted;        /* not tried: the host is shutting down */
+	const char *hint;    /* the setting the failure points at, or NULL */
 	char reason[160];
 };
 

@@ -28,7 +28,7 @@
 #include "log.h"
 
 enum opt_type { T_STR, T_INT, T_SIZE, T_MS, T_BOOL, T_LEVEL, T_FACILITY,
-		T_KEYMODE, T_OPTSTR, T_MODE };
+		T_KEYMODE, T_OPTSTR, T_MODE, T_ENUM };
 
 /* How a changed option takes effect on reload. */
 enum reload_rule {
@@ -45,13 +45,36 @@ struct option {
 	const char *def;        /* NULL: required */
 	long long min, max;     /* for numbers (ms for durations) */
 	enum reload_rule reload;
+	const char *const *names; /* T_ENUM: the values, NULL-terminated */
 };
 
-#define OPT(n, t, d, lo, hi) { #n, t, offsetof(struct config, n), d, lo, hi, RELOAD_HOSTS }
-#define OPT_R(n, t, d, r) { #n, t, offsetof(struct config, n), d, 0, 0, r }
-#define OPT_MS(n, key, d, lo, hi) { key, T_MS, offsetof(struct config, n), d, lo, hi, RELOAD_HOSTS }
-#define OPT_MS_LIVE(n, key, d, lo, hi) { key, T_MS, offsetof(struct config, n), d, lo, hi, RELOAD_LIVE }
-#define OPT_AS(n, key, t, d) { key, t, offsetof(struct config, n), d, 0, 0, RELOAD_HOSTS }
+#define OPT(n, t, d, lo, hi) { #n, t, offsetof(struct config, n), d, lo, hi, RELOAD_HOSTS, NULL }
+#define OPT_R(n, t, d, r) { #n, t, offsetof(struct config, n), d, 0, 0, r, NULL }
+#define OPT_MS(n, key, d, lo, hi) \
+	{ key, T_MS, offsetof(struct config, n), d, lo, hi, RELOAD_HOSTS, NULL }
+#define OPT_MS_LIVE(n, key, d, lo, hi) \
+	{ key, T_MS, offsetof(struct config, n), d, lo, hi, RELOAD_LIVE, NULL }
+#define OPT_AS(n, key, t, d) { key, t, offsetof(struct config, n), d, 0, 0, RELOAD_HOSTS, NULL }
+#define OPT_ENUM(n, d, v) { #n, T_ENUM, offsetof(struct config, n), d, 0, 0, RELOAD_HOSTS, v }
+
+static const char *const sethost_mode_names[] = { "inline", "separate", "off", NULL };
+static const char *const key_id_order_names[] = { "remote_first", "local_first", NULL };
+static const char *const close_notify_names[] = { "required", "lenient", NULL };
+
+const char *config_sethost_mode_name(int m)
+{
+	return sethost_mode_names[m];
+}
+
+const char *config_key_id_order_name(int o)
+{
+	return key_id_order_names[o];
+}
+
+const char *config_close_notify_name(int c)
+{
+	return close_notify_names[c];
+}
 #define DAY_MS (86400LL * 1000)
 
 static const struct option options[] = {
@@ -67,7 +90,7 @@ static const struct option options[] = {
 	OPT(max_queue, T_INT, "1024", 1, 1000000),
 	OPT(retry_attempts, T_INT, "5", 1, 1000),
 	{ "max_handshakes", T_INT, offsetof(struct config, max_handshakes), "32", 1, 100000,
-	  RELOAD_LIVE },
+	  RELOAD_LIVE, NULL },
 	OPT(batch_workers, T_BOOL, "true", 0, 0),
 	OPT(max_request_bytes, T_SIZE, "16M", 64, 1LL << 31),
 	OPT(max_reply_bytes, T_SIZE, "1G", 64, 1LL << 40),
@@ -85,15 +108,20 @@ static const struct option options[] = {
 	OPT_MS(backoff_max_ms, "backoff_max", "300", 10, DAY_MS),
 	OPT(version_step, T_BOOL, "true", 0, 0),
 	OPT(sethost_step, T_BOOL, "true", 0, 0),
+	OPT_ENUM(sethost_mode, "inline", sethost_mode_names),
+	OPT(init_version, T_OPTSTR, "", 0, 0),
+	OPT_ENUM(key_id_order, "remote_first", key_id_order_names),
+	OPT(version_string, T_STR, LONC_VERSION, 0, 0),
+	OPT_ENUM(tls_close_notify, "required", close_notify_names),
 	OPT_MS_LIVE(outage_window_ms, "outage_window", "60", 1000, DAY_MS),
 	{ "outage_min_hosts", T_INT, offsetof(struct config, outage_min_hosts), "3", 2, 100000,
-	  RELOAD_LIVE },
+	  RELOAD_LIVE, NULL },
 	OPT(key_mode, T_KEYMODE, "auto", 0, 0),
 	OPT(allow_insecure, T_BOOL, "false", 0, 0),
 	OPT(local_key_dir, T_STR, "/var/lib/lonc/keys", 0, 0),
 	OPT_R(group, T_OPTSTR, "", RELOAD_RESTART),
 	{ "socket_mode", T_MODE, offsetof(struct config, socket_mode), "0660", 0, 0777,
-	  RELOAD_RESTART },
+	  RELOAD_RESTART, NULL },
 	OPT_MS_LIVE(shutdown_timeout_ms, "shutdown_timeout", "30", 0, DAY_MS),
 	OPT_R(admin_socket, T_STR, "/var/run/lonc/admin.sock", RELOAD_RESTART),
 	OPT_MS_LIVE(delayed_scan_ms, "delayed_scan_interval", "30", 100, DAY_MS),
@@ -143,6 +171,8 @@ enum host_type {
 	H_INT,      /* a number min..max */
 	H_BOOL,
 	H_KEYMODE,
+	H_ENUM,     /* one of names */
+	H_OPTSTR,   /* a string, maybe empty; never NULL once loaded */
 };
 
 struct host_option {
@@ -152,12 +182,14 @@ struct host_option {
 	size_t count_offset;     /* H_LIST: where its length goes */
 	long long min, max;      /* H_INT */
 	const char *global;      /* the top-level option giving the default */
+	const char *const *names; /* H_ENUM */
 };
 
-#define HOPT(n, t, g) { #n, t, offsetof(struct host_conf, n), 0, 0, 0, g }
-#define HOPT_INT(n, lo, hi, g) { #n, H_INT, offsetof(struct host_conf, n), 0, lo, hi, g }
+#define HOPT(n, t, g) { #n, t, offsetof(struct host_conf, n), 0, 0, 0, g, NULL }
+#define HOPT_INT(n, lo, hi, g) { #n, H_INT, offsetof(struct host_conf, n), 0, lo, hi, g, NULL }
 #define HOPT_LIST(n) { #n, H_LIST, offsetof(struct host_conf, n), \
-		       offsetof(struct host_conf, n_##n), 0, 0, NULL }
+		       offsetof(struct host_conf, n_##n), 0, 0, NULL, NULL }
+#define HOPT_ENUM(n, v) { #n, H_ENUM, offsetof(struct host_conf, n), 0, 0, 0, #n, v }
 
 static const struct host_option host_options[] = {
 	HOPT(hostname, H_NAME, NULL),
@@ -170,6 +202,11 @@ static const struct host_option host_options[] = {
 	HOPT(sethost_step, H_BOOL, "sethost_step"),
 	HOPT(key_mode, H_KEYMODE, "key_mode"),
 	HOPT(tls_name, H_STR, NULL),
+	HOPT_ENUM(sethost_mode, sethost_mode_names),
+	HOPT(init_version, H_OPTSTR, "init_version"),
+	HOPT_ENUM(key_id_order, key_id_order_names),
+	HOPT(version_string, H_STR, "version_string"),
+	HOPT_ENUM(tls_close_notify, close_notify_names),
 };
 #define N_HOST_OPTIONS (sizeof(host_options) / sizeof(host_options[0]))
 
@@ -361,8 +398,26 @@ static const char *type_name(enum opt_type t)
 	case T_KEYMODE: return "a key mode (auto, ssl, insecure, local)";
 	case T_OPTSTR: return "a string";
 	case T_MODE: return "an octal file mode (e.g. 0660)";
+	case T_ENUM: return "one of the values listed in lonc.yaml(5)";
 	}
 	return "?";
+}
+
+/* One of names (a NULL-terminated list) into *out. */
+static int parse_enum(struct loader *ld, const char *const *names, const char *s,
+		      int *out, struct where w, const char *key)
+{
+	char list[256] = "";
+
+	for (int i = 0; names[i]; i++) {
+		if (!strcmp(names[i], s)) {
+			*out = i;
+			return 0;
+		}
+		size_t n = strlen(list);
+		snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "", names[i]);
+	}
+	return fail_at(ld, w, key, "expected one of %s, got '%s'", list, s);
 }
 
 /* Store text value `s` for option `o` into cfg.  Messages name the key
@@ -389,6 +444,8 @@ static int set_option(struct loader *ld, struct config *cfg,
 			return fail_at(ld, w, key, "expected %s, got '%s'",
 				       type_name(o->type), s);
 		return 0;
+	case T_ENUM:
+		return parse_enum(ld, o->names, s, (int *)field, w, key);
 	case T_BOOL:
 		if (parse_bool(s, (bool *)field) < 0)
 			return fail_at(ld, w, key, "expected %s, got '%s'",
@@ -488,7 +545,8 @@ static bool host_option_equal(const struct host_option *o,
 
 	switch (o->type) {
 	case H_NAME:
-	case H_STR: {
+	case H_STR:
+	case H_OPTSTR: {
 		const char *sa = *(char *const *)fa, *sb = *(char *const *)fb;
 
 		return !strcmp(sa ? sa : "", sb ? sb : "");
@@ -502,6 +560,7 @@ static bool host_option_equal(const struct host_option *o,
 		return *(const bool *)fa == *(const bool *)fb;
 	case H_INT:
 	case H_KEYMODE:
+	case H_ENUM:
 		return *(const int *)fa == *(const int *)fb;
 	}
 	return false;
@@ -624,8 +683,12 @@ static void host_defaults(const struct config *cfg, struct host_conf *h)
 
 		if (!o)
 			continue;
-		memcpy((char *)h + ho->offset, (const char *)cfg + o->offset,
-		       ho->type == H_BOOL ? sizeof(bool) : sizeof(int));
+		if (ho->type == H_STR || ho->type == H_OPTSTR)
+			*(char **)((char *)h + ho->offset) =
+				xstrdup(*(char *const *)((const char *)cfg + o->offset));
+		else
+			memcpy((char *)h + ho->offset, (const char *)cfg + o->offset,
+			       ho->type == H_BOOL ? sizeof(bool) : sizeof(int));
 	}
 }
 
@@ -669,9 +732,13 @@ static int set_host_option(struct loader *ld, struct host_conf *h,
 	case H_STR:
 		if (!*v)
 			return fail(ld, vn, o->name, "must not be empty");
+		/* fall through */
+	case H_OPTSTR:
 		free(*(char **)field);
 		*(char **)field = xstrdup(v);
 		return 0;
+	case H_ENUM:
+		return parse_enum(ld, o->names, v, (int *)field, at(ld, vn), o->name);
 	case H_INT:
 		if (parse_ll(v, &n) < 0 || n < o->min || n > o->max)
 			return fail(ld, vn, o->name, "expected an integer %lld..%lld, got '%s'",
@@ -1243,6 +1310,8 @@ void config_free(struct config *cfg)
 		free(h->hostname);
 		free(h->address);
 		free(h->tls_name);
+		free(h->init_version);
+		free(h->version_string);
 		free_strings(h->ids, h->n_ids);
 		free_strings(h->aliases, h->n_aliases);
 	}

@@ -152,16 +152,18 @@ static void attempt_failed(struct manager *m, const struct worker_result *r)
 	if (qs.workers - qs.connecting > 0) {
 		/* Others are connected: the host is up but will not take one
 		 * more connection now.  Wait before trying to grow again. */
-		log_msg(LOG_WARNING, "host=%s event=grow_failed kind=%s reason=\"%s\" connections=%d",
-			hname(m), kind_of(r), r->reason, qs.workers);
+		log_msg(LOG_WARNING, "host=%s event=grow_failed kind=%s reason=\"%s\" connections=%d%s%s",
+			hname(m), kind_of(r), r->reason, qs.workers - qs.connecting,
+			r->hint ? " hint=" : "", r->hint ? r->hint : "");
 		m->hold_until = now + cfg->backoff_initial_ms;
 		return;
 	}
 	m->failures++;
 	atomic_store(&m->retries_left, cfg->retry_attempts > m->failures ?
 		     cfg->retry_attempts - m->failures : 0);
-	log_msg(LOG_WARNING, "host=%s event=connect_failed kind=%s reason=\"%s\" attempt=%d/%d",
-		hname(m), kind_of(r), r->reason, m->failures, cfg->retry_attempts);
+	log_msg(LOG_WARNING, "host=%s event=connect_failed kind=%s reason=\"%s\" attempt=%d/%d%s%s",
+		hname(m), kind_of(r), r->reason, m->failures, cfg->retry_attempts,
+		r->hint ? " hint=" : "", r->hint ? r->hint : "");
 	if (m->failures >= cfg->retry_attempts)
 		count_dead(m, now);
 }

@@ -67,6 +67,9 @@ struct worker {
 	struct crypto_idea *cipher;
 	struct reply reply;        /* the line being read from lond */
 	bool sliced;               /* fd blocks, in RECV_SLICE_MS receives */
+	char in_force[256];        /* the host ID lond applies ("": unknown) */
+	bool hinted;               /* a hint was logged on this connection */
+	bool insecure;             /* its key came from ekey (IDs in the key) */
 	char *wbuf;                /* enc: request buffer */
 	size_t wcap;
 	unsigned generation;       /* the queue's generation at connect */
@@ -276,6 +279,7 @@ static void set_result(struct worker *w, bool refused, bool timed_out,
 	va_list ap;
 
 	w->res->ok = false;
+	w->res->hint = NULL;
 	w->res->refused = refused;
 	w->res->timed_out = timed_out;
 	va_start(ap, fmt);
@@ -355,10 +359,12 @@ static int tls_step(struct worker *w, int64_t deadline, char *line, size_t *len)
 		set_result(w, false, false, "ssl mode without a TLS context");
 		return -1;
 	}
-	if (crypto_tls_key_exchange(w->p->tls, w->fd, w->p->conf->tls_name,
-				    deadline, line, LOND_LINE_MAX, len, err,
-				    sizeof(err)) < 0) {
+	if (crypto_tls_key_exchange(w->p->tls, w->fd, w->p->conf->tls_name, deadline,
+				    w->p->conf->tls_close_notify == CLOSE_NOTIFY_LENIENT,
+				    line, LOND_LINE_MAX, len, err, sizeof(err)) < 0) {
 		set_result(w, false, errno == ETIMEDOUT, "%s", err);
+		if (strstr(err, "close_notify"))
+			w->res->hint = "tls_close_notify";
 		return -1;
 	}
 	return 0;
@@ -399,9 +405,11 @@ static int run_step(struct worker *w, struct lond_handshake *hs, struct clock *k
 	memset(line, 0, sizeof(line));
 	reply_wipe(&w->reply);
 	reply_end(&w->reply);
-	if (rc < 0)
+	if (rc < 0) {
 		set_result(w, hs->refused, false, "handshake step %s: %s",
 			   lond_step_name(step), hs->error);
+		w->res->hint = hs->hint;
+	}
 	return rc;
 }
 
@@ -428,9 +436,11 @@ static int connect_handshake(struct worker *w)
 	int rc = -1;
 
 	lond_handshake_init(&hs, lond_mode_of(hc->key_mode), cfg->host_id,
-			    hc->ids[0], LONC_VERSION, hc->version_step,
+			    hc->ids[0], hc->version_string, hc->version_step,
 			    hc->sethost_step);
 	hs.allow_insecure = cfg->allow_insecure;
+	hs.init_version = hc->init_version;
+	hs.local_first = hc->key_id_order == KEY_ID_LOCAL_FIRST;
 	w->fd = net_connect_tcp(connect_target(w), hc->port, deadline, &why);
 	if (w->fd < 0) {
 		set_result(w, errno == ECONNREFUSED, errno == ETIMEDOUT,
@@ -463,6 +473,10 @@ static int connect_handshake(struct worker *w)
 		goto out;
 	}
 	w->sliced = true;
+	/* The host ID in force on the connection (sethost_mode separate). */
+	str_copy(w->in_force, hc->sethost_step ? hc->ids[0] : "", sizeof(w->in_force));
+	w->hinted = false;
+	w->insecure = hs.mode == LOND_MODE_INSECURE || hs.fell_back;
 	stats_peer(w->p->stats, hs.peer_version, hs.fell_back ? "insecure(fallback)" :
 		   lond_mode_name(hs.mode));
 	w->res->ok = true;
@@ -484,13 +498,65 @@ static int handshake(struct worker *w)
 	return rc;
 }
 
+/* sethost_mode separate: make `id` the host ID in force on the
+ * connection with a sethost:<id> transaction, unless it is already.  0,
+ * or -1 with errno (a closed connection gives ECONNRESET, so that the
+ * request, not yet sent, goes out on a fresh one; EPROTO when lond did
+ * not answer ok). */
+static int select_id(struct worker *w, const char *id, size_t idlen, int64_t deadline)
+{
+	char line[300];
+	size_t len;
+
+	if (idlen < sizeof(w->in_force) && !strncmp(w->in_force, id, idlen) &&
+	    !w->in_force[idlen])
+		return 0;
+	int n = snprintf(line, sizeof(line), "sethost:%.*s\n", (int)idlen, id);
+	if (n < 0 || (size_t)n >= sizeof(line) || idlen >= sizeof(w->in_force)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (net_write_all(w->fd, line, (size_t)n, deadline) < 0)
+		return -1;
+	struct clock k = { .silence_ms = INT64_MAX / 4, .end = deadline, .last = now_ms() };
+	reply_begin(&w->reply, NULL, LOND_LINE_MAX);
+	enum read_rc rc = read_reply(w, &k);
+	const char *text = rc == READ_OK ? reply_text(&w->reply, &len) : NULL;
+	bool ok = text && len == 2 && !memcmp(text, "ok", 2) && !w->reply.extra;
+	reply_end(&w->reply);
+	w->in_force[0] = '\0';
+	if (!ok) {
+		log_msg(LOG_WARNING, "host=%s worker=%u event=sethost_failed id=%.*s hint=sethost_mode",
+			hname(w), w->id, (int)idlen, id);
+		errno = rc == READ_CLOSED ? ECONNRESET : rc == READ_TIMEOUT ? ETIMEDOUT : EPROTO;
+		return -1;
+	}
+	memcpy(w->in_force, id, idlen);
+	w->in_force[idlen] = '\0';
+	return 0;
+}
+
 /* Send one request line (line[len] is its '\n'), encrypting an
- * encrypt: request.  0 or -1. */
+ * encrypt: request; its sethost: prefix as sethost_mode says: in line
+ * (inline), as a transaction of its own when the ID changes (separate),
+ * or not at all (off).  0 or -1. */
 static int send_line(struct worker *w, const char *line, size_t len, int64_t deadline)
 {
+	const struct host_conf *hc = w->p->conf;
 	struct lond_request r;
 
 	lond_parse_request(line, len, &r);
+	if (hc->sethost_mode != SETHOST_INLINE) {
+		const char *id = r.prefix_len ? line + 8 : hc->ids[0];
+		size_t idlen = r.prefix_len ? r.prefix_len - 9 : strlen(hc->ids[0]);
+
+		if (hc->sethost_mode == SETHOST_SEPARATE &&
+		    select_id(w, id, idlen, deadline) < 0)
+			return -1;
+		line += r.prefix_len;
+		len -= r.prefix_len;
+		r.prefix_len = 0;
+	}
 	if (!r.encrypt)
 		return net_write_all(w->fd, line, len + 1, deadline);
 	size_t need = lond_enc_size(r.prefix_len, r.cmd_len);
@@ -538,6 +604,50 @@ static enum read_rc replay_exchange(struct worker *w, const char *req, size_t le
 	return read_reply(w, k);
 }
 
+/* An answer that points at a protocol setting (lond_answer_hint) is
+ * logged with it, once per connection. */
+static void note_answer(struct worker *w, const char *req, size_t len)
+{
+	struct lond_request r;
+	size_t alen;
+	const char *a = reply_text(&w->reply, &alen);
+
+	if (w->hinted || !a)
+		return;
+	lond_parse_request(req, len, &r);
+	if (w->p->conf->sethost_mode != SETHOST_INLINE)
+		r.prefix_len = 0;   /* the prefix did not go out in line */
+	const char *hint = lond_answer_hint(&r, w->insecure, a, alen);
+	if (hint) {
+		log_msg(LOG_WARNING, "host=%s worker=%u event=suspect_answer answer=\"%.*s\" hint=%s",
+			hname(w), w->id, alen > 40 ? 40 : (int)alen, a, hint);
+		w->hinted = true;
+	}
+}
+
+/* lond answered a delayed file: it is delivered, so it is deleted (or,
+ * if it cannot be, set aside: it must not go out again) and recorded. */
+static enum replay_rc replay_done(struct worker *w, const struct delayed_item *it,
+				  const char *line, size_t len)
+{
+	char perm_log[PATH_MAX];
+
+	if (unlink(it->path) < 0 && errno != ENOENT) {
+		log_errno(LOG_ERR, "host=%s event=delayed_unlink_failed file=%s action=\"set aside: not sent again; remove it by hand\"",
+			  hname(w), it->path);
+		delayed_set_aside(it);
+	}
+	if (delayed_record(it->hostid, line, len, perm_log, sizeof(perm_log)) < 0)
+		log_errno(LOG_ERR, "host=%s event=delayed_record_failed file=%s",
+			  hname(w), perm_log);
+	if (!w->reply.extra)
+		return REPLAY_DELIVERED;
+	/* The stream is out of step: the rest waits for a fresh connection. */
+	log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
+		hname(w), w->id);
+	return REPLAY_OUT_OF_STEP;
+}
+
 /* Send one delayed file as sethost:<hostid>:<line> and wait for lond's
  * answer; only then is the file deleted and its S: record written. */
 static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it)
@@ -575,25 +685,8 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
 			rr == READ_FAILED || rr == READ_SPOOL ? strerror(errno) : read_reasons[rr]);
 		rc = REPLAY_BROKEN;
 	} else {
-		char perm_log[PATH_MAX];
-
-		if (unlink(it->path) < 0 && errno != ENOENT) {
-			/* Delivered: it must not go out again. */
-			log_errno(LOG_ERR, "host=%s event=delayed_unlink_failed file=%s action=\"set aside: not sent again; remove it by hand\"",
-				  hname(w), it->path);
-			delayed_set_aside(it);
-		}
-		if (delayed_record(it->hostid, line, len, perm_log, sizeof(perm_log)) < 0)
-			log_errno(LOG_ERR, "host=%s event=delayed_record_failed file=%s",
-				  hname(w), perm_log);
-		rc = REPLAY_DELIVERED;
-		if (w->reply.extra) {
-			/* The stream is out of step: the rest waits for a
-			 * fresh connection. */
-			log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
-				hname(w), w->id);
-			rc = REPLAY_OUT_OF_STEP;
-		}
+		note_answer(w, req, plen + len);
+		rc = replay_done(w, it, line, len);
 	}
 	reply_end(&w->reply);
 	wipe_free(req, plen + len);
@@ -738,8 +831,9 @@ static int reconnect(struct worker *w)
 	w->res = &w->result;
 	if (rc < 0) {
 		stats_add(w->p->stats, STAT_connect_failures, 1);
-		log_msg(LOG_WARNING, "host=%s worker=%u event=reconnect_failed reason=\"%s\"",
-			hname(w), w->id, again.reason);
+		log_msg(LOG_WARNING, "host=%s worker=%u event=reconnect_failed reason=\"%s\"%s%s",
+			hname(w), w->id, again.reason, again.hint ? " hint=" : "",
+			again.hint ? again.hint : "");
 		stats_error(w->p->stats, "%s", again.reason);
 		return -1;
 	}
@@ -857,6 +951,7 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 		return TXN_BROKEN;
 	}
 	bool extra = w->reply.extra;
+	note_answer(w, c->in.data, c->req_len);
 	deliver(w, c);
 	reply_end(&w->reply);
 	if (extra) {
