@@ -103,6 +103,34 @@ static void table_row(struct host *h, void *arg)
 		*st.stats.last_error ? st.stats.last_error : "-");
 }
 
+/* One name and value: `,"name":value` in JSON, ` name=value` else;
+ * a quoted value is a string. */
+static void field(struct buf *b, bool json, const char *name, const char *value,
+		  bool quoted)
+{
+	if (json) {
+		bprintf(b, ",\"%s\":", name);
+		if (quoted)
+			bjson(b, value);
+		else
+			bprintf(b, "%s", value);
+	} else {
+		bprintf(b, quoted ? " %s=\"%s\"" : " %s=%s", name, value);
+	}
+}
+
+/* The protocol switches in force for a host (doc/protocol.md). */
+static void settings(struct buf *b, const struct host_conf *hc, bool json)
+{
+	field(b, json, "sethost_mode", config_sethost_mode_name(hc->sethost_mode), json);
+	field(b, json, "init_version", hc->init_version, true);
+	field(b, json, "key_id_order", config_key_id_order_name(hc->key_id_order), json);
+	field(b, json, "version_string", hc->version_string, true);
+	field(b, json, "tls_close_notify", config_close_notify_name(hc->tls_close_notify), json);
+	field(b, json, "version_step", hc->version_step ? "true" : "false", false);
+	field(b, json, "sethost_step", hc->sethost_step ? "true" : "false", false);
+}
+
 static void json_host(struct host *h, void *arg)
 {
 	struct buf *b = arg;
@@ -122,6 +150,7 @@ static void json_host(struct host *h, void *arg)
 	bjson(b, st.stats.peer_version);
 	bprintf(b, ",\"last_error\":");
 	bjson(b, st.stats.last_error);
+	settings(b, host_conf(h), true);
 	bprintf(b, "}");
 }
 
@@ -217,8 +246,12 @@ static void hosts_line(struct host *h, void *arg)
 	bprintf(b, " aliases=");
 	for (size_t i = 0; i < hc->n_aliases; i++)
 		bprintf(b, "%s%s", i ? "," : "", hc->aliases[i]);
-	bprintf(b, "%s key_mode=%s max_connections=%d\n", hc->n_aliases ? "" : "-",
+	bprintf(b, "%s key_mode=%s max_connections=%d", hc->n_aliases ? "" : "-",
 		config_key_mode_name(hc->key_mode), hc->max_connections);
+	settings(b, hc, false);
+	struct host_status st;
+	host_get_status(h, &st);
+	bprintf(b, " peer_version=\"%s\"\n", st.stats.peer_version);
 }
 
 char *admin_command(struct broker *br, const char *line)

@@ -34,6 +34,7 @@ like($out, qr/^down\s+dead\s/m, 'down: dead');
 ($rc, $out) = ctl('status', 'json');
 is($rc, 0, 'status json exits 0');
 like($out, qr/^\{"version":"[\d.]+","pid":\d+,"hosts":\[\{"host":"up","state":"connected",.*"requests":3,.*\}\]\}$/s, 'status json shape');
+like($out, qr/"sethost_mode":"inline","init_version":"","key_id_order":"remote_first","version_string":"0\.1\.0","tls_close_notify":"required"/, 'status json shows the protocol switches');
 like($out, qr/"host":"down","state":"dead".*"last_error":"connect to 127\.0\.0\.1 port \d+: Connection refused"/, 'last error of the dead host');
 
 ($rc, $out) = ctl('metrics');
@@ -46,6 +47,8 @@ like($out, qr/^lonc_request_duration_seconds_count\{host="up"\} 3$/m, 'histogram
 
 ($rc, $out) = ctl('hosts');
 like($out, qr/^up address=127\.0\.0\.1 port=\d+ ids=up aliases=upalias key_mode=insecure/m, 'hosts lists the table');
+like($out, qr/^up .* sethost_mode=inline init_version="" key_id_order=remote_first version_string="0\.1\.0" tls_close_notify=required version_step=true sethost_step=true peer_version="testlond-1\.0"$/m,
+    'with the protocol switches in force and the lond version seen');
 
 ($rc, $out) = ctl('reset', 'nosuchhost');
 is($rc, 1, 'reset of an unknown host exits 1');
