@@ -20,6 +20,12 @@ my $ctl = build_dir() . '/lonc-ctl';
 sub ctl { my $o = `$ctl -s $admin @_ 2>&1`; return ($? >> 8, $o) }
 
 ok(-S $admin, 'admin socket exists');
+{
+    # -s after the command word is taken too (it was once ignored).
+    my $o = `$ctl status json -s $admin 2>&1`;
+    is($? >> 8, 0, 'lonc-ctl status json -s SOCKET: -s after the command');
+    like($o, qr/^\{"version":/, '... reaches the daemon and runs the whole command');
+}
 is((stat $admin)[2] & 07777, 0600, 'admin socket is mode 0600 (its user and root only)');
 is(request("$dir/up", 'ping'), 'pong', 'traffic') for 1 .. 3;
 is(request("$dir/down", 'ping'), 'con_lost', 'a failing host');
