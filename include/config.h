@@ -57,6 +57,7 @@ struct config {
 	char *socket_dir;
 	char *pid_file;
 	char *log_dir;
+	char *log_file;         /* a loncnew-shaped lonc.log too ("" = none) */
 	char *user;
 	int log_level;          /* LOG_* priority */
 	int syslog_facility;    /* LOG_* facility */

@@ -415,6 +415,7 @@ int broker_reload(struct broker *b, char *msg, size_t msglen)
 		reload_start(b, &r);
 		reload_swap(b, &r);
 		log_set_level(r.cfg->log_level);
+		log_set_file(r.cfg->log_file);
 		outage_configure(r.cfg->outage_window_ms, r.cfg->outage_min_hosts);
 		worker_limit_handshakes(r.cfg->max_handshakes);
 		delayed_set_log_dir(r.cfg->log_dir);

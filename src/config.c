@@ -84,6 +84,7 @@ static const struct option options[] = {
 	OPT_R(log_dir, T_STR, "/home/httpd/perl/logs", RELOAD_LIVE),
 	OPT_R(user, T_STR, "www", RELOAD_RESTART),
 	OPT_R(log_level, T_LEVEL, "info", RELOAD_LIVE),
+	OPT_R(log_file, T_OPTSTR, "", RELOAD_LIVE),
 	OPT_R(syslog_facility, T_FACILITY, "daemon", RELOAD_RESTART),
 	OPT(lond_port, T_INT, "5663", 1, 65535),
 	OPT(max_connections, T_INT, "10", 1, 1000),
@@ -871,6 +872,7 @@ static const struct perl_default {
 	{ "londPort", "lond_port", NULL },
 	{ "lonDaemons", "pid_file", "/logs/lonc.pid" },
 	{ "lonDaemons", "log_dir", "/logs" },
+	{ "lonDaemons", "log_file", "/logs/lonc.log" },
 	{ "loncAllowInsecure", "allow_insecure", NULL },
 };
 #define N_PERL_DEFAULTS (sizeof(perl_defaults) / sizeof(perl_defaults[0]))

@@ -317,6 +317,8 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "event=start_failed reason=\"cannot start\"");
 		goto out;
 	}
+	/* Only now, as the daemon's user: root opens nothing there. */
+	log_set_file(cfg->log_file);
 	char *ddir = delayed_dir(cfg->socket_dir);
 	(void)delayed_dir_usable(ddir);   /* says so if lonc may not delete there */
 	free(ddir);
