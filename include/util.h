@@ -39,6 +39,10 @@ char *xstrdup(const char *s);
  * so callers can detect truncation (result >= n). */
 size_t str_copy(char *dst, const char *src, size_t n);
 
+/* Name the calling thread (top -H, ps -L): "<role>:<host>", cut to the
+ * kernel's 15 characters; host may be NULL. */
+void thread_name(const char *role, const char *host);
+
 /* Uniform random integer in [0, n) from a per-thread generator seeded
  * from the OS; for jitter only, not for keys. */
 uint32_t rand_below(uint32_t n);

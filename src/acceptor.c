@@ -599,8 +599,8 @@ static void *acceptor_main(void *arg)
 	struct acceptor *a = arg;
 	struct epoll_event events[64];
 
-	/* Thread names (top -H, ps -L): lonc-acc, lonc-mgr, lonc-worker. */
-	pthread_setname_np(pthread_self(), "lonc-acc");
+	/* Thread names (top -H, ps -L) carry the host: acc:, mgr:, wrk:. */
+	thread_name("acc", a->name);
 	for (int i = 0; i < a->nlisten; i++) {
 		struct epoll_event ev = {
 			.events = EPOLLIN,

@@ -147,7 +147,7 @@ static void *retire_main(void *arg)
 	struct retire *r = arg;
 	struct broker *b = r->b;
 
-	pthread_setname_np(pthread_self(), "lonc-retire");
+	thread_name("retire", host_conf(r->h)->hostname);
 
 	host_shutdown(r->h);
 	log_msg(LOG_INFO, "host=%s event=retired", host_conf(r->h)->hostname);

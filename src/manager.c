@@ -347,7 +347,7 @@ static void *manager_main(void *arg)
 {
 	struct manager *m = arg;
 
-	pthread_setname_np(pthread_self(), "lonc-mgr");
+	thread_name("mgr", hname(m));
 	while (manage(m))
 		;
 	reap(m, true);

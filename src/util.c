@@ -4,6 +4,7 @@
  */
 #include "util.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,14 @@ int64_t now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void thread_name(const char *role, const char *host)
+{
+	char name[16];   /* the kernel's limit, NUL included */
+
+	snprintf(name, sizeof(name), "%s%s%s", role, host ? ":" : "", host ? host : "");
+	pthread_setname_np(pthread_self(), name);
 }
 
 static _Atomic int64_t stop_by = INT64_MAX;

@@ -1029,7 +1029,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	const struct config *cfg = w->p->cfg;
 
-	pthread_setname_np(pthread_self(), "lonc-worker");
+	thread_name("wrk", hname(w));
 	if (cfg->batch_workers)
 		set_batch(w);
 	reply_init(&w->reply, WORKER_RBUF, cfg->reply_buffer, cfg->spool_dir);
