@@ -216,8 +216,40 @@ static void metric_line(struct host *h, void *arg)
 	bprintf(m->b, "%lld\n", st.v[m->which]);
 }
 
+/* One process-wide metric with its HELP and TYPE lines. */
+static void metric_one(struct buf *b, const char *name, const char *type,
+		       const char *help, const char *labels, double value)
+{
+	bprintf(b, "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type,
+		name, labels, value);
+}
+
+/* The process: its version, since when it runs, how reloads went. */
+static void process_metrics(struct broker *br, struct buf *b)
+{
+	struct broker_lifetime lt;
+
+	broker_lifetime(br, &lt);
+	metric_one(b, "lonc_build_info", "gauge", "lonc's version (always 1).",
+		   "{version=\"" LONC_VERSION "\"}", 1);
+	metric_one(b, "lonc_start_time_seconds", "gauge",
+		   "When lonc started, in seconds since the epoch.", "", (double)lt.started);
+	metric_one(b, "lonc_reloads_total", "counter", "Reloads tried (SIGHUP, lonc-ctl reload).",
+		   "", (double)lt.reloads);
+	metric_one(b, "lonc_reload_failures_total", "counter",
+		   "Reloads refused (the running configuration was kept).", "",
+		   (double)lt.reload_failures);
+	metric_one(b, "lonc_last_reload_success", "gauge",
+		   "1 when the latest reload took effect (or none was tried).", "",
+		   lt.last_reload_ok);
+	metric_one(b, "lonc_last_reload_time_seconds", "gauge",
+		   "When the latest reload was tried, in seconds since the epoch (0: never).",
+		   "", (double)lt.last_reload);
+}
+
 static void metrics(struct broker *br, struct buf *b)
 {
+	process_metrics(br, b);
 	for (int i = 0; i < HOST_FIELDS; i++) {
 		const struct host_field_info *f = &host_fields[i];
 		struct metrics_arg m = { b, i };
@@ -313,7 +345,8 @@ static void serve(int fd)
 	lb.data[len] = '\0';
 	if (len && lb.data[len - 1] == '\r')
 		lb.data[len - 1] = '\0';
-	log_msg(LOG_INFO, "event=admin_command command=\"%s\"", lb.data);
+	/* Debug only: a metrics scrape every few seconds is no event. */
+	log_msg(LOG_DEBUG, "event=admin_command command=\"%s\"", lb.data);
 	char *answer = admin_command(broker, lb.data);
 	if (answer) {
 		if (net_write_all(fd, answer, strlen(answer), now_ms() + ADMIN_IO_MS) < 0)

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -35,6 +36,11 @@ struct broker {
 	struct crypto_tls *tls;    /* protected by lock; we hold a reference */
 	struct host **hosts;       /* protected by lock */
 	size_t n_hosts;            /* protected by lock */
+
+	time_t started;            /* wall clock, for metrics */
+	atomic_ulong reloads, reload_failures;
+	atomic_bool last_reload_ok;
+	_Atomic int64_t last_reload; /* wall clock seconds, 0: none yet */
 
 	pthread_mutex_t retire_mu;
 	pthread_cond_t retire_cv;  /* "a retire thread or a link ended" */
@@ -56,6 +62,8 @@ struct broker *broker_new(const char *path, struct config *cfg,
 	struct broker *b = xcalloc(1, sizeof(*b));
 
 	b->path = xstrdup(path);
+	b->started = time(NULL);
+	atomic_init(&b->last_reload_ok, true);
 	b->cfg = cfg;
 	b->tls = tls;
 	pthread_mutex_init(&b->reload_mu, NULL);
@@ -410,6 +418,7 @@ int broker_reload(struct broker *b, char *msg, size_t msglen)
 		config_unref(r.cfg);
 		snprintf(msg, msglen, "reload failed, running config kept: %s", r.err);
 		log_msg(LOG_ERR, "event=reload_failed reason=\"%s\"", r.err);
+		atomic_fetch_add(&b->reload_failures, 1);
 		rc = -1;
 	} else {
 		reload_start(b, &r);
@@ -425,6 +434,9 @@ int broker_reload(struct broker *b, char *msg, size_t msglen)
 		log_msg(LOG_NOTICE, "event=reload %s", msg);
 	}
 	free(r.plan);
+	atomic_fetch_add(&b->reloads, 1);
+	atomic_store(&b->last_reload_ok, rc == 0);
+	atomic_store(&b->last_reload, (int64_t)time(NULL));
 	pthread_mutex_unlock(&b->reload_mu);
 	return rc;
 }
@@ -484,6 +496,15 @@ void broker_foreach(struct broker *b, void (*fn)(struct host *h, void *arg),
 	for (size_t i = 0; i < b->n_hosts; i++)
 		fn(b->hosts[i], arg);
 	pthread_rwlock_unlock(&b->lock);
+}
+
+void broker_lifetime(struct broker *b, struct broker_lifetime *lt)
+{
+	lt->started = b->started;
+	lt->reloads = atomic_load(&b->reloads);
+	lt->reload_failures = atomic_load(&b->reload_failures);
+	lt->last_reload_ok = atomic_load(&b->last_reload_ok);
+	lt->last_reload = atomic_load(&b->last_reload);
 }
 
 struct config *broker_config(struct broker *b)

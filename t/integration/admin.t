@@ -50,6 +50,23 @@ like($out, qr/^lonc_requests_total\{host="up"\} 3$/m, 'request counter per host'
 like($out, qr/^lonc_host_dead\{host="down"\} 1$/m, 'dead gauge');
 like($out, qr/^lonc_request_duration_seconds_bucket\{host="up",le="\+Inf"\} 3$/m, 'latency histogram');
 like($out, qr/^lonc_request_duration_seconds_count\{host="up"\} 3$/m, 'histogram count');
+like($out, qr/^lonc_build_info\{version="[\d.]+"\} 1$/m, 'build_info');
+like($out, qr/^lonc_start_time_seconds (\d+)$/m, 'start time');
+my ($started) = $out =~ /^lonc_start_time_seconds (\d+)$/m;
+cmp_ok(abs(time - ($started // 0)), '<', 3600, 'start time is wall-clock seconds');
+like($out, qr/^lonc_reloads_total 0$/m, 'no reload yet');
+like($out, qr/^lonc_too_long_total\{host="up"\} 0$/m, 'too_long, once JSON only, is a metric');
+like($out, qr/^lonc_client_gone_total\{host="up"\} \d+$/m, 'client_gone too');
+like($out, qr/^lonc_idle_connections\{host="up"\} \d+$/m, 'idle connections');
+like($out, qr/^lonc_max_connections\{host="up"\} \d+$/m, 'max_connections');
+{
+    # Every metric lonc exports is described in lonc-ctl(8).
+    my $man = log_text("$FindBin::Bin/../../doc/lonc-ctl.8");
+    my @names = $out =~ /^# TYPE (\S+) /mg;
+    my @missing = grep { $man !~ /\b\Q$_\E\b/ } @names;
+    is_deeply(\@missing, [], 'every metric is in lonc-ctl(8)');
+    cmp_ok(scalar @names, '>=', 20, 'and there are many of them');
+}
 
 ($rc, $out) = ctl('hosts');
 like($out, qr/^up address=127\.0\.0\.1 port=\d+ ids=up aliases=upalias key_mode=insecure/m, 'hosts lists the table');
