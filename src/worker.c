@@ -917,6 +917,8 @@ static void reply_failed(struct worker *w, struct client *c, enum read_rc rc,
 static void deliver(struct worker *w, struct client *c)
 {
 	const struct pool *p = w->p;
+	/* Read now: once handed back (or freed) c is not ours to look at. */
+	int64_t start_us = c->start_us;
 
 	if (client_send_reply(c, &w->reply, p->cfg->client_write_timeout_ms) < 0) {
 		/* It stopped reading its reply (or left): the one case where
@@ -929,7 +931,7 @@ static void deliver(struct worker *w, struct client *c)
 		acceptor_return(c);
 	}
 	stats_add(p->stats, STAT_replied, 1);
-	stats_latency(p->stats, now_us() - c->start_us);
+	stats_latency(p->stats, now_us() - start_us);
 }
 
 /* One transaction for client c. */
