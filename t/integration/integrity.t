@@ -3,7 +3,8 @@
 # through a reply (close or reset), at every size that matters to lonc's
 # reply path (1 KiB, the 64 KiB of the old worker buffer +-1,
 # reply_buffer +-1, 20 MB), gives the client exactly "con_lost\n"; the
-# same replies sent whole arrive whole; enc: replies cut anywhere, also
+# same replies sent whole arrive whole (also with the newline coming
+# alone, after a pause); enc: replies cut anywhere, also
 # after their last hex digit, give con_lost.  Once with a small
 # reply_buffer and once with the default.  And a client written as
 # lonnet reads its answer (my $answer = <$client>; 'con_lost' unless
@@ -55,6 +56,11 @@ sub check_all_or_nothing {
         push @cases, [ "bytes:$n", pat($n) ];
         push @cases, [ "closemid:$n", undef ];
         push @cases, [ "resetmid:$n", undef ];
+    }
+    # The newline alone, 60 ms after the rest (a buffer exactly full, then
+    # one more read for the end of the line).
+    for my $n (uniq_sorted(65535, 65536, 65537, $rb - 1, $rb, $rb + 1)) {
+        push @cases, [ "steady:$n:60", pat($n) ];
     }
     # enc: replies whole, around the boundaries in plain and in wire bytes.
     for my $n (uniq_sorted(1, 7, 8, 9, 1000, 32767, 32768, 32769,
