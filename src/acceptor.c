@@ -731,9 +731,35 @@ void acceptor_finish(struct acceptor *a)
 	a->started = false;
 }
 
+/* A name the host no longer has, at a hand-over: the name goes and the
+ * listener refuses new connections at once; the clients already in its
+ * backlog are taken for the successor to answer (they asked the same
+ * host), then the listener is closed.  Called with old's thread
+ * stopped.  Returns the list with the taken clients in front. */
+static struct client *retire_listener(struct acceptor *old, int i,
+				      struct acceptor *succ, struct client *list)
+{
+	int fd = old->listen_fds[i], cfd;
+
+	unlink(old->paths[i]);
+	if (shutdown(fd, SHUT_RD) < 0)
+		log_errno(LOG_WARNING, "host=%s event=listener_shutdown_failed socket=%s",
+			  host_name(old), old->paths[i]);
+	while ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		struct client *c = client_new(cfd, succ, succ->max_request);
+
+		c->deadline = now_ms() + succ->client_timeout_ms;
+		c->next = list;
+		list = c;
+	}
+	close(fd);
+	old->listen_fds[i] = -1;
+	return list;
+}
+
 void acceptor_handover(struct acceptor *old, struct acceptor *succ)
 {
-	struct client *list;
+	struct client *list = NULL, *back;
 
 	/* From now on hand-backs go to succ (even while old's thread
 	 * stops); the old thread ends; what it was reading is not lost. */
@@ -747,15 +773,22 @@ void acceptor_handover(struct acceptor *old, struct acceptor *succ)
 		if (j >= 0 && succ->listen_fds[j] < 0) {
 			succ->listen_fds[j] = old->listen_fds[i];
 			old->listen_fds[i] = -1;
-		} else {
-			drop_listener(old, i);   /* a name the host no longer has */
+		} else if (old->listen_fds[i] >= 0) {
+			list = retire_listener(old, i, succ, list);
 		}
 	}
 	pthread_mutex_lock(&old->mu);
 	old->stopping = false;
-	list = old->returned;
+	back = old->returned;
 	old->returned = NULL;
 	pthread_mutex_unlock(&old->mu);
+	while (back) {
+		struct client *c = back;
+
+		back = c->next;
+		c->next = list;
+		list = c;
+	}
 	for (size_t i = 0; i < old->nreading; i++) {
 		old->reading[i]->next = list;
 		list = old->reading[i];
