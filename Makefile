@@ -22,7 +22,7 @@ WARN    := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
 CPPFLAGS += -Iinclude -D_GNU_SOURCE -MMD -MP
 CFLAGS  += $(OPT) -g $(WARN) -pthread $(SAN)
 LDFLAGS += -pthread $(SAN)
-LDLIBS  := -lyaml -lgcrypt -lssl -lcrypto
+LDLIBS  := -lyaml -lgcrypt -lssl -lcrypto -lsystemd
 
 LIB_SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)

@@ -57,6 +57,7 @@ struct acceptor {
 	bool close_requested;      /* protected by mu: acceptor_close ran */
 	atomic_bool closing;       /* acceptor_close: the host is going away */
 	atomic_bool final;         /* acceptor_finish: no hand-back will come */
+	atomic_uint ping, pong;    /* the watchdog's question, the thread's answer */
 
 	/* Owned by the acceptor thread. */
 	struct client **reading;   /* clients whose request we are reading */
@@ -617,6 +618,7 @@ static void *acceptor_main(void *arg)
 	while (!atomic_load(&a->stopping)) {
 		int64_t now = now_ms();
 
+		atomic_store(&a->pong, atomic_load(&a->ping));
 		if (atomic_load(&a->closing))
 			drain_listeners(a);
 		if (atomic_load(&a->final) && finished(a))
@@ -704,6 +706,18 @@ static void drop_listener(struct acceptor *a, int i)
 		a->listen_fds[i] = -1;
 		unlink(a->paths[i]);
 	}
+}
+
+bool acceptor_ping(struct acceptor *a)
+{
+	if (!a->started || atomic_load(&a->final))
+		return true;
+	unsigned sent = atomic_load(&a->ping);
+	bool answered = atomic_load(&a->pong) == sent;
+
+	atomic_store(&a->ping, sent + 1);
+	wake(a);
+	return answered;
 }
 
 void acceptor_close(struct acceptor *a)
