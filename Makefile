@@ -5,6 +5,13 @@ DESTDIR ?=
 SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
 MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+# make install strips the binaries (STRIP= keeps their symbols, as the
+# Debian package does: debhelper moves them to a -dbgsym package).
+STRIP   ?= -s
+INSTALL_INIT ?= yes
+INSTALL_UNIT ?= yes
+INSTALL_DEFAULT ?= yes
 
 CC      ?= cc
 BUILD   ?= build
@@ -28,7 +35,7 @@ FUZZ_SECONDS ?= 30
 SOAK_SECONDS ?= 600
 SOAK_SEED ?=
 
-.PHONY: all test check check-tsan demo install clean help deps fuzz soak
+.PHONY: all test check check-tsan demo install uninstall deb clean help deps fuzz soak
 
 all: $(BUILD)/lonc $(BUILD)/lonc-ctl $(TOOLS) $(UNIT_BINS) $(FUZZ_REPLAY)
 
@@ -41,6 +48,8 @@ help:
 	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS=$(FUZZ_SECONDS)"
 	@echo "make soak       the chaos soak for SOAK_SECONDS=$(SOAK_SECONDS) (SOAK_SEED=N replays a run)"
 	@echo "make install    install (PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))"
+	@echo "make uninstall  remove what make install put there (not edited files)"
+	@echo "make deb        a Debian package in $(BUILD)/deb (debhelper, lintian)"
 
 deps:
 	@scripts/install-deps
@@ -119,20 +128,68 @@ demo: deps
 	scripts/demo $(BUILD)
 
 # The init script gets the installed paths as its defaults.
+INIT_SED = -e 's|^DEFAULT_DAEMON=.*|DEFAULT_DAEMON=$(SBINDIR)/lonc|' \
+	   -e 's|^DEFAULT_CONFIG=.*|DEFAULT_CONFIG=$(SYSCONFDIR)/lonc/lonc.yaml|' \
+	   -e 's|^DEFAULTS_FILE=.*|DEFAULTS_FILE=$(SYSCONFDIR)/default/lonc|'
+UNIT_SED = -e 's|/usr/sbin/|$(SBINDIR)/|g' \
+	   -e 's|/etc/lonc/lonc.yaml|$(SYSCONFDIR)/lonc/lonc.yaml|' \
+	   -e 's|/etc/default/lonc|$(SYSCONFDIR)/default/lonc|'
+
+# Files an operator may have edited (the init script, /etc/default/lonc)
+# are not overwritten: a different one stays, the new one lands next to
+# it as <name>.dist.
 install: $(BUILD)/lonc $(BUILD)/lonc-ctl
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/lonc \
-		$(DESTDIR)$(SYSCONFDIR)/init.d $(DESTDIR)$(MANDIR)/man5 \
-		$(DESTDIR)$(MANDIR)/man8
-	install -m 0755 $(BUILD)/lonc $(DESTDIR)$(SBINDIR)/lonc
-	install -m 0755 $(BUILD)/lonc-ctl $(DESTDIR)$(SBINDIR)/lonc-ctl
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(STRIP) $(BUILD)/lonc $(DESTDIR)$(SBINDIR)/lonc
+	install -m 0755 $(STRIP) $(BUILD)/lonc-ctl $(DESTDIR)$(SBINDIR)/lonc-ctl
 	install -m 0644 etc/lonc.yaml $(DESTDIR)$(SYSCONFDIR)/lonc/lonc.yaml.example
-	sed -e 's|^DEFAULT_DAEMON=.*|DEFAULT_DAEMON=$(SBINDIR)/lonc|' \
-	    -e 's|^DEFAULT_CONFIG=.*|DEFAULT_CONFIG=$(SYSCONFDIR)/lonc/lonc.yaml|' \
-	    -e 's|^DEFAULTS_FILE=.*|DEFAULTS_FILE=$(SYSCONFDIR)/default/lonc|' \
-	    scripts/lonc.init > $(DESTDIR)$(SYSCONFDIR)/init.d/lonc
-	chmod 0755 $(DESTDIR)$(SYSCONFDIR)/init.d/lonc
 	install -m 0644 doc/lonc.8 doc/lonc-ctl.8 $(DESTDIR)$(MANDIR)/man8
 	install -m 0644 doc/lonc.yaml.5 $(DESTDIR)$(MANDIR)/man5
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	sed $(INIT_SED) scripts/lonc.init > $$tmp/lonc.init; \
+	sed $(UNIT_SED) scripts/lonc.service > $$tmp/lonc.service; \
+	put() { mode=$$1 src=$$2 dst=$$3; install -d "$$(dirname "$$dst")"; \
+		if [ -e "$$dst" ] && ! cmp -s "$$src" "$$dst"; then \
+			install -m $$mode "$$src" "$$dst.dist"; \
+			echo "install: $$dst differs (edited?): kept; the new one is $$dst.dist"; \
+		else install -m $$mode "$$src" "$$dst"; fi; }; \
+	[ "$(INSTALL_INIT)" != yes ] || put 0755 $$tmp/lonc.init $(DESTDIR)$(SYSCONFDIR)/init.d/lonc; \
+	[ "$(INSTALL_UNIT)" != yes ] || put 0644 $$tmp/lonc.service $(DESTDIR)$(UNITDIR)/lonc.service; \
+	[ "$(INSTALL_DEFAULT)" != yes ] || [ -e $(DESTDIR)$(SYSCONFDIR)/default/lonc ] || \
+		put 0644 scripts/lonc.default $(DESTDIR)$(SYSCONFDIR)/default/lonc
+
+# Removes what install put there; an edited init script or defaults file
+# (one that differs from what install would put) stays.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/lonc $(DESTDIR)$(SBINDIR)/lonc-ctl \
+		$(DESTDIR)$(SYSCONFDIR)/lonc/lonc.yaml.example \
+		$(DESTDIR)$(MANDIR)/man8/lonc.8 $(DESTDIR)$(MANDIR)/man8/lonc-ctl.8 \
+		$(DESTDIR)$(MANDIR)/man5/lonc.yaml.5
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	sed $(INIT_SED) scripts/lonc.init > $$tmp/lonc.init; \
+	sed $(UNIT_SED) scripts/lonc.service > $$tmp/lonc.service; \
+	drop() { if [ -e "$$2" ] && ! cmp -s "$$1" "$$2"; then \
+			echo "uninstall: $$2 was edited: kept"; else rm -f "$$2"; fi; }; \
+	drop $$tmp/lonc.init $(DESTDIR)$(SYSCONFDIR)/init.d/lonc; \
+	drop $$tmp/lonc.service $(DESTDIR)$(UNITDIR)/lonc.service; \
+	drop scripts/lonc.default $(DESTDIR)$(SYSCONFDIR)/default/lonc
+
+# A Debian package of this tree, built with debhelper in $(BUILD)/deb
+# (the tools are installed on demand, for this target only).
+deb:
+	@scripts/install-deps deb
+	@rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/lonc-src
+	@tar -cf - --exclude='./build*' --exclude=./.git . | tar -xf - -C $(BUILD)/deb/lonc-src
+	@cp -r scripts/debian $(BUILD)/deb/lonc-src/debian
+	@sed -e 's|^DEFAULT_DAEMON=.*|DEFAULT_DAEMON=/usr/sbin/lonc|' scripts/lonc.init \
+		> $(BUILD)/deb/lonc-src/debian/lonc.init
+	@cp scripts/lonc.service $(BUILD)/deb/lonc-src/debian/lonc.service
+	@cp scripts/lonc.default $(BUILD)/deb/lonc-src/debian/lonc.default
+	cd $(BUILD)/deb/lonc-src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+		dpkg-buildpackage -us -uc -b
+	lintian --fail-on error $(BUILD)/deb/lonc_[0-9]*.deb
+	@ls $(BUILD)/deb/*.deb
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <stdint.h>
+#include <time.h>
 
 #include "config.h"
 #include "util.h"
@@ -61,6 +63,15 @@ int broker_reset_host(struct broker *b, const char *hostname) WUR;
 /* Call fn for every host, under the read lock (fn must not block). */
 void broker_foreach(struct broker *b, void (*fn)(struct host *h, void *arg),
 		    void *arg);
+
+/* Since when lonc runs, and how its reloads went (for metrics). */
+struct broker_lifetime {
+	time_t started;                 /* wall clock */
+	unsigned long reloads, reload_failures;
+	bool last_reload_ok;            /* true before the first */
+	int64_t last_reload;            /* wall clock seconds; 0: none yet */
+};
+void broker_lifetime(struct broker *b, struct broker_lifetime *lt);
 
 /* The current config, referenced (config_unref it). */
 struct config *broker_config(struct broker *b);

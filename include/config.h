@@ -18,6 +18,14 @@
 /* How a connection gets its session key (doc/protocol.md, "lond side"). */
 enum key_mode { KEY_AUTO, KEY_SSL, KEY_INSECURE, KEY_LOCAL };
 
+/* The protocol points reconstructed rather than confirmed, each a switch
+ * (doc/protocol.md, "Switches"): how a request reaches one of the
+ * machine's host IDs; the order of the IDs in the insecure key; whether
+ * lond's close_notify is waited for after the TLS key exchange. */
+enum sethost_mode { SETHOST_INLINE, SETHOST_SEPARATE, SETHOST_OFF };
+enum key_id_order { KEY_ID_REMOTE_FIRST, KEY_ID_LOCAL_FIRST };
+enum close_notify { CLOSE_NOTIFY_REQUIRED, CLOSE_NOTIFY_LENIENT };
+
 struct host_conf {
 	char *hostname;         /* socket name and DNS name */
 	char **ids;             /* LON-CAPA host IDs served there; ids[0] is
@@ -32,6 +40,11 @@ struct host_conf {
 	char *tls_name;         /* name lond's certificate must carry */
 	bool version_step;      /* send version:<v> after the key mode */
 	bool sethost_step;      /* send sethost:<id> after the key mode */
+	int sethost_mode;       /* enum sethost_mode */
+	char *init_version;     /* "" or v: init::v, init:ssl:v */
+	int key_id_order;       /* enum key_id_order */
+	char *version_string;   /* what the version: step sends */
+	int tls_close_notify;   /* enum close_notify */
 	bool imported;          /* from hosts_tab, not from hosts: */
 	int line;               /* where the entry starts in the file (for
 				   an imported host: its hosts.tab line) */
@@ -44,6 +57,7 @@ struct config {
 	char *socket_dir;
 	char *pid_file;
 	char *log_dir;
+	char *log_file;         /* a loncnew-shaped lonc.log too ("" = none) */
 	char *user;
 	int log_level;          /* LOG_* priority */
 	int syslog_facility;    /* LOG_* facility */
@@ -51,6 +65,7 @@ struct config {
 	int max_connections;
 	int max_queue;
 	int retry_attempts;
+	int max_handshakes;     /* handshakes under way at once, process-wide */
 	size_t max_request_bytes;
 	size_t max_reply_bytes;
 	size_t reply_buffer;    /* reply bytes a worker keeps in memory */
@@ -69,6 +84,11 @@ struct config {
 	int outage_min_hosts;
 	bool version_step;
 	bool sethost_step;
+	int sethost_mode;       /* the switches' global defaults (host_conf) */
+	char *init_version;
+	int key_id_order;
+	char *version_string;
+	int tls_close_notify;
 	int key_mode;           /* enum key_mode */
 	bool batch_workers;     /* workers run under SCHED_BATCH */
 	bool allow_insecure;    /* auto may pick insecure; ssl may fall back */
@@ -119,6 +139,11 @@ const struct host_conf *config_find_host(const struct config *cfg,
 
 /* "auto", "ssl", "insecure", "local". */
 const char *config_key_mode_name(enum key_mode m);
+
+/* The names of the switches' values, as in the configuration file. */
+const char *config_sethost_mode_name(int m);
+const char *config_key_id_order_name(int o);
+const char *config_close_notify_name(int c);
 
 /* Print a human summary (for `lonc -t`). */
 void config_print(const struct config *cfg, FILE *out);

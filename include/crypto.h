@@ -46,11 +46,13 @@ void crypto_tls_free(struct crypto_tls *t);
  * handshake (lond's certificate verified against the CA and, if the
  * context says so, against `peer_name`), read one line (the key), then
  * the close_notify exchange in both directions, so that the socket goes
- * on in plain text with no TLS record left in it.  Everything before
- * deadline.  0 with the line (no '\n') in line[0..*len), or -1 with a
- * reason in err. */
+ * on in plain text with no TLS record left in it (lenient: lond's
+ * close_notify is waited for briefly and, if none comes, the socket goes
+ * on without it; no plain-text byte is taken for TLS).  Everything
+ * before deadline.  0 with the line (no '\n') in line[0..*len), or -1
+ * with a reason in err. */
 int crypto_tls_key_exchange(struct crypto_tls *t, int fd, const char *peer_name,
-			    int64_t deadline, char *line, size_t n, size_t *len,
-			    char *err, size_t errlen) WUR;
+			    int64_t deadline, bool lenient, char *line, size_t n,
+			    size_t *len, char *err, size_t errlen) WUR;
 
 #endif

@@ -37,6 +37,14 @@ void pidfile_close(const char *path, int fd);
  * unknown or unlimited). */
 long daemon_raise_nofile(void);
 
+/* Keep the allocator from holding on to memory after load: large
+ * blocks in their own mappings, few heaps.  Before the first thread. */
+void daemon_tune_malloc(void);
+
+/* Give freed heap memory back to the system (now and then, when idle
+ * memory should settle). */
+void daemon_trim_memory(void);
+
 /* Block the signals lonc handles (taken with sigtimedwait by the main
  * thread) and ignore SIGPIPE.  Call
  * before the first thread starts; fills *set with the handled set. */

@@ -10,7 +10,9 @@
 #ifndef LONC_DELAYED_H
 #define LONC_DELAYED_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "util.h"
 
@@ -19,6 +21,8 @@ struct delayed_item {
 	char *hostid;    /* the host ID it is addressed to */
 	long long time;  /* from the name */
 	long count;
+	dev_t dev;       /* which file it was when scanned */
+	ino_t ino;
 };
 
 /* The directory of a socket_dir's delayed files (malloc'd). */
@@ -27,11 +31,31 @@ char *delayed_dir(const char *socket_dir);
 /* The files in dir addressed to one of ids (every file when n_ids is
  * 0), oldest first (time, then count, then name).  Unparsable names are
  * skipped, and so are files modified in the last 3 s (lonnet reads a new
- * file back 2 s after writing it).  0 or -1 (errno); a missing directory
- * is an empty list. */
+ * file back 2 s after writing it) and files set aside (below).  0 or -1
+ * (errno); a missing directory is an empty list. */
 int delayed_scan(const char *dir, char *const *ids, size_t n_ids,
 		 struct delayed_item **items, size_t *n) WUR;
 void delayed_free(struct delayed_item *items, size_t n);
+
+/*
+ * Exactly once.  One replay at a time per host ID, process-wide: a claim
+ * outlives the host object, so a host a reload retires and its successor
+ * (or any two hosts serving an ID, across reloads) never send the same
+ * file.  delayed_claim takes every ID or none (false: another replay
+ * holds one; the periodic check comes back).  Thread-safe.
+ */
+bool delayed_claim(char *const *ids, size_t n) WUR;
+void delayed_release(char *const *ids, size_t n);
+
+/* A file lond has answered but that could not be deleted: remembered
+ * (by device and inode) and never sent again by this process; the
+ * scans skip it while it exists.  Thread-safe. */
+void delayed_set_aside(const struct delayed_item *it);
+
+/* Whether this process may delete files in dir (write and search
+ * permission): a file is sent only if it can be removed afterwards.
+ * Says so in the log when it changes (and at the first call). */
+bool delayed_dir_usable(const char *dir);
 
 /* The request line of a file, without its '\n' (malloc'd), or NULL when
  * unreadable, not a regular file, empty, longer than max, or holding

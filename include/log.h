@@ -19,6 +19,13 @@
 void log_open(const char *ident, int facility, bool to_stderr, int level);
 void log_close(void);
 
+/* Also write every line to `path` (NULL or "": stop), shaped like
+ * loncnew's lonc.log: "<local time> (<pid>) [<host>] <SEVERITY>: <line>"
+ * with INFO, WARNING, CRITICAL or SUCCESS.  Opened at the next line by
+ * whoever runs then (call it after the privilege drop), reopened when
+ * it was renamed or removed.  Thread-safe. */
+void log_set_file(const char *path);
+
 /* Change the level at run time (e.g. on reload); thread-safe. */
 void log_set_level(int level);
 

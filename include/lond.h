@@ -39,6 +39,10 @@ struct lond_handshake {
 	const char *version;      /* what we announce in version: */
 	bool version_step, sethost_step;
 	bool allow_insecure;      /* ssl: continue insecure after a challenge */
+	const char *init_version; /* init_version: "" or NULL sends init /
+				     init:ssl; v sends init::v / init:ssl:v */
+	bool local_first;         /* key_id_order local_first: our ID first
+				     in the insecure session key */
 	const char *local_path;   /* local: the key file's path */
 	char local_key[33];       /* local: the key's 32 hex digits */
 	/* state */
@@ -51,10 +55,12 @@ struct lond_handshake {
 	bool refused;             /* lond answered "refused" */
 	bool fell_back;           /* ssl answered by a challenge: insecure */
 	const char *error;        /* why the handshake failed (static) */
+	const char *hint;         /* the setting a failure points at, or NULL */
 };
 
 /* Plan a handshake (doc/protocol.md, "lond side").  Set hs->allow_insecure
- * (ssl) or hs->local_path and hs->local_key (local) afterwards. */
+ * (ssl), hs->local_path and hs->local_key (local), hs->init_version and
+ * hs->local_first (the switches) afterwards. */
 void lond_handshake_init(struct lond_handshake *hs, enum lond_mode mode,
 			 const char *our_id, const char *peer_id,
 			 const char *version, bool version_step,
@@ -114,6 +120,14 @@ enum lond_local {
 };
 /* Also after a sethost:<id>: prefix; an encrypt: request is forwarded. */
 enum lond_local lond_local_command(const char *line, size_t len);
+
+/* The setting that a lond answer to a request may point at (a hint for
+ * the log), or NULL: `unknown_cmd` to a request with an in-line
+ * sethost: prefix (sethost_mode), `unknown_cmd` or an error to an
+ * encrypted one on an insecure-mode connection (key_id_order: lond
+ * decrypted garbage). */
+const char *lond_answer_hint(const struct lond_request *r, bool insecure,
+			     const char *answer, size_t len);
 
 /* Bytes needed by lond_enc_encode for a command of cmd_len bytes after a
  * prefix of prefix_len bytes, '\n' included. */

@@ -18,12 +18,23 @@
 
 #include "util.h"
 
+struct client;
+
+/* What waits in a host's queue: a client's request, or the order to
+ * replay the host's delayed transactions (at most one queued). */
+enum queue_item_kind { QUEUE_ITEM_CLIENT, QUEUE_ITEM_REPLAY };
+struct queue_item {
+	enum queue_item_kind kind;
+	struct client *client;      /* QUEUE_ITEM_CLIENT */
+};
+
 enum queue_rc {
 	QUEUE_OK = 0,
 	QUEUE_FULL,     /* push: at capacity */
 	QUEUE_CLOSED,   /* closed and (for pop) empty */
 	QUEUE_TIMEOUT,  /* the deadline passed first */
 	QUEUE_KICKED,   /* pop: the generation moved on (queue_kick) */
+	QUEUE_SETTLED,  /* wait_demand: a handshake ended (judge it) */
 };
 
 /*
@@ -43,7 +54,7 @@ struct queue_waiter {
 	struct queue_waiter *next;  /* on q->parked; protected by q->mu */
 	bool parked;                /* protected by q->mu */
 	atomic_bool handed;         /* item below is set; cleared by the owner */
-	void *item;                 /* written under q->mu before `handed` */
+	struct queue_item item;     /* written under q->mu before `handed` */
 };
 
 void queue_waiter_init(struct queue_waiter *w);
@@ -53,15 +64,18 @@ struct queue {
 	pthread_mutex_t mu;
 	pthread_cond_t changed;   /* the manager waits here for demand */
 	struct queue_waiter *parked; /* idle workers, last parked first; mu */
-	void **items;             /* ring; protected by mu */
+	struct queue_item *items; /* ring; protected by mu */
 	size_t cap, head, len;    /* protected by mu */
 	bool closed;              /* protected by mu */
 	unsigned generation;      /* protected by mu; bumped by queue_kick */
 	bool attention;           /* protected by mu; set by queue_poke */
+	bool replay_queued;       /* protected by mu: a replay item waits */
 	int workers;              /* started and not yet exited; mu */
 	int connecting;           /* started, not yet handshaken; mu */
 	int idle;                 /* parked in queue_pop; mu */
 	int manager_limit;        /* max_workers of a waiting manager, or 0; mu */
+	int manager_parallel;     /* its max_connecting, or 0; mu */
+	unsigned settled;         /* handshakes ended (connected or failed); mu */
 };
 
 struct queue_stats {
@@ -75,8 +89,13 @@ void queue_init(struct queue *q, size_t cap);
 /* Free the ring; the queue must be empty of waiters. */
 void queue_destroy(struct queue *q);
 
-/* Append item.  QUEUE_OK, QUEUE_FULL or QUEUE_CLOSED; never blocks. */
-enum queue_rc queue_push(struct queue *q, void *item) WUR;
+/* Append a client's request.  QUEUE_OK, QUEUE_FULL or QUEUE_CLOSED;
+ * never blocks. */
+enum queue_rc queue_push_client(struct queue *q, struct client *c) WUR;
+
+/* Append a replay item unless one is queued already (or the queue is
+ * full or closed).  True when this call queued one. */
+bool queue_push_replay(struct queue *q);
 
 /* Take the oldest item, waiting (parked on self) until deadline_ms
  * (now_ms() clock; -1 = forever).  A closed queue still hands out its
@@ -86,13 +105,14 @@ enum queue_rc queue_push(struct queue *q, void *item) WUR;
  * pops; an item already handed to this parked caller before the kick is
  * still returned (QUEUE_OK), and the kick comes at the next pop. */
 enum queue_rc queue_pop(struct queue *q, struct queue_waiter *self,
-			int64_t deadline_ms, unsigned gen, void **item) WUR;
+			int64_t deadline_ms, unsigned gen,
+			struct queue_item *item) WUR;
 
 /* The current generation (see queue_kick). */
 unsigned queue_generation(struct queue *q);
 
 /* Take the oldest item without waiting; false when empty. */
-bool queue_take(struct queue *q, void **item) WUR;
+bool queue_take(struct queue *q, struct queue_item *item) WUR;
 
 /* Start a new generation: every worker that took its snapshot before
  * gets QUEUE_KICKED from its next (or current) queue_pop, and retires
@@ -103,11 +123,14 @@ void queue_kick(struct queue *q);
 void queue_close(struct queue *q);
 
 /* Manager side: wait until a new worker is wanted (more items than idle
- * workers, nobody connecting, fewer than max workers), the queue closes,
- * queue_poke() is called, or deadline_ms passes.  QUEUE_OK, QUEUE_CLOSED,
- * QUEUE_KICKED (poked; the poke is consumed) or QUEUE_TIMEOUT. */
-enum queue_rc queue_wait_demand(struct queue *q, int max_workers,
-				int64_t deadline_ms) WUR;
+ * and connecting workers, fewer than max_workers, fewer than
+ * max_connecting handshakes under way), a handshake ended since
+ * *settled (QUEUE_SETTLED; *settled is brought up to date), the queue
+ * closes, queue_poke() is called, or deadline_ms passes.  QUEUE_OK,
+ * QUEUE_SETTLED, QUEUE_CLOSED, QUEUE_KICKED (poked; the poke is
+ * consumed) or QUEUE_TIMEOUT. */
+enum queue_rc queue_wait_demand(struct queue *q, int max_workers, int max_connecting,
+				unsigned *settled, int64_t deadline_ms) WUR;
 
 /* Wait until no worker is connecting, or deadline_ms passes. */
 void queue_wait_connected(struct queue *q, int64_t deadline_ms);

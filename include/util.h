@@ -5,6 +5,7 @@
 #ifndef LONC_UTIL_H
 #define LONC_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,14 @@ int64_t now_ms(void);
 /* Microseconds on the same clock. */
 int64_t now_us(void);
 
+/* The graceful shutdown's deadline (a now_ms() value), process-wide:
+ * from the moment it is set no transaction may run past it, and what is
+ * still queued then is answered con_lost.  INT64_MAX (the default) while
+ * no shutdown is under way.  Read by every thread, set once. */
+void stop_deadline_set(int64_t deadline);
+int64_t stop_deadline(void);
+bool stopping(void);
+
 /* Allocation that aborts the process on exhaustion: lonc cannot make
  * progress without memory and a NULL check at every site hides bugs. */
 void *xmalloc(size_t n);
@@ -29,6 +38,10 @@ char *xstrdup(const char *s);
 /* Copy src into dst of size n, always NUL-terminated; returns strlen(src)
  * so callers can detect truncation (result >= n). */
 size_t str_copy(char *dst, const char *src, size_t n);
+
+/* Name the calling thread (top -H, ps -L): "<role>:<host>", cut to the
+ * kernel's 15 characters; host may be NULL. */
+void thread_name(const char *role, const char *host);
 
 /* Uniform random integer in [0, n) from a per-thread generator seeded
  * from the OS; for jitter only, not for keys. */

@@ -16,8 +16,10 @@
 #include "acceptor.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <sys/epoll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,16 +28,19 @@
 #include <unistd.h>
 
 #include "client.h"
-#include "host.h"
 #include "log.h"
-#include "lond.h"
 #include "net.h"
 
 #define ACCEPT_BACKLOG 512
 #define EMFILE_PAUSE_MS 100
 
 struct acceptor {
-	struct host *h;
+	const char *name;          /* the host's, for logs */
+	const struct acceptor_ops *ops;
+	void *owner;
+	int socket_mode;
+	size_t max_request;
+	int client_timeout_ms;
 	int nlisten;
 	int *listen_fds;
 	char **paths;
@@ -49,6 +54,9 @@ struct acceptor {
 	struct client *returned;   /* protected by mu */
 	atomic_bool stopping;      /* written under mu; the thread reads it bare */
 	struct acceptor *successor; /* protected by mu; set by handover */
+	bool close_requested;      /* protected by mu: acceptor_close ran */
+	atomic_bool closing;       /* acceptor_close: the host is going away */
+	atomic_bool final;         /* acceptor_finish: no hand-back will come */
 
 	/* Owned by the acceptor thread. */
 	struct client **reading;   /* clients whose request we are reading */
@@ -64,50 +72,49 @@ struct acceptor {
 
 static const char *host_name(const struct acceptor *a)
 {
-	return a->h->conf->hostname;
+	return a->name;
 }
 
-/* The i-th socket name of a host: its hostname, then its aliases. */
-static const char *socket_name(const struct host_conf *hc, size_t i)
+static char *socket_path(const char *dir, const char *name)
 {
-	return i == 0 ? hc->hostname : hc->aliases[i - 1];
-}
-
-static char *socket_path(const struct host *h, const char *name)
-{
-	size_t len = strlen(h->cfg->socket_dir) + strlen(name) + 2;
+	size_t len = strlen(dir) + strlen(name) + 2;
 	char *path = xmalloc(len);
 
-	snprintf(path, len, "%s/%s", h->cfg->socket_dir, name);
+	snprintf(path, len, "%s/%s", dir, name);
 	return path;
 }
 
 /* An acceptor with its paths set and every listener closed (-1). */
-static struct acceptor *alloc_acceptor(struct host *h)
+static struct acceptor *alloc_acceptor(const struct acceptor_conf *conf,
+				       const struct acceptor_ops *ops, void *owner)
 {
-	const struct host_conf *hc = h->conf;
 	struct acceptor *a = xcalloc(1, sizeof(*a));
 
-	a->h = h;
+	a->name = conf->name;
+	a->ops = ops;
+	a->owner = owner;
+	a->socket_mode = conf->socket_mode;
+	a->max_request = conf->max_request;
+	a->client_timeout_ms = conf->client_timeout_ms;
 	a->wake_fd = a->epfd = -1;
 	pthread_mutex_init(&a->mu, NULL);
-	a->nlisten = (int)hc->n_aliases + 1;
+	a->nlisten = (int)conf->n_sockets;
 	a->listen_fds = xcalloc((size_t)a->nlisten, sizeof(int));
 	a->paths = xcalloc((size_t)a->nlisten, sizeof(char *));
 	for (int i = 0; i < a->nlisten; i++) {
 		a->listen_fds[i] = -1;
-		a->paths[i] = socket_path(h, socket_name(hc, (size_t)i));
+		a->paths[i] = socket_path(conf->socket_dir, conf->sockets[i]);
 	}
 	a->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (a->wake_fd < 0 || a->epfd < 0) {
-		log_errno(LOG_ERR, "host=%s event=eventfd_failed", hc->hostname);
+		log_errno(LOG_ERR, "host=%s event=eventfd_failed", a->name);
 		acceptor_free(a);
 		return NULL;
 	}
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_WAKE };
 	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->wake_fd, &ev) < 0) {
-		log_errno(LOG_ERR, "host=%s event=epoll_failed", hc->hostname);
+		log_errno(LOG_ERR, "host=%s event=epoll_failed", a->name);
 		acceptor_free(a);
 		return NULL;
 	}
@@ -116,8 +123,7 @@ static struct acceptor *alloc_acceptor(struct host *h)
 
 static int bind_one(struct acceptor *a, int i)
 {
-	int fd = net_listen_unix(a->paths[i], a->h->cfg->socket_mode,
-				 ACCEPT_BACKLOG);
+	int fd = net_listen_unix(a->paths[i], a->socket_mode, ACCEPT_BACKLOG);
 
 	if (fd < 0) {
 		log_errno(LOG_ERR, "host=%s event=listen_failed socket=%s",
@@ -128,9 +134,10 @@ static int bind_one(struct acceptor *a, int i)
 	return 0;
 }
 
-struct acceptor *acceptor_new(struct host *h)
+struct acceptor *acceptor_new(const struct acceptor_conf *conf,
+			      const struct acceptor_ops *ops, void *owner)
 {
-	struct acceptor *a = alloc_acceptor(h);
+	struct acceptor *a = alloc_acceptor(conf, ops, owner);
 
 	for (int i = 0; a && i < a->nlisten; i++) {
 		if (bind_one(a, i) < 0) {
@@ -149,9 +156,11 @@ static int find_path(const struct acceptor *a, const char *path)
 	return -1;
 }
 
-struct acceptor *acceptor_new_successor(struct host *h, const struct acceptor *old)
+struct acceptor *acceptor_new_successor(const struct acceptor_conf *conf,
+					const struct acceptor_ops *ops, void *owner,
+					const struct acceptor *old)
 {
-	struct acceptor *a = alloc_acceptor(h);
+	struct acceptor *a = alloc_acceptor(conf, ops, owner);
 
 	/* Names the old acceptor listens on are taken over at handover;
 	 * only new names are bound now, so a failure leaves old intact. */
@@ -194,7 +203,9 @@ static int arm(struct acceptor *a, struct client *c)
 	return epoll_ctl(a->epfd, EPOLL_CTL_ADD, c->fd, &ev);
 }
 
-void acceptor_return(struct acceptor *a, struct client *c)
+/* c back to a (or to a's successor, after a reload's hand-over), to
+ * be read on: on the hand-back list, armed for its next bytes. */
+static void give_back(struct acceptor *a, struct client *c)
 {
 	bool need_wake;
 
@@ -206,7 +217,7 @@ void acceptor_return(struct acceptor *a, struct client *c)
 
 		pthread_mutex_unlock(&a->mu);
 		c->acc = next;
-		acceptor_return(next, c);
+		give_back(next, c);
 		return;
 	}
 	if (a->stopping) {
@@ -232,6 +243,30 @@ void acceptor_return(struct acceptor *a, struct client *c)
 	pthread_mutex_unlock(&a->mu);
 	if (need_wake)
 		wake(a);
+}
+
+void acceptor_return(struct client *c)
+{
+	struct acceptor *a = c->acc;
+
+	/* The request is done: its line leaves the buffer, and the
+	 * client's read deadline runs from now (the thread, which is not
+	 * woken for a hand-back, keeps it when it takes c back). */
+	linebuf_consume(&c->in, c->req_len + 1);
+	c->req_len = 0;
+	c->deadline = now_ms() + a->client_timeout_ms;
+	give_back(a, c);
+}
+
+bool acceptor_answer(struct client *c, const char *text, int timeout_ms)
+{
+	if (net_peer_closed(c->fd) ||
+	    client_send_line(c, text, now_ms() + timeout_ms) < 0) {
+		client_free(c);
+		return false;
+	}
+	acceptor_return(c);
+	return true;
 }
 
 /* Put c in the reading set with its read deadline. */
@@ -286,70 +321,18 @@ static bool answer_now(struct acceptor *a, struct client *c, const char *text)
 	return false;
 }
 
-/* Handle the complete request line held by c.  Returns true when the
- * acceptor still owns the client (answered here), false when it went
- * into the queue or was closed. */
+/* Handle the complete request line held by c: the owner takes it, or
+ * gives the answer.  Returns true when the acceptor still owns the
+ * client (answered here), false when the owner took it or it was
+ * closed. */
 static bool dispatch(struct acceptor *a, struct client *c, size_t len)
 {
-	struct host *h = a->h;
+	const char *answer = a->ops->request(a->owner, c, len);
 
-	const char *answer = NULL;
-
-	switch (lond_local_command(c->in.data, len)) {
-	case LOND_LOCAL_RESET_RETRIES:
-		host_reset(h);
-		answer = "ok";
-		break;
-	case LOND_LOCAL_CLOSE_CONNECTIONS:
-		host_close_connections(h);
-		answer = "ok";
-		break;
-	case LOND_LOCAL_BAD_SETHOST:
-		log_msg(LOG_INFO, "host=%s event=request_refused reason=bad_sethost_prefix",
-			host_name(a));
-		answer = "error:bad_sethost";
-		break;
-	case LOND_LOCAL_HANDSHAKE:
-		log_msg(LOG_WARNING, "host=%s event=request_refused reason=handshake_command",
-			host_name(a));
-		answer = "error:handshake_command";
-		break;
-	case LOND_LOCAL_NONE:
-		break;
-	}
-	if (answer) {
-		linebuf_consume(&c->in, len + 1);
-		return answer_now(a, c, answer);
-	}
-	atomic_fetch_add_explicit(&h->stats.requests, 1, memory_order_relaxed);
-	atomic_store_explicit(&h->last_request, now_ms(), memory_order_relaxed);
-	if (atomic_load(&h->dead)) {
-		atomic_fetch_add_explicit(&h->stats.rejected, 1,
-					  memory_order_relaxed);
-		atomic_fetch_add_explicit(&h->stats.failed, 1,
-					  memory_order_relaxed);
-		linebuf_consume(&c->in, len + 1);
-		return answer_now(a, c, "con_lost");
-	}
-	c->req_len = len;
-	c->start_us = now_us();
-	c->queued_at = c->start_us / 1000;
-	if (host_ensure_manager(h) == 0) {
-		switch (queue_push(&h->queue, c)) {
-		case QUEUE_OK:
-			return false;
-		case QUEUE_FULL:
-			log_msg(LOG_WARNING, "host=%s event=queue_full max_queue=%d",
-				host_name(a), h->cfg->max_queue);
-			break;
-		default:
-			break;
-		}
-	}
-	atomic_fetch_add_explicit(&h->stats.rejected, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->stats.failed, 1, memory_order_relaxed);
+	if (!answer)
+		return false;
 	linebuf_consume(&c->in, len + 1);
-	return answer_now(a, c, "con_lost");
+	return answer_now(a, c, answer);
 }
 
 /* Act on whatever complete lines c holds.  Returns true when the client
@@ -365,11 +348,10 @@ static bool process(struct acceptor *a, struct client *c)
 			continue;
 		}
 		if (linebuf_overflowed(&c->in)) {
-			atomic_fetch_add_explicit(&a->h->stats.too_long, 1,
-						  memory_order_relaxed);
+			a->ops->too_long(a->owner);
 			log_msg(LOG_WARNING,
 				"host=%s event=request_too_long max_request_bytes=%zu",
-				host_name(a), a->h->cfg->max_request_bytes);
+				host_name(a), a->max_request);
 			/* The rest of the line cannot be told from a next
 			 * request: answer and close. */
 			if (client_send_now(c, "error:request_too_long") < 0)
@@ -427,13 +409,72 @@ static void accept_clients(struct acceptor *a, int lfd, int budget)
 			}
 			return;
 		}
-		struct client *c = client_new(fd, a, a->h->cfg->max_request_bytes);
+		struct client *c = client_new(fd, a, a->max_request);
 		/* The request usually follows the connect at once: try to
 		 * read it now and save a trip through epoll. */
 		c->slot = SIZE_MAX;
 		if (read_client(a, c))
-			keep_reading(a, c, now_ms() + a->h->cfg->client_timeout_ms);
+			keep_reading(a, c, now_ms() + a->client_timeout_ms);
 	}
+}
+
+/* The socket names go and the listeners refuse new connections (from
+ * any thread: both are safe while the acceptor runs); the clients already
+ * in their backlogs stay there for the thread to take and answer. */
+static void shut_listeners(struct acceptor *a)
+{
+	for (int i = 0; i < a->nlisten; i++) {
+		if (a->listen_fds[i] < 0)
+			continue;
+		unlink(a->paths[i]);
+		if (shutdown(a->listen_fds[i], SHUT_RD) < 0)
+			log_errno(LOG_WARNING, "host=%s event=listener_shutdown_failed socket=%s",
+				  host_name(a), a->paths[i]);
+	}
+}
+
+/* The thread's part of closing: take what waits in the backlogs (each
+ * will be answered), then close the listeners. */
+static void drain_listeners(struct acceptor *a)
+{
+	for (int i = 0; i < a->nlisten; i++) {
+		int fd = a->listen_fds[i];
+
+		if (fd < 0)
+			continue;
+		accept_clients(a, fd, INT_MAX);
+		epoll_ctl(a->epfd, EPOLL_CTL_DEL, fd, NULL);
+		close(fd);
+		a->listen_fds[i] = -1;
+	}
+}
+
+/* Closing and told that no client will be handed back: done once every
+ * client has been answered and left (or timed out).  During a shutdown
+ * a client with no line begun is not waited for. */
+static bool finished(struct acceptor *a)
+{
+	bool empty;
+
+	if (stopping()) {
+		size_t j = 0;
+
+		for (size_t i = 0; i < a->nreading; i++) {
+			struct client *c = a->reading[i];
+
+			if (c->in.len == 0) {
+				client_free(c);
+				continue;
+			}
+			c->slot = j;
+			a->reading[j++] = c;
+		}
+		a->nreading = j;
+	}
+	pthread_mutex_lock(&a->mu);
+	empty = a->returned == NULL;
+	pthread_mutex_unlock(&a->mu);
+	return empty && a->nreading == 0;
 }
 
 /* Take back the clients that workers returned.  They are armed already;
@@ -475,13 +516,21 @@ static void pause_listeners(struct acceptor *a, bool pause)
 	a->listen_paused = pause;
 }
 
+/* A client's read deadline; a shutdown may bring it closer. */
+static int64_t read_deadline(const struct client *c)
+{
+	int64_t stop = stop_deadline();
+
+	return c->deadline < stop ? c->deadline : stop;
+}
+
 static int64_t next_deadline(struct acceptor *a)
 {
 	int64_t next = -1;
 
 	for (size_t i = 0; i < a->nreading; i++)
-		if (next < 0 || a->reading[i]->deadline < next)
-			next = a->reading[i]->deadline;
+		if (next < 0 || read_deadline(a->reading[i]) < next)
+			next = read_deadline(a->reading[i]);
 	if (a->listen_paused && (next < 0 || a->listen_paused_until < next))
 		next = a->listen_paused_until;
 	return next;
@@ -494,7 +543,7 @@ static void expire_clients(struct acceptor *a, int64_t now)
 	for (size_t i = 0; i < a->nreading; i++) {
 		struct client *c = a->reading[i];
 
-		if (c->deadline <= now) {
+		if (read_deadline(c) <= now) {
 			log_msg(LOG_INFO,
 				"host=%s event=client_timeout reason=client_read bytes=%zu",
 				host_name(a), c->in.len);
@@ -550,8 +599,8 @@ static void *acceptor_main(void *arg)
 	struct acceptor *a = arg;
 	struct epoll_event events[64];
 
-	/* Thread names (top -H, ps -L): lonc-acc, lonc-mgr, lonc-worker. */
-	pthread_setname_np(pthread_self(), "lonc-acc");
+	/* Thread names (top -H, ps -L) carry the host: acc:, mgr:, wrk:. */
+	thread_name("acc", a->name);
 	for (int i = 0; i < a->nlisten; i++) {
 		struct epoll_event ev = {
 			.events = EPOLLIN,
@@ -568,6 +617,11 @@ static void *acceptor_main(void *arg)
 	while (!atomic_load(&a->stopping)) {
 		int64_t now = now_ms();
 
+		if (atomic_load(&a->closing))
+			drain_listeners(a);
+		if (atomic_load(&a->final) && finished(a))
+			break;
+
 		if (a->listen_paused && a->listen_paused_until <= now)
 			pause_listeners(a, false);
 		/* With nothing to time out, still wake within client_timeout:
@@ -575,7 +629,7 @@ static void *acceptor_main(void *arg)
 		 * that, and the hand-back need not wake us. */
 		int64_t deadline = next_deadline(a);
 		if (deadline < 0)
-			deadline = now + a->h->cfg->client_timeout_ms;
+			deadline = now + a->client_timeout_ms;
 		int timeout = deadline <= now ? 0 : (int)(deadline - now);
 		int n = epoll_wait(a->epfd, events, 64, timeout);
 		if (n < 0) {
@@ -607,8 +661,8 @@ static void *acceptor_main(void *arg)
 				on_event(a, &events[i], budget);
 		expire_clients(a, now_ms());
 	}
-	/* The reading clients stay: acceptor_handover passes them on,
-	 * acceptor_stop/free closes them. */
+	/* Stopped for a hand-over: the reading clients stay, and
+	 * acceptor_handover passes them on. */
 	return NULL;
 }
 
@@ -652,11 +706,29 @@ static void drop_listener(struct acceptor *a, int i)
 	}
 }
 
-void acceptor_stop(struct acceptor *a)
+void acceptor_close(struct acceptor *a)
 {
-	stop_thread(a);
-	for (int i = 0; i < a->nlisten; i++)
-		drop_listener(a, i);
+	pthread_mutex_lock(&a->mu);
+	bool first = !a->close_requested;
+	a->close_requested = true;
+	pthread_mutex_unlock(&a->mu);
+	if (!first)
+		return;
+	/* Before the thread is told: it closes the listeners then. */
+	shut_listeners(a);
+	atomic_store(&a->closing, true);
+	wake(a);
+}
+
+void acceptor_finish(struct acceptor *a)
+{
+	acceptor_close(a);
+	if (!a->started)
+		return;
+	atomic_store(&a->final, true);
+	wake(a);
+	pthread_join(a->thread, NULL);
+	a->started = false;
 }
 
 void acceptor_handover(struct acceptor *old, struct acceptor *succ)
@@ -692,7 +764,7 @@ void acceptor_handover(struct acceptor *old, struct acceptor *succ)
 	for (struct client *c = list, *next; c; c = next) {
 		next = c->next;
 		c->acc = succ;
-		acceptor_return(succ, c);
+		give_back(succ, c);
 	}
 }
 
@@ -700,9 +772,13 @@ void acceptor_free(struct acceptor *a)
 {
 	if (!a)
 		return;
-	acceptor_stop(a);
-	for (int i = 0; i < a->nlisten; i++)
+	acceptor_finish(a);
+	/* Listeners of an acceptor that never ran (a failed start or
+	 * reload) or that handed over: close what is still ours. */
+	for (int i = 0; i < a->nlisten; i++) {
+		drop_listener(a, i);
 		free(a->paths[i]);
+	}
 	for (size_t i = 0; i < a->nreading; i++)
 		client_free(a->reading[i]);
 	/* Clients returned after the thread ended. */

@@ -92,13 +92,43 @@ static void table_row(struct host *h, void *arg)
 {
 	struct buf *b = arg;
 	struct host_status st;
+	const long long *v = st.v;
 
 	host_get_status(h, &st);
-	bprintf(b, "%-28s %-9s %3d/%-3d %4d %6zu %9lu %7lu %7lu %8lld %8lld %5d %-18s %s\n",
-		st.hostname, st.state, st.busy, st.connections, st.idle, st.queued,
-		st.requests, st.failed, st.timeouts, (long long)st.p50_us,
-		(long long)st.p99_us, st.retries_left, st.key_mode,
-		*st.last_error ? st.last_error : "-");
+	bprintf(b, "%-28s %-9s %3lld/%-3lld %4lld %6lld %9lld %7lld %7lld %8lld %8lld %5lld %-18s %s\n",
+		st.hostname, st.state, v[HOST_G_busy], v[HOST_G_connections],
+		v[HOST_G_idle], v[HOST_G_queued], v[HOST_COUNTER(STAT_requests)],
+		v[HOST_COUNTER(STAT_failed)], v[HOST_COUNTER(STAT_timeouts)],
+		v[HOST_P50], v[HOST_P99], v[HOST_G_retries_left], st.key_mode,
+		*st.stats.last_error ? st.stats.last_error : "-");
+}
+
+/* One name and value: `,"name":value` in JSON, ` name=value` else;
+ * a quoted value is a string. */
+static void field(struct buf *b, bool json, const char *name, const char *value,
+		  bool quoted)
+{
+	if (json) {
+		bprintf(b, ",\"%s\":", name);
+		if (quoted)
+			bjson(b, value);
+		else
+			bprintf(b, "%s", value);
+	} else {
+		bprintf(b, quoted ? " %s=\"%s\"" : " %s=%s", name, value);
+	}
+}
+
+/* The protocol switches in force for a host (doc/protocol.md). */
+static void settings(struct buf *b, const struct host_conf *hc, bool json)
+{
+	field(b, json, "sethost_mode", config_sethost_mode_name(hc->sethost_mode), json);
+	field(b, json, "init_version", hc->init_version, true);
+	field(b, json, "key_id_order", config_key_id_order_name(hc->key_id_order), json);
+	field(b, json, "version_string", hc->version_string, true);
+	field(b, json, "tls_close_notify", config_close_notify_name(hc->tls_close_notify), json);
+	field(b, json, "version_step", hc->version_step ? "true" : "false", false);
+	field(b, json, "sethost_step", hc->sethost_step ? "true" : "false", false);
 }
 
 static void json_host(struct host *h, void *arg)
@@ -109,41 +139,20 @@ static void json_host(struct host *h, void *arg)
 	host_get_status(h, &st);
 	if (b->len && b->p[b->len - 1] == '}')
 		bprintf(b, ",");
-	struct host_field f[HOST_STATUS_NUMBERS];
-	size_t n = host_status_numbers(&st, f);
-
 	bprintf(b, "{\"host\":");
 	bjson(b, st.hostname);
 	bprintf(b, ",\"state\":\"%s\"", st.state);
-	for (size_t i = 0; i < n; i++)
-		bprintf(b, ",\"%s\":%lld", f[i].name, f[i].value);
+	for (int i = 0; i < HOST_FIELDS; i++)
+		bprintf(b, ",\"%s\":%lld", host_fields[i].name, st.v[i]);
 	bprintf(b, ",\"key_mode\":");
 	bjson(b, st.key_mode);
 	bprintf(b, ",\"peer_version\":");
-	bjson(b, st.peer_version);
+	bjson(b, st.stats.peer_version);
 	bprintf(b, ",\"last_error\":");
-	bjson(b, st.last_error);
+	bjson(b, st.stats.last_error);
+	settings(b, host_conf(h), true);
 	bprintf(b, "}");
 }
-
-struct metric {
-	const char *name, *type, *help;
-};
-
-static const struct metric metrics[] = {
-	{ "lonc_requests_total", "counter", "Requests taken from local clients." },
-	{ "lonc_replies_total", "counter", "lond replies relayed to clients." },
-	{ "lonc_failed_total", "counter", "Requests answered con_lost." },
-	{ "lonc_timeouts_total", "counter", "Transactions or queue waits that timed out." },
-	{ "lonc_rejected_total", "counter", "Requests refused at once (queue full, host dead)." },
-	{ "lonc_connects_total", "counter", "Successful handshakes with lond." },
-	{ "lonc_connect_failures_total", "counter", "Failed connection attempts." },
-	{ "lonc_refusals_total", "counter", "Failed attempts that lond or TCP refused." },
-	{ "lonc_connections", "gauge", "Open lond connections." },
-	{ "lonc_busy_connections", "gauge", "Connections serving a request." },
-	{ "lonc_queued_requests", "gauge", "Requests waiting for a connection." },
-	{ "lonc_host_dead", "gauge", "1 while the host is in the dead state." },
-};
 
 /* A Prometheus label value: backslash, quote and newline escaped. */
 static void blabel(struct buf *b, const char *s)
@@ -160,62 +169,107 @@ static void blabel(struct buf *b, const char *s)
 
 struct metrics_arg {
 	struct buf *b;
-	int which;   /* index into metrics[], or -1 for the histogram */
+	int which;   /* index into host_fields[], or -1 for the histogram */
 };
+
+/* `name{host="H"<extra>} ` */
+static void metric_start(struct buf *b, const char *name, const char *host,
+			 const char *extra)
+{
+	bprintf(b, "%s{host=\"", name);
+	blabel(b, host);
+	bprintf(b, "\"%s} ", extra);
+}
+
+static void histogram_lines(struct buf *b, const struct host_status *st)
+{
+	unsigned long cum = 0, count = 0;
+	char le[48];
+
+	for (int i = 0; i < STATS_BUCKETS; i++)
+		count += st->stats.latency[i];
+	for (int i = 0; i < STATS_BUCKETS - 1; i++) {
+		cum += st->stats.latency[i];
+		snprintf(le, sizeof(le), ",le=\"%g\"", (double)stats_bounds_us[i] / 1e6);
+		metric_start(b, "lonc_request_duration_seconds_bucket", st->hostname, le);
+		bprintf(b, "%lu\n", cum);
+	}
+	metric_start(b, "lonc_request_duration_seconds_bucket", st->hostname, ",le=\"+Inf\"");
+	bprintf(b, "%lu\n", count);
+	metric_start(b, "lonc_request_duration_seconds_sum", st->hostname, "");
+	bprintf(b, "%.6f\n", (double)st->stats.latency_sum_us / 1e6);
+	metric_start(b, "lonc_request_duration_seconds_count", st->hostname, "");
+	bprintf(b, "%lu\n", count);
+}
 
 static void metric_line(struct host *h, void *arg)
 {
 	struct metrics_arg *m = arg;
 	struct host_status st;
-	unsigned long v = 0;
 
 	host_get_status(h, &st);
 	if (m->which < 0) {
-		unsigned long cum = 0, count = 0;
-
-		for (int i = 0; i < HOST_LATENCY_BUCKETS; i++)
-			count += st.latency[i];
-		for (int i = 0; i < HOST_LATENCY_BUCKETS - 1; i++) {
-			cum += st.latency[i];
-			bprintf(m->b, "lonc_request_duration_seconds_bucket{host=\"");
-			blabel(m->b, st.hostname);
-			bprintf(m->b, "\",le=\"%g\"} %lu\n",
-				(double)host_latency_bounds_us[i] / 1e6, cum);
-		}
-		bprintf(m->b, "lonc_request_duration_seconds_bucket{host=\"");
-		blabel(m->b, st.hostname);
-		bprintf(m->b, "\",le=\"+Inf\"} %lu\n", count);
-		bprintf(m->b, "lonc_request_duration_seconds_sum{host=\"");
-		blabel(m->b, st.hostname);
-		bprintf(m->b, "\"} %.6f\n", (double)st.latency_sum_us / 1e6);
-		bprintf(m->b, "lonc_request_duration_seconds_count{host=\"");
-		blabel(m->b, st.hostname);
-		bprintf(m->b, "\"} %lu\n", count);
+		histogram_lines(m->b, &st);
 		return;
 	}
-	switch (m->which) {
-	case 0: v = st.requests; break;
-	case 1: v = st.replied; break;
-	case 2: v = st.failed; break;
-	case 3: v = st.timeouts; break;
-	case 4: v = st.rejected; break;
-	case 5: v = st.connects; break;
-	case 6: v = st.connect_failures; break;
-	case 7: v = st.refusals; break;
-	case 8: v = (unsigned long)st.connections; break;
-	case 9: v = (unsigned long)st.busy; break;
-	case 10: v = st.queued; break;
-	case 11: v = !strcmp(st.state, "dead"); break;
+	metric_start(m->b, host_fields[m->which].prom, st.hostname, "");
+	bprintf(m->b, "%lld\n", st.v[m->which]);
+}
+
+/* One process-wide metric with its HELP and TYPE lines. */
+static void metric_one(struct buf *b, const char *name, const char *type,
+		       const char *help, const char *labels, double value)
+{
+	bprintf(b, "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type,
+		name, labels, value);
+}
+
+/* The process: its version, since when it runs, how reloads went. */
+static void process_metrics(struct broker *br, struct buf *b)
+{
+	struct broker_lifetime lt;
+
+	broker_lifetime(br, &lt);
+	metric_one(b, "lonc_build_info", "gauge", "lonc's version (always 1).",
+		   "{version=\"" LONC_VERSION "\"}", 1);
+	metric_one(b, "lonc_start_time_seconds", "gauge",
+		   "When lonc started, in seconds since the epoch.", "", (double)lt.started);
+	metric_one(b, "lonc_reloads_total", "counter", "Reloads tried (SIGHUP, lonc-ctl reload).",
+		   "", (double)lt.reloads);
+	metric_one(b, "lonc_reload_failures_total", "counter",
+		   "Reloads refused (the running configuration was kept).", "",
+		   (double)lt.reload_failures);
+	metric_one(b, "lonc_last_reload_success", "gauge",
+		   "1 when the latest reload took effect (or none was tried).", "",
+		   lt.last_reload_ok);
+	metric_one(b, "lonc_last_reload_time_seconds", "gauge",
+		   "When the latest reload was tried, in seconds since the epoch (0: never).",
+		   "", (double)lt.last_reload);
+}
+
+static void metrics(struct broker *br, struct buf *b)
+{
+	process_metrics(br, b);
+	for (int i = 0; i < HOST_FIELDS; i++) {
+		const struct host_field_info *f = &host_fields[i];
+		struct metrics_arg m = { b, i };
+
+		if (!f->prom)
+			continue;
+		bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", f->prom, f->help, f->prom,
+			f->kind == HOST_KIND_COUNTER ? "counter" : "gauge");
+		broker_foreach(br, metric_line, &m);
 	}
-	bprintf(m->b, "%s{host=\"", metrics[m->which].name);
-	blabel(m->b, st.hostname);
-	bprintf(m->b, "\"} %lu\n", v);
+	struct metrics_arg m = { b, -1 };
+	bprintf(b, "# HELP lonc_request_duration_seconds Time from a complete request to its relayed reply.\n"
+		"# TYPE lonc_request_duration_seconds histogram\n");
+	broker_foreach(br, metric_line, &m);
 }
 
 static void hosts_line(struct host *h, void *arg)
 {
 	struct buf *b = arg;
-	const struct host_conf *hc = h->conf;
+	const struct host_conf *hc = host_conf(h);
 
 	bprintf(b, "%s address=%s port=%d ids=", hc->hostname,
 		hc->address ? hc->address : hc->hostname, hc->port);
@@ -224,8 +278,12 @@ static void hosts_line(struct host *h, void *arg)
 	bprintf(b, " aliases=");
 	for (size_t i = 0; i < hc->n_aliases; i++)
 		bprintf(b, "%s%s", i ? "," : "", hc->aliases[i]);
-	bprintf(b, "%s key_mode=%s max_connections=%d\n", hc->n_aliases ? "" : "-",
+	bprintf(b, "%s key_mode=%s max_connections=%d", hc->n_aliases ? "" : "-",
 		config_key_mode_name(hc->key_mode), hc->max_connections);
+	settings(b, hc, false);
+	struct host_status st;
+	host_get_status(h, &st);
+	bprintf(b, " peer_version=\"%s\"\n", st.stats.peer_version);
 }
 
 char *admin_command(struct broker *br, const char *line)
@@ -244,17 +302,7 @@ char *admin_command(struct broker *br, const char *line)
 		broker_foreach(br, json_host, &b);
 		bprintf(&b, "]}\n");
 	} else if (!strcmp(line, "metrics")) {
-		for (int i = 0; i < (int)(sizeof(metrics) / sizeof(metrics[0])); i++) {
-			struct metrics_arg m = { &b, i };
-
-			bprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", metrics[i].name,
-				metrics[i].help, metrics[i].name, metrics[i].type);
-			broker_foreach(br, metric_line, &m);
-		}
-		struct metrics_arg m = { &b, -1 };
-		bprintf(&b, "# HELP lonc_request_duration_seconds Time from a complete request to its relayed reply.\n"
-			"# TYPE lonc_request_duration_seconds histogram\n");
-		broker_foreach(br, metric_line, &m);
+		metrics(br, &b);
 	} else if (!strcmp(line, "hosts")) {
 		broker_foreach(br, hosts_line, &b);
 	} else if (!strncmp(line, "reset ", 6)) {
@@ -297,7 +345,8 @@ static void serve(int fd)
 	lb.data[len] = '\0';
 	if (len && lb.data[len - 1] == '\r')
 		lb.data[len - 1] = '\0';
-	log_msg(LOG_INFO, "event=admin_command command=\"%s\"", lb.data);
+	/* Debug only: a metrics scrape every few seconds is no event. */
+	log_msg(LOG_DEBUG, "event=admin_command command=\"%s\"", lb.data);
 	char *answer = admin_command(broker, lb.data);
 	if (answer) {
 		if (net_write_all(fd, answer, strlen(answer), now_ms() + ADMIN_IO_MS) < 0)

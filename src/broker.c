@@ -16,15 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "acceptor.h"
 #include "crypto.h"
 #include "daemon.h"
 #include "delayed.h"
 #include "host.h"
 #include "log.h"
 #include "outage.h"
+#include "worker.h"
 
 struct broker {
 	char *path;
@@ -36,9 +37,23 @@ struct broker {
 	struct host **hosts;       /* protected by lock */
 	size_t n_hosts;            /* protected by lock */
 
+	time_t started;            /* wall clock, for metrics */
+	atomic_ulong reloads, reload_failures;
+	atomic_bool last_reload_ok;
+	_Atomic int64_t last_reload; /* wall clock seconds, 0: none yet */
+
 	pthread_mutex_t retire_mu;
-	pthread_cond_t retire_cv;  /* "one retire thread finished" */
+	pthread_cond_t retire_cv;  /* "a retire thread or a link ended" */
 	int retiring;              /* protected by retire_mu */
+	struct link *links;        /* protected by retire_mu */
+};
+
+/* A host a reload replaced, and its successor: until the old one is
+ * gone, it hands clients to the successor, which must not be finished
+ * and freed before. */
+struct link {
+	struct host *old, *succ;
+	struct link *next;
 };
 
 struct broker *broker_new(const char *path, struct config *cfg,
@@ -47,6 +62,8 @@ struct broker *broker_new(const char *path, struct config *cfg,
 	struct broker *b = xcalloc(1, sizeof(*b));
 
 	b->path = xstrdup(path);
+	b->started = time(NULL);
+	atomic_init(&b->last_reload_ok, true);
 	b->cfg = cfg;
 	b->tls = tls;
 	pthread_mutex_init(&b->reload_mu, NULL);
@@ -74,7 +91,7 @@ int broker_give_sockets(struct broker *b, uid_t uid, gid_t gid)
 	for (size_t i = 0; i < b->n_hosts; i++) {
 		const char *p;
 
-		for (int j = 0; (p = acceptor_path(b->hosts[i]->acceptor, j)); j++) {
+		for (int j = 0; (p = host_socket_path(b->hosts[i], j)); j++) {
 			if (daemon_give(p, uid, gid, b->cfg->socket_mode) < 0) {
 				log_errno(LOG_ERR, "event=start_failed reason=\"cannot give %s to the daemon user\"", p);
 				return -1;
@@ -99,19 +116,36 @@ struct retire {
 	struct host *h;
 };
 
-/* Free h once no replaced host can hand a client to it any more; then
- * h itself stops counting as a predecessor of its own successor. */
+static bool has_predecessor(const struct broker *b, const struct host *h)
+{
+	for (const struct link *l = b->links; l; l = l->next)
+		if (l->succ == h)
+			return true;
+	return false;
+}
+
+/* Once no replaced host can hand a client to h any more: let h answer
+ * the clients it still holds, free it; then h no longer counts as a
+ * predecessor of its own successor. */
 static void free_when_unreferenced(struct broker *b, struct host *h)
 {
 	pthread_mutex_lock(&b->retire_mu);
-	while (h->predecessors > 0)
+	while (has_predecessor(b, h))
 		pthread_cond_wait(&b->retire_cv, &b->retire_mu);
-	struct host *succ = h->successor;
 	pthread_mutex_unlock(&b->retire_mu);
+	host_finish(h);
 	host_free(h);
 	pthread_mutex_lock(&b->retire_mu);
-	if (succ)
-		succ->predecessors--;
+	for (struct link **pp = &b->links; *pp;) {
+		struct link *l = *pp;
+
+		if (l->old == h) {
+			*pp = l->next;
+			free(l);
+		} else {
+			pp = &l->next;
+		}
+	}
 	pthread_cond_broadcast(&b->retire_cv);
 	pthread_mutex_unlock(&b->retire_mu);
 }
@@ -121,10 +155,10 @@ static void *retire_main(void *arg)
 	struct retire *r = arg;
 	struct broker *b = r->b;
 
-	pthread_setname_np(pthread_self(), "lonc-retire");
+	thread_name("retire", host_conf(r->h)->hostname);
 
 	host_shutdown(r->h);
-	log_msg(LOG_INFO, "host=%s event=retired", r->h->conf->hostname);
+	log_msg(LOG_INFO, "host=%s event=retired", host_conf(r->h)->hostname);
 	free_when_unreferenced(b, r->h);
 	free(r);
 	pthread_mutex_lock(&b->retire_mu);
@@ -177,7 +211,7 @@ struct plan {
 static struct host *find_host(struct host **v, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
-		if (v[i] && !strcmp(v[i]->conf->hostname, name))
+		if (v[i] && !strcmp(host_conf(v[i])->hostname, name))
 			return v[i];
 	return NULL;
 }
@@ -193,7 +227,7 @@ static const char *moved_name(struct broker *b, const struct config *cfg)
 			const char *name = a ? hc->aliases[a - 1] : hc->hostname;
 
 			for (size_t j = 0; j < b->n_hosts; j++) {
-				const struct host_conf *oc = b->hosts[j]->conf;
+				const struct host_conf *oc = host_conf(b->hosts[j]);
 
 				if (!strcmp(oc->hostname, hc->hostname))
 					continue;
@@ -231,142 +265,178 @@ static void list_add(char *buf, size_t n, const char *name)
 		snprintf(buf + len, n - len, "%s%s", len ? "," : "", name);
 }
 
-int broker_reload(struct broker *b, char *msg, size_t msglen)
-{
-	struct config *cfg = NULL;
-	struct crypto_tls *tls = NULL;
-	struct plan *plan = NULL;
-	char err[1024] = "";
-	const char *moved;
-	int rc = -1;
+/* A reload being made: the new configuration, its TLS context, and a
+ * plan per host of it. */
+struct reload {
+	struct config *cfg;
+	struct crypto_tls *tls;
+	struct plan *plan;
+	struct host **hosts;          /* the new list, in cfg's order */
+	char added[512], removed[512], changed[512];
+	size_t kept;
+	char err[1024];
+};
 
-	pthread_mutex_lock(&b->reload_mu);
-	if (config_load(b->path, &cfg, err, sizeof(err)) < 0)
-		goto fail;
-	if (config_check_reload(b->cfg, cfg, err, sizeof(err)) < 0)
-		goto fail;
-	if ((moved = moved_name(b, cfg))) {
-		snprintf(err, sizeof(err),
+/* The TLS context the new configuration needs (the running one when
+ * nothing changed).  0 or -1 (r->err). */
+static int reload_tls(struct broker *b, struct reload *r)
+{
+	char why[512];
+
+	if (!config_uses_ssl(r->cfg))
+		return 0;
+	if (b->tls && tls_same(b->cfg, r->cfg)) {
+		r->tls = crypto_tls_ref(b->tls);
+		return 0;
+	}
+	r->tls = crypto_tls_new(r->cfg->tls_ca_file, r->cfg->tls_cert_file,
+				r->cfg->tls_key_file, r->cfg->tls_verify_hostname,
+				why, sizeof(why));
+	if (!r->tls)
+		snprintf(r->err, sizeof(r->err), "tls: %s", why);
+	return r->tls ? 0 : -1;
+}
+
+/* Load and check the file, then make every new host (sockets bound,
+ * not started): all that can fail happens before anything running is
+ * touched.  0 or -1 (r->err). */
+static int reload_prepare(struct broker *b, struct reload *r)
+{
+	const char *moved;
+
+	if (config_load(b->path, &r->cfg, r->err, sizeof(r->err)) < 0 ||
+	    config_check_reload(b->cfg, r->cfg, r->err, sizeof(r->err)) < 0)
+		return -1;
+	if ((moved = moved_name(b, r->cfg))) {
+		snprintf(r->err, sizeof(r->err),
 			 "socket name '%s' moves to another host; remove it in one reload and add it in the next",
 			 moved);
-		goto fail;
+		return -1;
 	}
-	if (config_uses_ssl(cfg)) {
-		if (b->tls && tls_same(b->cfg, cfg)) {
-			tls = crypto_tls_ref(b->tls);
-		} else {
-			char why[512];
-
-			tls = crypto_tls_new(cfg->tls_ca_file, cfg->tls_cert_file,
-					     cfg->tls_key_file, cfg->tls_verify_hostname,
-					     why, sizeof(why));
-			if (!tls) {
-				snprintf(err, sizeof(err), "tls: %s", why);
-				goto fail;
-			}
-		}
-	}
-	/* Prepare: everything that can fail happens before anything the
-	 * running daemon uses is touched. */
-	plan = xcalloc(cfg->n_hosts, sizeof(*plan));
-	for (size_t i = 0; i < cfg->n_hosts; i++) {
-		const struct host_conf *hc = &cfg->hosts[i];
+	if (reload_tls(b, r) < 0)
+		return -1;
+	r->plan = xcalloc(r->cfg->n_hosts, sizeof(*r->plan));
+	for (size_t i = 0; i < r->cfg->n_hosts; i++) {
+		const struct host_conf *hc = &r->cfg->hosts[i];
 		struct host *old = find_host(b->hosts, b->n_hosts, hc->hostname);
+		struct plan *p = &r->plan[i];
 
-		plan[i].old = old;
-		if (old && config_host_same(old->cfg, old->conf, cfg, hc)) {
-			plan[i].kind = PLAN_KEEP;
+		p->old = old;
+		if (old && config_host_same(host_config(old), host_conf(old), r->cfg, hc)) {
+			p->kind = PLAN_KEEP;
 			continue;
 		}
-		plan[i].kind = old ? PLAN_CHANGE : PLAN_ADD;
-		plan[i].nh = old ? host_new_successor(cfg, hc, tls, old) :
-				   host_new(cfg, hc, tls);
-		if (!plan[i].nh) {
-			snprintf(err, sizeof(err), "cannot create the sockets of host %s",
-				 hc->hostname);
-			goto fail;
+		p->kind = old ? PLAN_CHANGE : PLAN_ADD;
+		p->nh = old ? host_new_successor(r->cfg, hc, r->tls, old) :
+			      host_new(r->cfg, hc, r->tls);
+		if (!p->nh) {
+			snprintf(r->err, sizeof(r->err),
+				 "cannot create the sockets of host %s", hc->hostname);
+			return -1;
 		}
 	}
+	return 0;
+}
 
-	/* Commit. */
-	char added[512] = "", removed[512] = "", changed[512] = "";
-	size_t kept = 0;
-	struct host **hosts = xcalloc(cfg->n_hosts, sizeof(*hosts));
-	for (size_t i = 0; i < cfg->n_hosts; i++) {
-		struct plan *p = &plan[i];
+/* Start the new and changed hosts; the new list of hosts. */
+static void reload_start(struct broker *b, struct reload *r)
+{
+	r->hosts = xcalloc(r->cfg->n_hosts, sizeof(*r->hosts));
+	for (size_t i = 0; i < r->cfg->n_hosts; i++) {
+		struct plan *p = &r->plan[i];
+		const char *name = r->cfg->hosts[i].hostname;
+		int rc = 0;
 
-		switch (p->kind) {
-		case PLAN_KEEP:
-			hosts[i] = p->old;
-			kept++;
-			break;
-		case PLAN_CHANGE:
+		if (p->kind == PLAN_KEEP) {
+			r->hosts[i] = p->old;
+			r->kept++;
+			continue;
+		}
+		if (p->kind == PLAN_CHANGE) {
 			/* old forwards its hand-backs to nh until old is gone. */
+			struct link *l = xmalloc(sizeof(*l));
+
+			*l = (struct link){ p->old, p->nh, NULL };
 			pthread_mutex_lock(&b->retire_mu);
-			p->old->successor = p->nh;
-			p->nh->predecessors++;
+			l->next = b->links;
+			b->links = l;
 			pthread_mutex_unlock(&b->retire_mu);
-			if (host_take_over(p->nh, p->old) < 0)
-				log_msg(LOG_ERR, "host=%s event=reload_start_failed",
-					p->nh->conf->hostname);
-			hosts[i] = p->nh;
-			list_add(changed, sizeof(changed), p->nh->conf->hostname);
-			break;
-		case PLAN_ADD:
-			if (host_start(p->nh) < 0)
-				log_msg(LOG_ERR, "host=%s event=reload_start_failed",
-					p->nh->conf->hostname);
-			hosts[i] = p->nh;
-			list_add(added, sizeof(added), p->nh->conf->hostname);
-			break;
+			rc = host_take_over(p->nh, p->old);
+			list_add(r->changed, sizeof(r->changed), name);
+		} else {
+			rc = host_start(p->nh);
+			list_add(r->added, sizeof(r->added), name);
 		}
+		if (rc < 0)
+			log_msg(LOG_ERR, "host=%s event=reload_start_failed", name);
+		r->hosts[i] = p->nh;
 	}
+}
+
+/* Swap the running list and configuration for the new ones; the old
+ * hosts that are not kept retire in the background (a removed one
+ * loses its sockets now, and answers every client it still has). */
+static void reload_swap(struct broker *b, struct reload *r)
+{
 	pthread_rwlock_wrlock(&b->lock);
 	struct host **old_hosts = b->hosts;
 	size_t old_n = b->n_hosts;
 	struct config *old_cfg = b->cfg;
 	struct crypto_tls *old_tls = b->tls;
-	b->hosts = hosts;
-	b->n_hosts = cfg->n_hosts;
-	b->cfg = cfg;
-	b->tls = tls;
+	b->hosts = r->hosts;
+	b->n_hosts = r->cfg->n_hosts;
+	b->cfg = r->cfg;
+	b->tls = r->tls;
 	pthread_rwlock_unlock(&b->lock);
 	for (size_t j = 0; j < old_n; j++) {
 		struct host *o = old_hosts[j];
-		const struct host_conf *hc = config_find_host(cfg, o->conf->hostname);
+		const char *name = host_conf(o)->hostname;
 
-		if (!hc) {
-			/* Removed: no new clients (its sockets go now), queued
-			 * and in-flight requests finish in the background. */
+		if (find_host(r->hosts, r->cfg->n_hosts, name) == o)
+			continue;
+		if (!config_find_host(r->cfg, name)) {
 			host_stop_accepting(o);
-			list_add(removed, sizeof(removed), o->conf->hostname);
-			retire(b, o);
-		} else if (find_host(hosts, cfg->n_hosts, hc->hostname) != o) {
-			retire(b, o);   /* replaced: its successor has the sockets */
+			list_add(r->removed, sizeof(r->removed), name);
 		}
+		retire(b, o);   /* removed, or replaced by its successor */
 	}
 	free(old_hosts);
 	config_unref(old_cfg);
 	crypto_tls_free(old_tls);
-	log_set_level(cfg->log_level);
-	outage_configure(cfg->outage_window_ms, cfg->outage_min_hosts);
-	delayed_set_log_dir(cfg->log_dir);
-	snprintf(msg, msglen, "added=%s removed=%s changed=%s unchanged=%zu",
-		 *added ? added : "-", *removed ? removed : "-",
-		 *changed ? changed : "-", kept);
-	log_msg(LOG_NOTICE, "event=reload %s", msg);
-	free(plan);
-	pthread_mutex_unlock(&b->reload_mu);
-	return 0;
+}
 
-fail:
-	for (size_t i = 0; plan && i < cfg->n_hosts; i++)
-		host_free(plan[i].nh);
-	free(plan);
-	crypto_tls_free(tls);
-	config_unref(cfg);
-	snprintf(msg, msglen, "reload failed, running config kept: %s", err);
-	log_msg(LOG_ERR, "event=reload_failed reason=\"%s\"", err);
+int broker_reload(struct broker *b, char *msg, size_t msglen)
+{
+	struct reload r = { 0 };
+	int rc = 0;
+
+	pthread_mutex_lock(&b->reload_mu);
+	if (reload_prepare(b, &r) < 0) {
+		for (size_t i = 0; r.plan && i < r.cfg->n_hosts; i++)
+			host_free(r.plan[i].nh);
+		crypto_tls_free(r.tls);
+		config_unref(r.cfg);
+		snprintf(msg, msglen, "reload failed, running config kept: %s", r.err);
+		log_msg(LOG_ERR, "event=reload_failed reason=\"%s\"", r.err);
+		atomic_fetch_add(&b->reload_failures, 1);
+		rc = -1;
+	} else {
+		reload_start(b, &r);
+		reload_swap(b, &r);
+		log_set_level(r.cfg->log_level);
+		log_set_file(r.cfg->log_file);
+		outage_configure(r.cfg->outage_window_ms, r.cfg->outage_min_hosts);
+		worker_limit_handshakes(r.cfg->max_handshakes);
+		delayed_set_log_dir(r.cfg->log_dir);
+		snprintf(msg, msglen, "added=%s removed=%s changed=%s unchanged=%zu",
+			 *r.added ? r.added : "-", *r.removed ? r.removed : "-",
+			 *r.changed ? r.changed : "-", r.kept);
+		log_msg(LOG_NOTICE, "event=reload %s", msg);
+	}
+	free(r.plan);
+	atomic_fetch_add(&b->reloads, 1);
+	atomic_store(&b->last_reload_ok, rc == 0);
+	atomic_store(&b->last_reload, (int64_t)time(NULL));
 	pthread_mutex_unlock(&b->reload_mu);
 	return rc;
 }
@@ -375,8 +445,10 @@ fail:
 
 static bool serves_id(const struct host *h, const char *id)
 {
-	for (size_t i = 0; i < h->conf->n_ids; i++)
-		if (!strcmp(h->conf->ids[i], id))
+	const struct host_conf *hc = host_conf(h);
+
+	for (size_t i = 0; i < hc->n_ids; i++)
+		if (!strcmp(hc->ids[i], id))
 			return true;
 	return false;
 }
@@ -404,7 +476,7 @@ int64_t broker_check_delayed(struct broker *b)
 
 			for (size_t j = 0; j < n; j++) {
 				if (serves_id(h, items[j].hostid)) {
-					host_queue_delayed(h);
+					host_queue_replay(h);
 					break;
 				}
 			}
@@ -424,6 +496,15 @@ void broker_foreach(struct broker *b, void (*fn)(struct host *h, void *arg),
 	for (size_t i = 0; i < b->n_hosts; i++)
 		fn(b->hosts[i], arg);
 	pthread_rwlock_unlock(&b->lock);
+}
+
+void broker_lifetime(struct broker *b, struct broker_lifetime *lt)
+{
+	lt->started = b->started;
+	lt->reloads = atomic_load(&b->reloads);
+	lt->reload_failures = atomic_load(&b->reload_failures);
+	lt->last_reload_ok = atomic_load(&b->last_reload_ok);
+	lt->last_reload = atomic_load(&b->last_reload);
 }
 
 struct config *broker_config(struct broker *b)
@@ -446,7 +527,7 @@ static void status_one(struct host *h, void *arg)
 
 	host_log_status(h);
 	sum->hosts++;
-	if (atomic_load(&h->dead)) {
+	if (host_dead(h)) {
 		sum->dead++;
 		host_reset(h);
 	}
@@ -483,12 +564,15 @@ void broker_drain(struct broker *b)
 	/* Only this thread changes the list from here on. */
 	for (size_t i = 0; i < b->n_hosts; i++)
 		host_stop_accepting(b->hosts[i]);
-	host_set_shutdown_deadline(now_ms() + b->cfg->shutdown_timeout_ms);
+	stop_deadline_set(now_ms() + b->cfg->shutdown_timeout_ms);
 	for (size_t i = 0; i < b->n_hosts; i++)
-		queue_close(&b->hosts[i]->queue);
+		host_close_queue(b->hosts[i]);
 	for (size_t i = 0; i < b->n_hosts; i++)
 		host_shutdown(b->hosts[i]);
 	wait_retired(b);
+	/* Clients still connected: answered, or closed when idle. */
+	for (size_t i = 0; i < b->n_hosts; i++)
+		host_finish(b->hosts[i]);
 	pthread_mutex_unlock(&b->reload_mu);
 }
 

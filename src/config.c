@@ -28,7 +28,15 @@
 #include "log.h"
 
 enum opt_type { T_STR, T_INT, T_SIZE, T_MS, T_BOOL, T_LEVEL, T_FACILITY,
-		T_KEYMODE, T_OPTSTR, T_MODE };
+		T_KEYMODE, T_OPTSTR, T_MODE, T_ENUM };
+
+/* How a changed option takes effect on reload. */
+enum reload_rule {
+	RELOAD_HOSTS,    /* it shapes the hosts: a host whose settings differ
+			    is rebuilt (the default) */
+	RELOAD_LIVE,     /* applied at once, nothing rebuilt */
+	RELOAD_RESTART,  /* refused: it takes effect at a restart only */
+};
 
 struct option {
 	const char *name;
@@ -36,30 +44,59 @@ struct option {
 	size_t offset;
 	const char *def;        /* NULL: required */
 	long long min, max;     /* for numbers (ms for durations) */
+	enum reload_rule reload;
+	const char *const *names; /* T_ENUM: the values, NULL-terminated */
 };
 
-#define OPT(n, t, d, lo, hi) { #n, t, offsetof(struct config, n), d, lo, hi }
-#define OPT_MS(n, key, d, lo, hi) { key, T_MS, offsetof(struct config, n), d, lo, hi }
-#define OPT_AS(n, key, t, d) { key, t, offsetof(struct config, n), d, 0, 0 }
+#define OPT(n, t, d, lo, hi) { #n, t, offsetof(struct config, n), d, lo, hi, RELOAD_HOSTS, NULL }
+#define OPT_R(n, t, d, r) { #n, t, offsetof(struct config, n), d, 0, 0, r, NULL }
+#define OPT_MS(n, key, d, lo, hi) \
+	{ key, T_MS, offsetof(struct config, n), d, lo, hi, RELOAD_HOSTS, NULL }
+#define OPT_MS_LIVE(n, key, d, lo, hi) \
+	{ key, T_MS, offsetof(struct config, n), d, lo, hi, RELOAD_LIVE, NULL }
+#define OPT_AS(n, key, t, d) { key, t, offsetof(struct config, n), d, 0, 0, RELOAD_HOSTS, NULL }
+#define OPT_ENUM(n, d, v) { #n, T_ENUM, offsetof(struct config, n), d, 0, 0, RELOAD_HOSTS, v }
+
+static const char *const sethost_mode_names[] = { "inline", "separate", "off", NULL };
+static const char *const key_id_order_names[] = { "remote_first", "local_first", NULL };
+static const char *const close_notify_names[] = { "required", "lenient", NULL };
+
+const char *config_sethost_mode_name(int m)
+{
+	return sethost_mode_names[m];
+}
+
+const char *config_key_id_order_name(int o)
+{
+	return key_id_order_names[o];
+}
+
+const char *config_close_notify_name(int c)
+{
+	return close_notify_names[c];
+}
 #define DAY_MS (86400LL * 1000)
 
 static const struct option options[] = {
 	OPT(host_id, T_STR, NULL, 0, 0),
-	OPT(socket_dir, T_STR, NULL, 0, 0),
-	OPT(pid_file, T_STR, "/var/run/lonc/lonc.pid", 0, 0),
-	OPT(log_dir, T_STR, "/home/httpd/perl/logs", 0, 0),
-	OPT(user, T_STR, "www", 0, 0),
-	OPT(log_level, T_LEVEL, "info", 0, 0),
-	OPT(syslog_facility, T_FACILITY, "daemon", 0, 0),
+	OPT_R(socket_dir, T_STR, NULL, RELOAD_RESTART),
+	OPT_R(pid_file, T_STR, "/var/run/lonc/lonc.pid", RELOAD_RESTART),
+	OPT_R(log_dir, T_STR, "/home/httpd/perl/logs", RELOAD_LIVE),
+	OPT_R(user, T_STR, "www", RELOAD_RESTART),
+	OPT_R(log_level, T_LEVEL, "info", RELOAD_LIVE),
+	OPT_R(log_file, T_OPTSTR, "", RELOAD_LIVE),
+	OPT_R(syslog_facility, T_FACILITY, "daemon", RELOAD_RESTART),
 	OPT(lond_port, T_INT, "5663", 1, 65535),
 	OPT(max_connections, T_INT, "10", 1, 1000),
 	OPT(max_queue, T_INT, "1024", 1, 1000000),
 	OPT(retry_attempts, T_INT, "5", 1, 1000),
+	{ "max_handshakes", T_INT, offsetof(struct config, max_handshakes), "32", 1, 100000,
+	  RELOAD_LIVE, NULL },
 	OPT(batch_workers, T_BOOL, "true", 0, 0),
 	OPT(max_request_bytes, T_SIZE, "16M", 64, 1LL << 31),
 	OPT(max_reply_bytes, T_SIZE, "1G", 64, 1LL << 40),
 	OPT(reply_buffer, T_SIZE, "1M", 4096, 1LL << 30),
-	OPT(spool_dir, T_STR, "/var/lib/lonc/spool", 0, 0),
+	OPT_R(spool_dir, T_STR, "/var/lib/lonc/spool", RELOAD_RESTART),
 	OPT_MS(idle_timeout_ms, "idle_timeout", "300", 100, DAY_MS),
 	OPT_MS(connect_timeout_ms, "connect_timeout", "10", 10, DAY_MS),
 	OPT_MS(handshake_timeout_ms, "handshake_timeout", "10", 10, DAY_MS),
@@ -72,19 +109,26 @@ static const struct option options[] = {
 	OPT_MS(backoff_max_ms, "backoff_max", "300", 10, DAY_MS),
 	OPT(version_step, T_BOOL, "true", 0, 0),
 	OPT(sethost_step, T_BOOL, "true", 0, 0),
-	OPT_MS(outage_window_ms, "outage_window", "60", 1000, DAY_MS),
-	OPT(outage_min_hosts, T_INT, "3", 2, 100000),
+	OPT_ENUM(sethost_mode, "inline", sethost_mode_names),
+	OPT(init_version, T_OPTSTR, "", 0, 0),
+	OPT_ENUM(key_id_order, "remote_first", key_id_order_names),
+	OPT(version_string, T_STR, LONC_VERSION, 0, 0),
+	OPT_ENUM(tls_close_notify, "required", close_notify_names),
+	OPT_MS_LIVE(outage_window_ms, "outage_window", "60", 1000, DAY_MS),
+	{ "outage_min_hosts", T_INT, offsetof(struct config, outage_min_hosts), "3", 2, 100000,
+	  RELOAD_LIVE, NULL },
 	OPT(key_mode, T_KEYMODE, "auto", 0, 0),
 	OPT(allow_insecure, T_BOOL, "false", 0, 0),
 	OPT(local_key_dir, T_STR, "/var/lib/lonc/keys", 0, 0),
-	OPT(group, T_OPTSTR, "", 0, 0),
-	OPT(socket_mode, T_MODE, "0660", 0, 0777),
-	OPT_MS(shutdown_timeout_ms, "shutdown_timeout", "30", 0, DAY_MS),
-	OPT(admin_socket, T_STR, "/var/run/lonc/admin.sock", 0, 0),
-	OPT_MS(delayed_scan_ms, "delayed_scan_interval", "30", 100, DAY_MS),
+	OPT_R(group, T_OPTSTR, "", RELOAD_RESTART),
+	{ "socket_mode", T_MODE, offsetof(struct config, socket_mode), "0660", 0, 0777,
+	  RELOAD_RESTART, NULL },
+	OPT_MS_LIVE(shutdown_timeout_ms, "shutdown_timeout", "30", 0, DAY_MS),
+	OPT_R(admin_socket, T_STR, "/var/run/lonc/admin.sock", RELOAD_RESTART),
+	OPT_MS_LIVE(delayed_scan_ms, "delayed_scan_interval", "30", 100, DAY_MS),
 	/* Migration from loncnew: "" means none. */
-	OPT(loncapa_conf, T_OPTSTR, "", 0, 0),
-	OPT(hosts_tab, T_OPTSTR, "", 0, 0),
+	OPT_R(loncapa_conf, T_OPTSTR, "", RELOAD_RESTART),
+	OPT_R(hosts_tab, T_OPTSTR, "", RELOAD_RESTART),
 	/* The tls: mapping; its keys are "tls.<name>". */
 	OPT_AS(tls_ca_file, "tls.ca_file", T_OPTSTR, ""),
 	OPT_AS(tls_cert_file, "tls.cert_file", T_OPTSTR, ""),
@@ -113,12 +157,59 @@ static int parse_key_mode(const char *s)
 	return -1;
 }
 
-/* Keys of a hosts: entry; checked by hand below. */
-static const char *const host_keys[] = {
-	"hosts.hostname", "hosts.ids", "hosts.address", "hosts.port",
-	"hosts.aliases", "hosts.max_connections", "hosts.version_step",
-	"hosts.sethost_step", "hosts.key_mode", "hosts.tls_name", NULL,
+/*
+ * The keys of a hosts: entry, in one table: their type, where they go in
+ * struct host_conf, and the top-level option that gives their default.
+ * Loading, the defaults, the reload comparison (config_host_same) and
+ * the documentation check all walk it: a new per-host key is one row
+ * here (and its use).  Every per-host key shapes its host: a change
+ * rebuilds that host on reload.
+ */
+enum host_type {
+	H_NAME,     /* a socket name (the hostname) */
+	H_STR,      /* a non-empty string, or NULL when not given */
+	H_LIST,     /* a list of socket names or IDs (count at count_offset) */
+	H_INT,      /* a number min..max */
+	H_BOOL,
+	H_KEYMODE,
+	H_ENUM,     /* one of names */
+	H_OPTSTR,   /* a string, maybe empty; never NULL once loaded */
 };
+
+struct host_option {
+	const char *name;
+	enum host_type type;
+	size_t offset;           /* in struct host_conf */
+	size_t count_offset;     /* H_LIST: where its length goes */
+	long long min, max;      /* H_INT */
+	const char *global;      /* the top-level option giving the default */
+	const char *const *names; /* H_ENUM */
+};
+
+#define HOPT(n, t, g) { #n, t, offsetof(struct host_conf, n), 0, 0, 0, g, NULL }
+#define HOPT_INT(n, lo, hi, g) { #n, H_INT, offsetof(struct host_conf, n), 0, lo, hi, g, NULL }
+#define HOPT_LIST(n) { #n, H_LIST, offsetof(struct host_conf, n), \
+		       offsetof(struct host_conf, n_##n), 0, 0, NULL, NULL }
+#define HOPT_ENUM(n, v) { #n, H_ENUM, offsetof(struct host_conf, n), 0, 0, 0, #n, v }
+
+static const struct host_option host_options[] = {
+	HOPT(hostname, H_NAME, NULL),
+	HOPT_LIST(ids),
+	HOPT(address, H_STR, NULL),
+	HOPT_INT(port, 1, 65535, "lond_port"),
+	HOPT_LIST(aliases),
+	HOPT_INT(max_connections, 1, 1000, "max_connections"),
+	HOPT(version_step, H_BOOL, "version_step"),
+	HOPT(sethost_step, H_BOOL, "sethost_step"),
+	HOPT(key_mode, H_KEYMODE, "key_mode"),
+	HOPT(tls_name, H_STR, NULL),
+	HOPT_ENUM(sethost_mode, sethost_mode_names),
+	HOPT(init_version, H_OPTSTR, "init_version"),
+	HOPT_ENUM(key_id_order, key_id_order_names),
+	HOPT(version_string, H_STR, "version_string"),
+	HOPT_ENUM(tls_close_notify, close_notify_names),
+};
+#define N_HOST_OPTIONS (sizeof(host_options) / sizeof(host_options[0]))
 
 const char *const *config_option_names(void)
 {
@@ -130,8 +221,12 @@ const char *const *config_option_names(void)
 		for (size_t i = 0; i < N_OPTIONS; i++)
 			names[n++] = options[i].name;
 		names[n++] = "hosts";
-		for (const char *const *hk = host_keys; *hk; hk++)
-			names[n++] = *hk;   /* already "hosts.<key>" below */
+		for (size_t i = 0; i < N_HOST_OPTIONS; i++) {
+			static char full[N_HOST_OPTIONS][48];
+
+			snprintf(full[i], sizeof(full[i]), "hosts.%s", host_options[i].name);
+			names[n++] = full[i];
+		}
 		names[n] = NULL;
 	}
 	return names;
@@ -304,8 +399,26 @@ static const char *type_name(enum opt_type t)
 	case T_KEYMODE: return "a key mode (auto, ssl, insecure, local)";
 	case T_OPTSTR: return "a string";
 	case T_MODE: return "an octal file mode (e.g. 0660)";
+	case T_ENUM: return "one of the values listed in lonc.yaml(5)";
 	}
 	return "?";
+}
+
+/* One of names (a NULL-terminated list) into *out. */
+static int parse_enum(struct loader *ld, const char *const *names, const char *s,
+		      int *out, struct where w, const char *key)
+{
+	char list[256] = "";
+
+	for (int i = 0; names[i]; i++) {
+		if (!strcmp(names[i], s)) {
+			*out = i;
+			return 0;
+		}
+		size_t n = strlen(list);
+		snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "", names[i]);
+	}
+	return fail_at(ld, w, key, "expected one of %s, got '%s'", list, s);
 }
 
 /* Store text value `s` for option `o` into cfg.  Messages name the key
@@ -332,6 +445,8 @@ static int set_option(struct loader *ld, struct config *cfg,
 			return fail_at(ld, w, key, "expected %s, got '%s'",
 				       type_name(o->type), s);
 		return 0;
+	case T_ENUM:
+		return parse_enum(ld, o->names, s, (int *)field, w, key);
 	case T_BOOL:
 		if (parse_bool(s, (bool *)field) < 0)
 			return fail_at(ld, w, key, "expected %s, got '%s'",
@@ -378,26 +493,6 @@ static int set_option(struct loader *ld, struct config *cfg,
 	return 0;
 }
 
-/* How a changed option takes effect on reload.  Everything not listed
- * here shapes the hosts: a host whose settings differ is rebuilt. */
-static const char *const restart_options[] = {
-	"socket_dir", "pid_file", "user", "group", "socket_mode",
-	"admin_socket", "syslog_facility", "loncapa_conf", "hosts_tab",
-	"spool_dir", NULL,
-};
-static const char *const live_options[] = {
-	"log_level", "log_dir", "outage_window", "outage_min_hosts",
-	"shutdown_timeout", "delayed_scan_interval", NULL,
-};
-
-static bool listed(const char *const *list, const char *name)
-{
-	for (; *list; list++)
-		if (!strcmp(*list, name))
-			return true;
-	return false;
-}
-
 static bool option_equal(const struct option *o, const struct config *a,
 			 const struct config *b)
 {
@@ -423,7 +518,7 @@ int config_check_reload(const struct config *old, const struct config *new,
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		const struct option *o = &options[i];
 
-		if (listed(restart_options, o->name) && !option_equal(o, old, new)) {
+		if (o->reload == RELOAD_RESTART && !option_equal(o, old, new)) {
 			snprintf(err, errlen,
 				 "%s: key '%s' changed; it takes effect only at a restart",
 				 new->path, o->name);
@@ -443,25 +538,45 @@ static bool strings_equal(char **a, size_t na, char **b, size_t nb)
 	return true;
 }
 
+static bool host_option_equal(const struct host_option *o,
+			      const struct host_conf *a, const struct host_conf *b)
+{
+	const char *fa = (const char *)a + o->offset;
+	const char *fb = (const char *)b + o->offset;
+
+	switch (o->type) {
+	case H_NAME:
+	case H_STR:
+	case H_OPTSTR: {
+		const char *sa = *(char *const *)fa, *sb = *(char *const *)fb;
+
+		return !strcmp(sa ? sa : "", sb ? sb : "");
+	}
+	case H_LIST:
+		return strings_equal(*(char **const *)fa,
+				     *(const size_t *)((const char *)a + o->count_offset),
+				     *(char **const *)fb,
+				     *(const size_t *)((const char *)b + o->count_offset));
+	case H_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	case H_INT:
+	case H_KEYMODE:
+	case H_ENUM:
+		return *(const int *)fa == *(const int *)fb;
+	}
+	return false;
+}
+
 bool config_host_same(const struct config *a, const struct host_conf *ha,
 		      const struct config *b, const struct host_conf *hb)
 {
-	for (size_t i = 0; i < N_OPTIONS; i++) {
-		const struct option *o = &options[i];
-
-		if (listed(restart_options, o->name) || listed(live_options, o->name))
-			continue;
-		if (!option_equal(o, a, b))
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (options[i].reload == RELOAD_HOSTS && !option_equal(&options[i], a, b))
 			return false;
-	}
-	return !strcmp(ha->hostname, hb->hostname) &&
-	       strings_equal(ha->ids, ha->n_ids, hb->ids, hb->n_ids) &&
-	       strings_equal(ha->aliases, ha->n_aliases, hb->aliases, hb->n_aliases) &&
-	       !strcmp(ha->address ? ha->address : "", hb->address ? hb->address : "") &&
-	       ha->port == hb->port && ha->max_connections == hb->max_connections &&
-	       ha->version_step == hb->version_step &&
-	       ha->sethost_step == hb->sethost_step &&
-	       ha->key_mode == hb->key_mode && !strcmp(ha->tls_name, hb->tls_name);
+	for (size_t i = 0; i < N_HOST_OPTIONS; i++)
+		if (!host_option_equal(&host_options[i], ha, hb))
+			return false;
+	return true;
 }
 
 const struct host_conf *config_find_host(const struct config *cfg,
@@ -563,9 +678,19 @@ static int resolve_key_mode(struct loader *ld, const struct config *cfg,
 /* What a host entry takes from the globals unless it says otherwise. */
 static void host_defaults(const struct config *cfg, struct host_conf *h)
 {
-	h->version_step = cfg->version_step;
-	h->sethost_step = cfg->sethost_step;
-	h->key_mode = (enum key_mode)cfg->key_mode;
+	for (size_t i = 0; i < N_HOST_OPTIONS; i++) {
+		const struct host_option *ho = &host_options[i];
+		const struct option *o = ho->global ? find_option(ho->global) : NULL;
+
+		if (!o)
+			continue;
+		if (ho->type == H_STR || ho->type == H_OPTSTR)
+			*(char **)((char *)h + ho->offset) =
+				xstrdup(*(char *const *)((const char *)cfg + o->offset));
+		else
+			memcpy((char *)h + ho->offset, (const char *)cfg + o->offset,
+			       ho->type == H_BOOL ? sizeof(bool) : sizeof(int));
+	}
 }
 
 /* Complete an entry once its own keys are in; w is for messages. */
@@ -576,16 +701,71 @@ static int finish_host(struct loader *ld, const struct config *cfg,
 		return -1;
 	if (!h->tls_name)
 		h->tls_name = xstrdup(h->hostname);
-	if (!h->port)
-		h->port = cfg->lond_port;
-	if (!h->max_connections)
-		h->max_connections = cfg->max_connections;
+	return 0;
+}
+
+static const struct host_option *find_host_option(const char *name)
+{
+	for (size_t i = 0; i < N_HOST_OPTIONS; i++)
+		if (!strcmp(host_options[i].name, name))
+			return &host_options[i];
+	return NULL;
+}
+
+/* Set the key o of entry h from its YAML value vn. */
+static int set_host_option(struct loader *ld, struct host_conf *h,
+			   const struct host_option *o, yaml_node_t *vn)
+{
+	char *field = (char *)h + o->offset;
+	const char *v = scalar(vn);
+	long long n;
+
+	if (o->type == H_LIST)
+		return load_strings(ld, vn, o->name, (char ***)field,
+				    (size_t *)((char *)h + o->count_offset));
+	if (!v)
+		return fail(ld, vn, o->name, "expected a single value");
+	switch (o->type) {
+	case H_NAME:
+		if (!valid_socket_name(v))
+			return fail(ld, vn, o->name, "'%s' cannot name a socket file", v);
+		/* fall through */
+	case H_STR:
+		if (!*v)
+			return fail(ld, vn, o->name, "must not be empty");
+		/* fall through */
+	case H_OPTSTR:
+		free(*(char **)field);
+		*(char **)field = xstrdup(v);
+		return 0;
+	case H_ENUM:
+		return parse_enum(ld, o->names, v, (int *)field, at(ld, vn), o->name);
+	case H_INT:
+		if (parse_ll(v, &n) < 0 || n < o->min || n > o->max)
+			return fail(ld, vn, o->name, "expected an integer %lld..%lld, got '%s'",
+				    o->min, o->max, v);
+		*(int *)field = (int)n;
+		return 0;
+	case H_BOOL:
+		if (parse_bool(v, (bool *)field) < 0)
+			return fail(ld, vn, o->name, "expected true or false, got '%s'", v);
+		return 0;
+	case H_KEYMODE:
+		if ((*(int *)field = parse_key_mode(v)) < 0)
+			return fail(ld, vn, o->name, "expected %s, got '%s'",
+				    type_name(T_KEYMODE), v);
+		return 0;
+	case H_LIST:
+		break;
+	}
 	return 0;
 }
 
 static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 		     struct host_conf *h)
 {
+	bool seen[N_HOST_OPTIONS] = { false };
+
 	h->line = (int)node->start_mark.line + 1;
 	host_defaults(cfg, h);
 	if (node->type != YAML_MAPPING_NODE)
@@ -595,69 +775,18 @@ static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 	     p < node->data.mapping.pairs.top; p++) {
 		yaml_node_t *kn = yaml_document_get_node(&ld->doc, p->key);
 		yaml_node_t *vn = yaml_document_get_node(&ld->doc, p->value);
-		const char *k = scalar(kn), *v = scalar(vn);
-		long long n;
+		const char *k = scalar(kn);
+		const struct host_option *o = k ? find_host_option(k) : NULL;
 
 		if (!k)
 			return fail(ld, kn, "hosts", "keys must be strings");
-		bool known = false;
-		for (const char *const *hk = host_keys; *hk; hk++)
-			known |= !strcmp(*hk + 6, k);
-		if (!known)
+		if (!o)
 			return fail(ld, kn, k, "unknown key in hosts entry");
-		if (!strcmp(k, "ids")) {
-			if (load_strings(ld, vn, k, &h->ids, &h->n_ids) < 0)
-				return -1;
-			continue;
-		}
-		if (!strcmp(k, "aliases")) {
-			if (load_strings(ld, vn, k, &h->aliases,
-					 &h->n_aliases) < 0)
-				return -1;
-			continue;
-		}
-		if (!v)
-			return fail(ld, vn, k, "expected a single value");
-		if (!strcmp(k, "hostname")) {
-			if (!valid_socket_name(v))
-				return fail(ld, vn, k,
-					    "'%s' cannot name a socket file", v);
-			free(h->hostname);
-			h->hostname = xstrdup(v);
-		} else if (!strcmp(k, "address")) {
-			if (!*v)
-				return fail(ld, vn, k, "must not be empty");
-			free(h->address);
-			h->address = xstrdup(v);
-		} else if (!strcmp(k, "port")) {
-			if (parse_ll(v, &n) < 0 || n < 1 || n > 65535)
-				return fail(ld, vn, k,
-					    "expected a port 1..65535, got '%s'", v);
-			h->port = (int)n;
-		} else if (!strcmp(k, "key_mode")) {
-			int m = parse_key_mode(v);
-
-			if (m < 0)
-				return fail(ld, vn, k, "expected %s, got '%s'",
-					    type_name(T_KEYMODE), v);
-			h->key_mode = (enum key_mode)m;
-		} else if (!strcmp(k, "tls_name")) {
-			if (!*v)
-				return fail(ld, vn, k, "must not be empty");
-			free(h->tls_name);
-			h->tls_name = xstrdup(v);
-		} else if (!strcmp(k, "max_connections")) {
-			if (parse_ll(v, &n) < 0 || n < 1 || n > 1000)
-				return fail(ld, vn, k,
-					    "expected an integer 1..1000, got '%s'", v);
-			h->max_connections = (int)n;
-		} else {
-			bool *b = !strcmp(k, "version_step") ? &h->version_step
-							     : &h->sethost_step;
-			if (parse_bool(v, b) < 0)
-				return fail(ld, vn, k,
-					    "expected true or false, got '%s'", v);
-		}
+		if (seen[o - host_options])
+			return fail(ld, kn, k, "given twice in one hosts entry");
+		seen[o - host_options] = true;
+		if (set_host_option(ld, h, o, vn) < 0)
+			return -1;
 	}
 	if (!h->hostname)
 		return fail(ld, node, "hostname", "missing in hosts entry");
@@ -743,6 +872,7 @@ static const struct perl_default {
 	{ "londPort", "lond_port", NULL },
 	{ "lonDaemons", "pid_file", "/logs/lonc.pid" },
 	{ "lonDaemons", "log_dir", "/logs" },
+	{ "lonDaemons", "log_file", "/logs/lonc.log" },
 	{ "loncAllowInsecure", "allow_insecure", NULL },
 };
 #define N_PERL_DEFAULTS (sizeof(perl_defaults) / sizeof(perl_defaults[0]))
@@ -983,6 +1113,36 @@ static int check_socket_names(struct loader *ld, struct config *cfg)
 	return 0;
 }
 
+/* A LON-CAPA host ID names one machine: two entries serving the same ID
+ * would both get its delayed transactions (each file sent twice), and
+ * lonc could not tell which one a request for it should reach. */
+static int check_host_ids(struct loader *ld, const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_hosts; i++) {
+		const struct host_conf *h = &cfg->hosts[i];
+
+		for (size_t a = 0; a < h->n_ids; a++) {
+			for (size_t j = 0; j <= i; j++) {
+				const struct host_conf *o = &cfg->hosts[j];
+				size_t lim = j == i ? a : o->n_ids;
+
+				for (size_t b = 0; b < lim; b++) {
+					if (strcmp(h->ids[a], o->ids[b]))
+						continue;
+					snprintf(ld->err, ld->errlen,
+						 "%s:%d: %shost ID '%s' of host '%s' is also served by host '%s' (%s:%d)",
+						 host_file(ld, h), h->line,
+						 h->imported ? "" : "key 'ids': ",
+						 h->ids[a], h->hostname, o->hostname,
+						 host_file(ld, o), o->line);
+					return -1;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
 /* Set one option from a key/value node pair, once. */
 static int load_option(struct loader *ld, struct config *cfg,
 		       const struct option *o, yaml_node_t *kn, yaml_node_t *vn)
@@ -1074,7 +1234,9 @@ static int load_root(struct loader *ld, struct config *cfg)
 			    "must not exceed backoff_max");
 	if (load_hosts(ld, cfg, hosts) < 0)
 		return -1;
-	return check_socket_names(ld, cfg);
+	if (check_socket_names(ld, cfg) < 0)
+		return -1;
+	return check_host_ids(ld, cfg);
 }
 
 int config_load(const char *path, struct config **out, char *err, size_t errlen)
@@ -1150,6 +1312,8 @@ void config_free(struct config *cfg)
 		free(h->hostname);
 		free(h->address);
 		free(h->tls_name);
+		free(h->init_version);
+		free(h->version_string);
 		free_strings(h->ids, h->n_ids);
 		free_strings(h->aliases, h->n_aliases);
 	}

@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,9 +195,59 @@ static void tls_fail(SSL *ssl, const char *step, char *err, size_t errlen)
 	ERR_clear_error();
 }
 
+/* How long a lenient close waits for lond's close_notify. */
+#define LENIENT_WAIT_MS 250
+
+/* Is what lond sends next a TLS record (its close_notify), rather than
+ * plain text?  Waits until `until` for anything to arrive; false when
+ * nothing came.  Looks without taking (MSG_PEEK): a plain-text byte is
+ * left for the plain-text reader. */
+static bool tls_record_next(int fd, int64_t until)
+{
+	unsigned char h[3];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int64_t left = until - now_ms();
+
+	if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+		return false;
+	ssize_t n = recv(fd, h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
+	/* A record header: type 20..24, then version 3.x. */
+	return n >= 1 && h[0] >= 20 && h[0] <= 24 && (n < 2 || h[1] == 3);
+}
+
+/* close_notify both ways: ours, then lond's.  Lenient: lond's is waited
+ * for LENIENT_WAIT_MS only, and not read at all when plain text comes
+ * first.  0, or -1 with a reason in err. */
+static int tls_shutdown(SSL *ssl, int fd, int64_t deadline, bool lenient,
+			char *err, size_t errlen)
+{
+	int64_t until = now_ms() + LENIENT_WAIT_MS;
+	int r;
+
+	if (until > deadline)
+		until = deadline;
+	while ((r = SSL_shutdown(ssl)) != 1) {
+		if (lenient && (r == 0 || SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ) &&
+		    !tls_record_next(fd, until))
+			return 0;   /* ours went; lond sends none: plain text now */
+		if (r == 0 && now_ms() < deadline)
+			continue;   /* ours sent; call again to read lond's */
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			tls_fail(ssl, "close_notify exchange", err, errlen);
+			return -1;
+		}
+		if (tls_wait(ssl, fd, r, deadline) < 0) {
+			tls_fail(ssl, "close_notify exchange", err, errlen);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int crypto_tls_key_exchange(struct crypto_tls *t, int fd, const char *peer_name,
-			    int64_t deadline, char *line, size_t n, size_t *len,
-			    char *err, size_t errlen)
+			    int64_t deadline, bool lenient, char *line, size_t n,
+			    size_t *len, char *err, size_t errlen)
 {
 	SSL *ssl = SSL_new(t->ctx);
 	size_t have = 0;
@@ -252,20 +303,8 @@ int crypto_tls_key_exchange(struct crypto_tls *t, int fd, const char *peer_name,
 			break;
 		}
 	}
-	/* close_notify both ways: ours, then wait for lond's. */
-	while ((r = SSL_shutdown(ssl)) != 1) {
-		if (r == 0 && now_ms() < deadline)
-			continue;   /* ours sent; call again to read lond's */
-		if (r == 0) {
-			errno = ETIMEDOUT;
-			tls_fail(ssl, "close_notify exchange", err, errlen);
-			goto out;
-		}
-		if (tls_wait(ssl, fd, r, deadline) < 0) {
-			tls_fail(ssl, "close_notify exchange", err, errlen);
-			goto out;
-		}
-	}
+	if (tls_shutdown(ssl, fd, deadline, lenient, err, errlen) < 0)
+		goto out;
 	rc = 0;
 out:
 	if (rc < 0 && !*err)

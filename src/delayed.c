@@ -1,17 +1,22 @@
 /*
  * delayed.c - scanning, reading and recording lonnet's delayed
- * transaction files.  Called by a worker of the host being replayed
- * (one at a time per host, see host->replaying), and by the main
- * thread's check for files (broker_check_delayed).  Lock: record_mu, a
- * leaf around the log directory's name.
+ * transaction files, and what keeps each delivered once: the per-ID
+ * replay claims and the files set aside.  Called by a worker replaying
+ * a host's files (holding the claim of its IDs), and by the main
+ * thread's check for files (broker_check_delayed).  Locks, all leaves:
+ * record_mu (the log directory's name), claim_mu (claims and the files
+ * set aside).
  */
 #include "delayed.h"
+
+#include "log.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,12 +71,156 @@ static int older(const void *a, const void *b)
  * left alone until it is this old (by its modification time). */
 #define DELAYED_MIN_AGE_S 3
 
+/* ---- exactly once ---------------------------------------------------- */
+
+static pthread_mutex_t claim_mu = PTHREAD_MUTEX_INITIALIZER;
+static char **claims;            /* IDs being replayed; claim_mu */
+static size_t n_claims, cap_claims;
+
+struct aside {
+	dev_t dev;
+	ino_t ino;
+};
+static struct aside *asides;     /* delivered, undeletable; claim_mu */
+static size_t n_asides, cap_asides;
+
+static bool claimed(const char *id)
+{
+	for (size_t i = 0; i < n_claims; i++)
+		if (!strcmp(claims[i], id))
+			return true;
+	return false;
+}
+
+bool delayed_claim(char *const *ids, size_t n)
+{
+	bool ok = true;
+
+	pthread_mutex_lock(&claim_mu);
+	for (size_t i = 0; i < n && ok; i++)
+		ok = !claimed(ids[i]);
+	for (size_t i = 0; i < n && ok; i++) {
+		if (n_claims == cap_claims) {
+			cap_claims = cap_claims ? 2 * cap_claims : 8;
+			claims = xrealloc(claims, cap_claims * sizeof(*claims));
+		}
+		claims[n_claims++] = xstrdup(ids[i]);
+	}
+	pthread_mutex_unlock(&claim_mu);
+	return ok;
+}
+
+void delayed_release(char *const *ids, size_t n)
+{
+	pthread_mutex_lock(&claim_mu);
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < n_claims; j++) {
+			if (!strcmp(claims[j], ids[i])) {
+				free(claims[j]);
+				claims[j] = claims[--n_claims];
+				break;
+			}
+		}
+	}
+	if (n_claims == 0) {
+		free(claims);
+		claims = NULL;
+		cap_claims = 0;
+	}
+	pthread_mutex_unlock(&claim_mu);
+}
+
+void delayed_set_aside(const struct delayed_item *it)
+{
+	pthread_mutex_lock(&claim_mu);
+	if (n_asides == cap_asides) {
+		cap_asides = cap_asides ? 2 * cap_asides : 8;
+		asides = xrealloc(asides, cap_asides * sizeof(*asides));
+	}
+	asides[n_asides++] = (struct aside){ it->dev, it->ino };
+	pthread_mutex_unlock(&claim_mu);
+}
+
+static bool set_aside(const struct stat *st)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&claim_mu);
+	for (size_t i = 0; i < n_asides && !found; i++)
+		found = asides[i].dev == st->st_dev && asides[i].ino == st->st_ino;
+	pthread_mutex_unlock(&claim_mu);
+	return found;
+}
+
+/* A full scan forgets the files set aside that are gone (an operator
+ * removed them; their inodes may come back as new files). */
+static void forget_gone(const struct stat *seen, size_t n)
+{
+	pthread_mutex_lock(&claim_mu);
+	for (size_t i = 0; i < n_asides;) {
+		bool there = false;
+
+		for (size_t j = 0; j < n && !there; j++)
+			there = seen[j].st_dev == asides[i].dev && seen[j].st_ino == asides[i].ino;
+		if (there)
+			i++;
+		else
+			asides[i] = asides[--n_asides];
+	}
+	pthread_mutex_unlock(&claim_mu);
+}
+
+bool delayed_dir_usable(const char *dir)
+{
+	static atomic_int last = -1;    /* 1 usable, 0 not, -1 never looked */
+	int now = access(dir, W_OK | X_OK) == 0 || errno == ENOENT;
+
+	if (atomic_exchange(&last, now) != now) {
+		if (now)
+			log_msg(LOG_INFO, "event=delayed_dir_usable dir=%s", dir);
+		else
+			log_errno(LOG_ERR, "event=delayed_dir_not_writable dir=%s action=\"delayed transactions are not replayed until lonc may delete them there\"",
+				  dir);
+	}
+	return now;
+}
+
+static bool serves(char *const *ids, size_t n_ids, const char *hostid)
+{
+	if (n_ids == 0)
+		return true;
+	for (size_t i = 0; i < n_ids; i++)
+		if (!strcmp(ids[i], hostid))
+			return true;
+	return false;
+}
+
+static void add_item(struct delayed_item **items, size_t *n, size_t *cap,
+		     const char *dir, const char *name, const char *hostid,
+		     const struct stat *st)
+{
+	size_t len = strlen(dir) + strlen(name) + 2;
+
+	if (*n == *cap) {
+		*cap = *cap ? 2 * *cap : 16;
+		*items = xrealloc(*items, *cap * sizeof(**items));
+	}
+	struct delayed_item *it = &(*items)[(*n)++];
+	it->path = xmalloc(len);
+	snprintf(it->path, len, "%s/%s", dir, name);
+	it->hostid = xstrdup(hostid);
+	parse_name(name, &it->time, &it->count, &hostid);
+	it->dev = st->st_dev;
+	it->ino = st->st_ino;
+}
+
 int delayed_scan(const char *dir, char *const *ids, size_t n_ids,
 		 struct delayed_item **items, size_t *n)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
-	size_t cap = 0;
+	struct stat *seen = NULL;
+	size_t cap = 0, n_seen = 0, cap_seen = 0;
 	time_t now = time(NULL);
 
 	*items = NULL;
@@ -82,35 +231,28 @@ int delayed_scan(const char *dir, char *const *ids, size_t n_ids,
 		const char *hostid;
 		long long t;
 		long count;
-		bool ours = false;
-
-		if (e->d_name[0] == '.' || parse_name(e->d_name, &t, &count, &hostid) < 0)
-			continue;
-		ours = n_ids == 0;
-		for (size_t i = 0; i < n_ids; i++)
-			ours |= !strcmp(ids[i], hostid);
-		if (!ours)
-			continue;
-		size_t len = strlen(dir) + strlen(e->d_name) + 2;
-		char *path = xmalloc(len);
 		struct stat st;
 
-		snprintf(path, len, "%s/%s", dir, e->d_name);
-		if (stat(path, &st) < 0 || st.st_mtime > now - DELAYED_MIN_AGE_S) {
-			free(path);   /* gone meanwhile, or still young */
+		if (e->d_name[0] == '.' || parse_name(e->d_name, &t, &count, &hostid) < 0 ||
+		    !serves(ids, n_ids, hostid) ||
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
+		if (n_ids == 0) {
+			if (n_seen == cap_seen) {
+				cap_seen = cap_seen ? 2 * cap_seen : 16;
+				seen = xrealloc(seen, cap_seen * sizeof(*seen));
+			}
+			seen[n_seen++] = st;
 		}
-		if (*n == cap) {
-			cap = cap ? 2 * cap : 16;
-			*items = xrealloc(*items, cap * sizeof(**items));
-		}
-		struct delayed_item *it = &(*items)[(*n)++];
-		it->path = path;
-		it->hostid = xstrdup(hostid);
-		it->time = t;
-		it->count = count;
+		/* Still young (lonnet reads it back), or delivered already. */
+		if (st.st_mtime > now - DELAYED_MIN_AGE_S || set_aside(&st))
+			continue;
+		add_item(items, n, &cap, dir, e->d_name, hostid, &st);
 	}
 	closedir(d);
+	if (n_ids == 0)
+		forget_gone(seen, n_seen);
+	free(seen);
 	if (*n > 1)
 		qsort(*items, *n, sizeof(**items), older);
 	return 0;

@@ -95,10 +95,14 @@ int lond_handshake_request(const struct lond_handshake *hs, char *buf, size_t n)
 
 	switch (lond_handshake_step(hs)) {
 	case LOND_STEP_INIT:
-		len = snprintf(buf, n, "init\n");
+		len = hs->init_version && *hs->init_version ?
+		      snprintf(buf, n, "init::%s\n", hs->init_version) :
+		      snprintf(buf, n, "init\n");
 		break;
 	case LOND_STEP_INIT_SSL:
-		len = snprintf(buf, n, "init:ssl\n");
+		len = hs->init_version && *hs->init_version ?
+		      snprintf(buf, n, "init:ssl:%s\n", hs->init_version) :
+		      snprintf(buf, n, "init:ssl\n");
 		break;
 	case LOND_STEP_TLS:
 		return n > 0 ? (buf[0] = '\0', 0) : -1;
@@ -161,14 +165,31 @@ static int step_fail(struct lond_handshake *hs, const char *why)
 	return -1;
 }
 
+/* Answers any step may get: `refused` fails it; `unknown_cmd` to an
+ * optional step names the switch that turns it off.  -1 when failed. */
+static int any_step(struct lond_handshake *hs, const char *line, size_t len)
+{
+	enum lond_step step = lond_handshake_step(hs);
+
+	if (is_line(line, len, "refused")) {
+		hs->refused = true;
+		/* Refused at the first line: lond may want the other init. */
+		if (step == LOND_STEP_INIT || step == LOND_STEP_INIT_SSL)
+			hs->hint = "init_version";
+		return step_fail(hs, "lond refused the connection");
+	}
+	if (is_line(line, len, "unknown_cmd") &&
+	    (step == LOND_STEP_VERSION || step == LOND_STEP_SETHOST))
+		hs->hint = step == LOND_STEP_VERSION ? "version_step" : "sethost_step";
+	return 0;
+}
+
 int lond_handshake_reply(struct lond_handshake *hs, const char *line, size_t len)
 {
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
-	if (is_line(line, len, "refused")) {
-		hs->refused = true;
-		return step_fail(hs, "lond refused the connection");
-	}
+	if (any_step(hs, line, len) < 0)
+		return -1;
 	switch (lond_handshake_step(hs)) {
 	case LOND_STEP_INIT:
 		if (!all_digits(line, len) || len >= sizeof(hs->challenge))
@@ -205,10 +226,13 @@ int lond_handshake_reply(struct lond_handshake *hs, const char *line, size_t len
 		break;
 	case LOND_STEP_CHALLENGE:
 	case LOND_STEP_SETHOST:
-		if (!is_line(line, len, "ok"))
+		if (!is_line(line, len, "ok")) {
+			if (lond_handshake_step(hs) == LOND_STEP_SETHOST)
+				hs->hint = "sethost_step";
 			return step_fail(hs, lond_handshake_step(hs) == LOND_STEP_SETHOST ?
 					 "sethost was not answered ok" :
 					 "the challenge was not answered ok");
+		}
 		break;
 	case LOND_STEP_VERSION:
 		/* lond answers with its own version string, whatever it is
@@ -228,7 +252,10 @@ int lond_handshake_reply(struct lond_handshake *hs, const char *line, size_t len
 	case LOND_STEP_EKEY:
 		if (!is_token(line, len) || len > 64)
 			return step_fail(hs, "the ekey reply is not a key word");
-		lond_session_key(hs->peer_id, hs->our_id, line, len, hs->key);
+		if (hs->local_first)
+			lond_session_key(hs->our_id, hs->peer_id, line, len, hs->key);
+		else
+			lond_session_key(hs->peer_id, hs->our_id, line, len, hs->key);
 		hs->have_key = true;
 		break;
 	default:
@@ -347,6 +374,18 @@ enum lond_local lond_local_command(const char *line, size_t len)
 	if (is_line(r.cmd, r.cmd_len, "close_connection_exit"))
 		return LOND_LOCAL_CLOSE_CONNECTIONS;
 	return LOND_LOCAL_NONE;
+}
+
+const char *lond_answer_hint(const struct lond_request *r, bool insecure,
+			     const char *answer, size_t len)
+{
+	bool unknown = is_line(answer, len, "unknown_cmd");
+
+	if (r->encrypt && insecure && (unknown || (len >= 6 && !memcmp(answer, "error:", 6))))
+		return "key_id_order";
+	if (r->prefix_len && unknown)
+		return "sethost_mode";
+	return NULL;
 }
 
 size_t lond_enc_size(size_t prefix_len, size_t cmd_len)

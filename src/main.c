@@ -33,6 +33,7 @@
 #include "log.h"
 #include "outage.h"
 #include "util.h"
+#include "worker.h"
 
 #define EXIT_CONFIG 2
 
@@ -87,8 +88,12 @@ static int signal_loop(struct broker *b, const sigset_t *set, const char *pid_fi
 		/* While draining, look at the drain every 100 ms; otherwise
 		 * sleep until the next delayed-transaction check. */
 		int64_t now = now_ms();
-		if (!draining && now >= next_delayed)
+		if (!draining && now >= next_delayed) {
 			next_delayed = now + broker_check_delayed(b);
+			/* As often: freed memory goes back, so that RSS
+			 * settles after a busy spell. */
+			daemon_trim_memory();
+		}
 		int64_t wait = draining ? 100 : next_delayed - now;
 		struct timespec tick = { .tv_sec = wait / 1000,
 					 .tv_nsec = (wait % 1000) * 1000000 };
@@ -299,8 +304,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	outage_configure(cfg->outage_window_ms, cfg->outage_min_hosts);
+	worker_limit_handshakes(cfg->max_handshakes);
 	delayed_set_log_dir(cfg->log_dir);
 	log_msg(LOG_INFO, "event=nofile_limit open_files=%ld", daemon_raise_nofile());
+	daemon_tune_malloc();
 	daemon_block_signals(&set);
 	b = broker_new(path, config_ref(cfg), tls);
 	tls = NULL;
@@ -310,6 +317,11 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "event=start_failed reason=\"cannot start\"");
 		goto out;
 	}
+	/* Only now, as the daemon's user: root opens nothing there. */
+	log_set_file(cfg->log_file);
+	char *ddir = delayed_dir(cfg->socket_dir);
+	(void)delayed_dir_usable(ddir);   /* says so if lonc may not delete there */
+	free(ddir);
 	log_msg(LOG_NOTICE, "event=ready version=%s hosts=%zu socket_dir=%s pid=%ld",
 		LONC_VERSION, cfg->n_hosts, cfg->socket_dir, (long)getpid());
 	daemon_ready(0);

@@ -20,7 +20,7 @@ void queue_waiter_init(struct queue_waiter *w)
 	w->next = NULL;
 	w->parked = false;
 	atomic_init(&w->handed, false);
-	w->item = NULL;
+	w->item = (struct queue_item){ QUEUE_ITEM_CLIENT, NULL };
 }
 
 void queue_waiter_destroy(struct queue_waiter *w)
@@ -48,14 +48,16 @@ void queue_init(struct queue *q, size_t cap)
 	pthread_cond_init(&q->changed, &ca);
 	pthread_condattr_destroy(&ca);
 	q->cap = cap ? cap : 1;
-	q->items = xcalloc(q->cap, sizeof(void *));
+	q->items = xcalloc(q->cap, sizeof(*q->items));
 	q->head = q->len = 0;
 	q->closed = false;
 	q->generation = 0;
 	q->attention = false;
+	q->replay_queued = false;
 	q->workers = q->connecting = q->idle = 0;
 	q->parked = NULL;
-	q->manager_limit = 0;
+	q->manager_limit = q->manager_parallel = 0;
+	q->settled = 0;
 }
 
 void queue_destroy(struct queue *q)
@@ -80,11 +82,13 @@ static bool wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline
 	return pthread_cond_timedwait(cv, mu, &ts) != ETIMEDOUT;
 }
 
-/* The manager's predicate; caller holds q->mu. */
-static bool demand(const struct queue *q, int max_workers)
+/* The manager's predicate: requests wait that neither an idle worker
+ * nor one still connecting will take, and both limits leave room.
+ * Caller holds q->mu. */
+static bool demand(const struct queue *q, int max_workers, int max_connecting)
 {
-	return q->len > (size_t)q->idle && q->connecting == 0 &&
-	       q->workers < max_workers;
+	return q->len > (size_t)(q->idle + q->connecting) &&
+	       q->connecting < max_connecting && q->workers < max_workers;
 }
 
 /* Take w off the parked stack (caller holds q->mu). */
@@ -112,12 +116,19 @@ static void unpark_all(struct queue *q)
 	}
 }
 
-enum queue_rc queue_push(struct queue *q, void *item)
+/* An item leaves the queue (to a worker, or taken); q->mu held. */
+static void taken(struct queue *q, const struct queue_item *item)
+{
+	if (item->kind == QUEUE_ITEM_REPLAY)
+		q->replay_queued = false;
+}
+
+/* Hand item to a parked worker, or put it in the ring; q->mu held. */
+static enum queue_rc push_locked(struct queue *q, struct queue_item item,
+				 bool *wake_manager)
 {
 	enum queue_rc rc = QUEUE_OK;
-	bool wake_manager = false;
 
-	lock(q);
 	if (q->closed) {
 		rc = QUEUE_CLOSED;
 	} else if (q->parked) {
@@ -126,6 +137,7 @@ enum queue_rc queue_push(struct queue *q, void *item)
 
 		unpark(q, w);
 		w->item = item;
+		taken(q, &item);
 		atomic_store_explicit(&w->handed, true, memory_order_release);
 		/* Posted under mu: w's owner cannot be past its next locked
 		 * queue call (and so gone) while we still touch w. */
@@ -138,23 +150,57 @@ enum queue_rc queue_push(struct queue *q, void *item)
 		/* Nobody idle: the manager may add a worker, if it waits
 		 * and the pool has room (at max_connections a wake-up per
 		 * request would find nothing to do). */
-		wake_manager = q->connecting == 0 && q->workers < q->manager_limit;
+		*wake_manager = q->connecting < q->manager_parallel &&
+				q->workers < q->manager_limit;
 	}
-	unlock(q);
-	/* After the unlock, so that the manager does not block at once on
-	 * the mutex we hold; it re-checks its predicate under the mutex. */
-	if (wake_manager)
-		pthread_cond_broadcast(&q->changed);
 	return rc;
 }
 
-static void *take_locked(struct queue *q)
+/* After the unlock, so that the manager does not block at once on the
+ * mutex we held; it re-checks its predicate under the mutex. */
+static void after_push(struct queue *q, bool wake_manager)
 {
-	void *item = q->items[q->head];
+	if (wake_manager)
+		pthread_cond_broadcast(&q->changed);
+}
 
-	q->items[q->head] = NULL;
+enum queue_rc queue_push_client(struct queue *q, struct client *c)
+{
+	bool wake_manager = false;
+
+	lock(q);
+	enum queue_rc rc = push_locked(q, (struct queue_item){ QUEUE_ITEM_CLIENT, c },
+				       &wake_manager);
+	unlock(q);
+	after_push(q, wake_manager);
+	return rc;
+}
+
+bool queue_push_replay(struct queue *q)
+{
+	bool wake_manager = false, pushed = false;
+
+	lock(q);
+	if (!q->replay_queued) {
+		/* Set first: a parked worker handed the item clears it. */
+		q->replay_queued = true;
+		pushed = push_locked(q, (struct queue_item){ QUEUE_ITEM_REPLAY, NULL },
+				     &wake_manager) == QUEUE_OK;
+		if (!pushed)
+			q->replay_queued = false;
+	}
+	unlock(q);
+	after_push(q, wake_manager);
+	return pushed;
+}
+
+static struct queue_item take_locked(struct queue *q)
+{
+	struct queue_item item = q->items[q->head];
+
 	q->head = (q->head + 1) % q->cap;
 	q->len--;
+	taken(q, &item);
 	return item;
 }
 
@@ -179,17 +225,16 @@ static bool sleep_until(struct queue_waiter *w, int64_t deadline_ms)
 }
 
 /* An item handed to w by a push, if any. */
-static bool take_handed(struct queue_waiter *w, void **item)
+static bool take_handed(struct queue_waiter *w, struct queue_item *item)
 {
 	if (!atomic_exchange_explicit(&w->handed, false, memory_order_acquire))
 		return false;
 	*item = w->item;
-	w->item = NULL;
 	return true;
 }
 
 enum queue_rc queue_pop(struct queue *q, struct queue_waiter *self,
-			int64_t deadline_ms, unsigned gen, void **item)
+			int64_t deadline_ms, unsigned gen, struct queue_item *item)
 {
 	enum queue_rc rc;
 	bool timed_out = false;
@@ -243,7 +288,7 @@ unsigned queue_generation(struct queue *q)
 	return gen;
 }
 
-bool queue_take(struct queue *q, void **item)
+bool queue_take(struct queue *q, struct queue_item *item)
 {
 	bool got = false;
 
@@ -273,14 +318,16 @@ void queue_close(struct queue *q)
 	unlock(q);
 }
 
-enum queue_rc queue_wait_demand(struct queue *q, int max_workers,
-				int64_t deadline_ms)
+enum queue_rc queue_wait_demand(struct queue *q, int max_workers, int max_connecting,
+				unsigned *settled, int64_t deadline_ms)
 {
 	enum queue_rc rc = QUEUE_OK;
 
 	lock(q);
 	q->manager_limit = max_workers;
-	while (!q->closed && !q->attention && !demand(q, max_workers)) {
+	q->manager_parallel = max_connecting;
+	while (!q->closed && !q->attention && q->settled == *settled &&
+	       !demand(q, max_workers, max_connecting)) {
 		if (!wait_until(&q->changed, &q->mu, deadline_ms)) {
 			rc = QUEUE_TIMEOUT;
 			break;
@@ -291,10 +338,13 @@ enum queue_rc queue_wait_demand(struct queue *q, int max_workers,
 	} else if (q->attention) {
 		q->attention = false;
 		rc = QUEUE_KICKED;
-	} else if (demand(q, max_workers)) {
+	} else if (q->settled != *settled) {
+		rc = QUEUE_SETTLED;
+	} else if (demand(q, max_workers, max_connecting)) {
 		rc = QUEUE_OK;
 	}
-	q->manager_limit = 0;
+	*settled = q->settled;
+	q->manager_limit = q->manager_parallel = 0;
 	unlock(q);
 	return rc;
 }
@@ -320,6 +370,7 @@ void queue_worker_connected(struct queue *q)
 {
 	lock(q);
 	q->connecting--;
+	q->settled++;
 	pthread_cond_broadcast(&q->changed);
 	unlock(q);
 }
@@ -328,8 +379,10 @@ void queue_worker_exit(struct queue *q, bool was_connecting)
 {
 	lock(q);
 	q->workers--;
-	if (was_connecting)
+	if (was_connecting) {
 		q->connecting--;
+		q->settled++;
+	}
 	pthread_cond_broadcast(&q->changed);
 	unlock(q);
 }

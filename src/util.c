@@ -4,6 +4,8 @@
  */
 #include "util.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,33 @@ int64_t now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void thread_name(const char *role, const char *host)
+{
+	char name[16];   /* the kernel's limit, NUL included */
+
+	snprintf(name, sizeof(name), "%s%s%s", role, host ? ":" : "", host ? host : "");
+	pthread_setname_np(pthread_self(), name);
+}
+
+static _Atomic int64_t stop_by = INT64_MAX;
+
+void stop_deadline_set(int64_t deadline)
+{
+	/* Workers blocked on lond read it at least every receive slice
+	 * (worker.c), acceptors at every wake-up. */
+	atomic_store(&stop_by, deadline);
+}
+
+int64_t stop_deadline(void)
+{
+	return atomic_load_explicit(&stop_by, memory_order_relaxed);
+}
+
+bool stopping(void)
+{
+	return stop_deadline() != INT64_MAX;
 }
 
 static void oom(size_t n)

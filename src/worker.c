@@ -12,7 +12,8 @@
  * max_transaction_time the whole, a shutdown both.
  *
  * Locks: none of its own; it takes, one at a time and never across I/O,
- * h->queue.mu (queue calls), h->mu (host_set_error), acceptor->mu
+ * the queue's mutex (queue calls), the stats notes' (stats_error),
+ * acceptor->mu
  * (acceptor_return, when it hands a client back) and record_mu
  * (delayed_record).
  */
@@ -32,14 +33,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "client.h"
 #include "crypto.h"
 #include "delayed.h"
-#include "host.h"
+#include "config.h"
 #include "log.h"
 #include "lond.h"
 #include "net.h"
+#include "queue.h"
 #include "reply.h"
+#include "stats.h"
 
 #define WORKER_RBUF (64 * 1024)   /* the reply buffer's usual size */
 /* A worker blocked on lond's reply looks at its deadlines (the
@@ -48,10 +52,11 @@
 #define WORKER_STACK (256 * 1024)
 
 struct worker {
-	struct host *h;
+	const struct pool *p;
 	unsigned id;
 	pthread_t thread;
 	atomic_bool finished;
+	atomic_bool handshaken;      /* result below is final (release) */
 	struct worker_result result; /* first handshake: read by the manager */
 	struct worker_result *res;   /* where handshake() reports (worker only) */
 
@@ -62,6 +67,9 @@ struct worker {
 	struct crypto_idea *cipher;
 	struct reply reply;        /* the line being read from lond */
 	bool sliced;               /* fd blocks, in RECV_SLICE_MS receives */
+	char in_force[256];        /* the host ID lond applies ("": unknown) */
+	bool hinted;               /* a hint was logged on this connection */
+	bool insecure;             /* its key came from ekey (IDs in the key) */
 	char *wbuf;                /* enc: request buffer */
 	size_t wcap;
 	unsigned generation;       /* the queue's generation at connect */
@@ -70,6 +78,61 @@ struct worker {
 	atomic_bool left;          /* left the pool, about to finish */
 };
 
+/* ---- handshakes in flight, process-wide (max_handshakes) ---- */
+
+static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slots_cv = PTHREAD_COND_INITIALIZER;
+static int slots_used;                /* protected by slots_mu */
+static int slots_max = 32;            /* protected by slots_mu */
+
+void worker_limit_handshakes(int n)
+{
+	pthread_mutex_lock(&slots_mu);
+	slots_max = n;
+	pthread_cond_broadcast(&slots_cv);
+	pthread_mutex_unlock(&slots_mu);
+}
+
+/* Wait for a handshake slot.  False when the host's queue closed
+ * meanwhile (the wait is looked at every 100 ms). */
+static bool slot_take(const struct pool *p)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&slots_mu);
+	while (!got) {
+		if (slots_used < slots_max) {
+			slots_used++;
+			got = true;
+			break;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&slots_cv, &slots_mu, &ts);
+		pthread_mutex_unlock(&slots_mu);
+		struct queue_stats qs;
+		queue_get_stats(p->queue, &qs);
+		pthread_mutex_lock(&slots_mu);
+		if (qs.closed)
+			break;
+	}
+	pthread_mutex_unlock(&slots_mu);
+	return got;
+}
+
+static void slot_give(void)
+{
+	pthread_mutex_lock(&slots_mu);
+	slots_used--;
+	pthread_cond_signal(&slots_cv);
+	pthread_mutex_unlock(&slots_mu);
+}
+
 enum txn_rc {
 	TXN_OK,          /* reply relayed (or client gone); connection fine */
 	TXN_BROKEN,      /* the connection is unusable; client answered */
@@ -77,7 +140,7 @@ enum txn_rc {
 
 static const char *hname(const struct worker *w)
 {
-	return w->h->conf->hostname;
+	return w->p->conf->hostname;
 }
 
 static bool is_loopback(const char *addr)
@@ -91,7 +154,7 @@ static bool is_loopback(const char *addr)
  * connects to 127.0.0.1 unless the entry names a loopback address. */
 static const char *connect_target(const struct worker *w)
 {
-	const struct host_conf *hc = w->h->conf;
+	const struct host_conf *hc = w->p->conf;
 	const char *target = hc->address ? hc->address : hc->hostname;
 
 	if (hc->key_mode == KEY_LOCAL && !is_loopback(target))
@@ -102,7 +165,7 @@ static const char *connect_target(const struct worker *w)
 /* deadline, or the shutdown's deadline when that is sooner. */
 static int64_t within_shutdown(int64_t deadline)
 {
-	int64_t stop_by = host_shutdown_deadline();
+	int64_t stop_by = stop_deadline();
 
 	return deadline < stop_by ? deadline : stop_by;
 }
@@ -136,7 +199,7 @@ static const char *timeout_reason(const struct clock *k)
 {
 	int64_t now = now_ms();
 
-	return now >= host_shutdown_deadline() ? "shutdown_timeout" :
+	return now >= stop_deadline() ? "shutdown_timeout" :
 	       now >= k->end ? "max_transaction_time" : "transaction_timeout";
 }
 
@@ -216,6 +279,7 @@ static void set_result(struct worker *w, bool refused, bool timed_out,
 	va_list ap;
 
 	w->res->ok = false;
+	w->res->hint = NULL;
 	w->res->refused = refused;
 	w->res->timed_out = timed_out;
 	va_start(ap, fmt);
@@ -242,7 +306,7 @@ static int write_local_key(struct worker *w, struct lond_handshake *hs,
 	}
 	hs->local_key[2 * LOND_KEY_LEN] = '\0';
 	memset(raw, 0, sizeof(raw));
-	snprintf(path, n, "%s/lonc.%ld.%u.%08x.key", w->h->cfg->local_key_dir,
+	snprintf(path, n, "%s/lonc.%ld.%u.%08x.key", w->p->cfg->local_key_dir,
 		 (long)getpid(), w->id, tag);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
@@ -291,14 +355,16 @@ static int tls_step(struct worker *w, int64_t deadline, char *line, size_t *len)
 {
 	char err[256] = "";
 
-	if (!w->h->tls) {
+	if (!w->p->tls) {
 		set_result(w, false, false, "ssl mode without a TLS context");
 		return -1;
 	}
-	if (crypto_tls_key_exchange(w->h->tls, w->fd, w->h->conf->tls_name,
-				    deadline, line, LOND_LINE_MAX, len, err,
-				    sizeof(err)) < 0) {
+	if (crypto_tls_key_exchange(w->p->tls, w->fd, w->p->conf->tls_name, deadline,
+				    w->p->conf->tls_close_notify == CLOSE_NOTIFY_LENIENT,
+				    line, LOND_LINE_MAX, len, err, sizeof(err)) < 0) {
 		set_result(w, false, errno == ETIMEDOUT, "%s", err);
+		if (strstr(err, "close_notify"))
+			w->res->hint = "tls_close_notify";
 		return -1;
 	}
 	return 0;
@@ -339,9 +405,11 @@ static int run_step(struct worker *w, struct lond_handshake *hs, struct clock *k
 	memset(line, 0, sizeof(line));
 	reply_wipe(&w->reply);
 	reply_end(&w->reply);
-	if (rc < 0)
+	if (rc < 0) {
 		set_result(w, hs->refused, false, "handshake step %s: %s",
 			   lond_step_name(step), hs->error);
+		w->res->hint = hs->hint;
+	}
 	return rc;
 }
 
@@ -357,10 +425,10 @@ static int run_steps(struct worker *w, struct lond_handshake *hs, int64_t deadli
 	return rc < 0 ? -1 : 0;
 }
 
-static int handshake(struct worker *w)
+static int connect_handshake(struct worker *w)
 {
-	const struct host_conf *hc = w->h->conf;
-	const struct config *cfg = w->h->cfg;
+	const struct host_conf *hc = w->p->conf;
+	const struct config *cfg = w->p->cfg;
 	struct lond_handshake hs;
 	const char *why = NULL;
 	char key_path[PATH_MAX];
@@ -368,9 +436,11 @@ static int handshake(struct worker *w)
 	int rc = -1;
 
 	lond_handshake_init(&hs, lond_mode_of(hc->key_mode), cfg->host_id,
-			    hc->ids[0], LONC_VERSION, hc->version_step,
+			    hc->ids[0], hc->version_string, hc->version_step,
 			    hc->sethost_step);
 	hs.allow_insecure = cfg->allow_insecure;
+	hs.init_version = hc->init_version;
+	hs.local_first = hc->key_id_order == KEY_ID_LOCAL_FIRST;
 	w->fd = net_connect_tcp(connect_target(w), hc->port, deadline, &why);
 	if (w->fd < 0) {
 		set_result(w, errno == ECONNREFUSED, errno == ETIMEDOUT,
@@ -403,24 +473,90 @@ static int handshake(struct worker *w)
 		goto out;
 	}
 	w->sliced = true;
-	pthread_mutex_lock(&w->h->mu);
-	str_copy(w->h->peer_version, hs.peer_version, sizeof(w->h->peer_version));
-	str_copy(w->h->key_mode_used, hs.fell_back ? "insecure(fallback)" :
-		 lond_mode_name(hs.mode), sizeof(w->h->key_mode_used));
-	pthread_mutex_unlock(&w->h->mu);
+	/* The host ID in force on the connection (sethost_mode separate). */
+	str_copy(w->in_force, hc->sethost_step ? hc->ids[0] : "", sizeof(w->in_force));
+	w->hinted = false;
+	w->insecure = hs.mode == LOND_MODE_INSECURE || hs.fell_back;
+	stats_peer(w->p->stats, hs.peer_version, hs.fell_back ? "insecure(fallback)" :
+		   lond_mode_name(hs.mode));
 	w->res->ok = true;
 out:
 	memset(&hs, 0, sizeof(hs));
 	return rc;
 }
 
+/* Connect and handshake within a process-wide handshake slot. */
+static int handshake(struct worker *w)
+{
+	if (!slot_take(w->p)) {
+		set_result(w, false, false, "shutting down");
+		w->res->aborted = true;
+		return -1;
+	}
+	int rc = connect_handshake(w);
+	slot_give();
+	return rc;
+}
+
+/* sethost_mode separate: make `id` the host ID in force on the
+ * connection with a sethost:<id> transaction, unless it is already.  0,
+ * or -1 with errno (a closed connection gives ECONNRESET, so that the
+ * request, not yet sent, goes out on a fresh one; EPROTO when lond did
+ * not answer ok). */
+static int select_id(struct worker *w, const char *id, size_t idlen, int64_t deadline)
+{
+	char line[300];
+	size_t len;
+
+	if (idlen < sizeof(w->in_force) && !strncmp(w->in_force, id, idlen) &&
+	    !w->in_force[idlen])
+		return 0;
+	int n = snprintf(line, sizeof(line), "sethost:%.*s\n", (int)idlen, id);
+	if (n < 0 || (size_t)n >= sizeof(line) || idlen >= sizeof(w->in_force)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (net_write_all(w->fd, line, (size_t)n, deadline) < 0)
+		return -1;
+	struct clock k = { .silence_ms = INT64_MAX / 4, .end = deadline, .last = now_ms() };
+	reply_begin(&w->reply, NULL, LOND_LINE_MAX);
+	enum read_rc rc = read_reply(w, &k);
+	const char *text = rc == READ_OK ? reply_text(&w->reply, &len) : NULL;
+	bool ok = text && len == 2 && !memcmp(text, "ok", 2) && !w->reply.extra;
+	reply_end(&w->reply);
+	w->in_force[0] = '\0';
+	if (!ok) {
+		log_msg(LOG_WARNING, "host=%s worker=%u event=sethost_failed id=%.*s hint=sethost_mode",
+			hname(w), w->id, (int)idlen, id);
+		errno = rc == READ_CLOSED ? ECONNRESET : rc == READ_TIMEOUT ? ETIMEDOUT : EPROTO;
+		return -1;
+	}
+	memcpy(w->in_force, id, idlen);
+	w->in_force[idlen] = '\0';
+	return 0;
+}
+
 /* Send one request line (line[len] is its '\n'), encrypting an
- * encrypt: request.  0 or -1. */
+ * encrypt: request; its sethost: prefix as sethost_mode says: in line
+ * (inline), as a transaction of its own when the ID changes (separate),
+ * or not at all (off).  0 or -1. */
 static int send_line(struct worker *w, const char *line, size_t len, int64_t deadline)
 {
+	const struct host_conf *hc = w->p->conf;
 	struct lond_request r;
 
 	lond_parse_request(line, len, &r);
+	if (hc->sethost_mode != SETHOST_INLINE) {
+		const char *id = r.prefix_len ? line + 8 : hc->ids[0];
+		size_t idlen = r.prefix_len ? r.prefix_len - 9 : strlen(hc->ids[0]);
+
+		if (hc->sethost_mode == SETHOST_SEPARATE &&
+		    select_id(w, id, idlen, deadline) < 0)
+			return -1;
+		line += r.prefix_len;
+		len -= r.prefix_len;
+		r.prefix_len = 0;
+	}
 	if (!r.encrypt)
 		return net_write_all(w->fd, line, len + 1, deadline);
 	size_t need = lond_enc_size(r.prefix_len, r.cmd_len);
@@ -459,7 +595,7 @@ enum replay_rc {
 static enum read_rc replay_exchange(struct worker *w, const char *req, size_t len,
 				    struct clock *k)
 {
-	const struct config *cfg = w->h->cfg;
+	const struct config *cfg = w->p->cfg;
 
 	*k = clock_start(cfg->transaction_timeout_ms, cfg->max_transaction_ms);
 	if (send_line(w, req, len, clock_deadline(k)) < 0)
@@ -468,11 +604,55 @@ static enum read_rc replay_exchange(struct worker *w, const char *req, size_t le
 	return read_reply(w, k);
 }
 
+/* An answer that points at a protocol setting (lond_answer_hint) is
+ * logged with it, once per connection. */
+static void note_answer(struct worker *w, const char *req, size_t len)
+{
+	struct lond_request r;
+	size_t alen;
+	const char *a = reply_text(&w->reply, &alen);
+
+	if (w->hinted || !a)
+		return;
+	lond_parse_request(req, len, &r);
+	if (w->p->conf->sethost_mode != SETHOST_INLINE)
+		r.prefix_len = 0;   /* the prefix did not go out in line */
+	const char *hint = lond_answer_hint(&r, w->insecure, a, alen);
+	if (hint) {
+		log_msg(LOG_WARNING, "host=%s worker=%u event=suspect_answer answer=\"%.*s\" hint=%s",
+			hname(w), w->id, alen > 40 ? 40 : (int)alen, a, hint);
+		w->hinted = true;
+	}
+}
+
+/* lond answered a delayed file: it is delivered, so it is deleted (or,
+ * if it cannot be, set aside: it must not go out again) and recorded. */
+static enum replay_rc replay_done(struct worker *w, const struct delayed_item *it,
+				  const char *line, size_t len)
+{
+	char perm_log[PATH_MAX];
+
+	if (unlink(it->path) < 0 && errno != ENOENT) {
+		log_errno(LOG_ERR, "host=%s event=delayed_unlink_failed file=%s action=\"set aside: not sent again; remove it by hand\"",
+			  hname(w), it->path);
+		delayed_set_aside(it);
+	}
+	if (delayed_record(it->hostid, line, len, perm_log, sizeof(perm_log)) < 0)
+		log_errno(LOG_ERR, "host=%s event=delayed_record_failed file=%s",
+			  hname(w), perm_log);
+	if (!w->reply.extra)
+		return REPLAY_DELIVERED;
+	/* The stream is out of step: the rest waits for a fresh connection. */
+	log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
+		hname(w), w->id);
+	return REPLAY_OUT_OF_STEP;
+}
+
 /* Send one delayed file as sethost:<hostid>:<line> and wait for lond's
  * answer; only then is the file deleted and its S: record written. */
 static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it)
 {
-	const struct config *cfg = w->h->cfg;
+	const struct config *cfg = w->p->cfg;
 	size_t len;
 	char *line = delayed_read(it->path, cfg->max_request_bytes, &len);
 
@@ -505,22 +685,8 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
 			rr == READ_FAILED || rr == READ_SPOOL ? strerror(errno) : read_reasons[rr]);
 		rc = REPLAY_BROKEN;
 	} else {
-		char perm_log[PATH_MAX];
-
-		if (unlink(it->path) < 0 && errno != ENOENT)
-			log_errno(LOG_ERR, "host=%s event=delayed_unlink_failed file=%s",
-				  hname(w), it->path);
-		if (delayed_record(it->hostid, line, len, perm_log, sizeof(perm_log)) < 0)
-			log_errno(LOG_ERR, "host=%s event=delayed_record_failed file=%s",
-				  hname(w), perm_log);
-		rc = REPLAY_DELIVERED;
-		if (w->reply.extra) {
-			/* The stream is out of step: the rest waits for a
-			 * fresh connection. */
-			log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
-				hname(w), w->id);
-			rc = REPLAY_OUT_OF_STEP;
-		}
+		note_answer(w, req, plen + len);
+		rc = replay_done(w, it, line, len);
 	}
 	reply_end(&w->reply);
 	wipe_free(req, plen + len);
@@ -528,31 +694,24 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
 	return rc;
 }
 
-/* Replay this host's delayed transactions on this connection, oldest
- * first, one host-wide replayer at a time.  A file is deleted (and its
- * S: record written) only after lond answered it.  Returns -1 when the
- * connection broke (the rest stays for the next connection). */
-static int replay_delayed(struct worker *w)
+/* Replay the files in dir for this host's IDs (claimed by the caller),
+ * oldest first.  -1 when the connection broke (the rest stays for the
+ * next connection). */
+static int replay_files(struct worker *w, const char *dir)
 {
-	struct host *h = w->h;
-	const struct config *cfg = h->cfg;
+	const struct host_conf *hc = w->p->conf;
 	struct delayed_item *items;
 	size_t n, done = 0;
-	bool no = false;
 	int rc = 0;
 
-	if (!atomic_compare_exchange_strong(&h->replaying, &no, true))
-		return 0;
-	char *dir = delayed_dir(cfg->socket_dir);
-	if (delayed_scan(dir, h->conf->ids, h->conf->n_ids, &items, &n) < 0) {
+	if (delayed_scan(dir, hc->ids, hc->n_ids, &items, &n) < 0) {
 		log_errno(LOG_WARNING, "host=%s event=delayed_scan_failed dir=%s", hname(w), dir);
-		n = 0;
-		items = NULL;
+		return 0;
 	}
 	for (size_t i = 0; i < n; i++) {
 		/* Once a shutdown began, no new file is started: the rest
-		 * stays for the next start (host_shutdown_deadline). */
-		if (host_shutdown_deadline() != INT64_MAX)
+		 * stays for the next start (stop_deadline). */
+		if (stopping())
 			break;
 		enum replay_rc r = replay_one(w, &items[i]);
 
@@ -567,9 +726,25 @@ static int replay_delayed(struct worker *w)
 		log_msg(LOG_NOTICE, "host=%s event=delayed_replayed delivered=%zu pending=%zu",
 			hname(w), done, n - done);
 	delayed_free(items, n);
+	return rc;
+}
+
+/* Replay this host's delayed transactions on this connection.  Each file
+ * goes out once: only while this process may delete files there, and
+ * only under the claim of the host's IDs (no other replay of them, also
+ * by a host a reload is retiring).  A file is deleted (and its S: record
+ * written) only after lond answered it.  -1 when the connection broke. */
+static int replay_delayed(struct worker *w)
+{
+	const struct host_conf *hc = w->p->conf;
+	char *dir = delayed_dir(w->p->cfg->socket_dir);
+	int rc = 0;
+
+	if (delayed_dir_usable(dir) && delayed_claim(hc->ids, hc->n_ids)) {
+		rc = replay_files(w, dir);
+		delayed_release(hc->ids, hc->n_ids);
+	}
 	free(dir);
-	atomic_store(&h->delayed_checked, now_ms());
-	atomic_store(&h->replaying, false);
 	return rc;
 }
 
@@ -579,8 +754,27 @@ static void leave_pool(struct worker *w)
 	if (w->counted) {
 		w->counted = false;
 		atomic_store(&w->left, true);
-		queue_worker_exit(&w->h->queue, false);
+		queue_worker_exit(w->p->queue, false);
 	}
+}
+
+/* A request lonc could not complete: the client gets con_lost (unless
+ * it is gone) and goes back to its acceptor for its next one. */
+static void fail_client(const struct pool *p, struct client *c)
+{
+	stats_add(p->stats, STAT_failed, 1);
+	if (!acceptor_answer(c, "con_lost", p->cfg->client_write_timeout_ms))
+		stats_add(p->stats, STAT_client_gone, 1);
+}
+
+void pool_fail_queued(const struct pool *p)
+{
+	struct queue_item item;
+
+	/* A replay item is dropped: its files stay for the next check. */
+	while (queue_take(p->queue, &item))
+		if (item.kind == QUEUE_ITEM_CLIENT)
+			fail_client(p, item.client);
 }
 
 /* The transaction failed and the connection with it: the client gets
@@ -588,18 +782,16 @@ static void leave_pool(struct worker *w)
 static void fail_txn(struct worker *w, struct client *c, const char *what,
 		     const char *detail)
 {
-	struct host *h = w->h;
-
 	log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=%s%s%s%s",
 		hname(w), w->id, what, detail ? " error=\"" : "", detail ? detail : "",
 		detail ? "\"" : "");
-	host_set_error(h, "transaction: %s%s%s", what, detail ? ": " : "",
-		       detail ? detail : "");
+	stats_error(w->p->stats, "transaction: %s%s%s", what, detail ? ": " : "",
+		    detail ? detail : "");
 	/* The connection is lost: leave the pool before the client hears
 	 * of it, so that its next request finds the pool as it really is
 	 * (a failed attempt to connect then counts toward the dead state). */
 	leave_pool(w);
-	host_fail_client(h, c);
+	fail_client(w->p, c);
 }
 
 /* Look at both ends without waiting.  Returns -1 when the client hung
@@ -627,8 +819,6 @@ static int check_ends(struct worker *w, struct client *c, bool *stale)
 /* Replace the connection by a fresh one.  0 or -1 (logged, counted). */
 static int reconnect(struct worker *w)
 {
-	struct host *h = w->h;
-
 	close(w->fd);
 	w->fd = -1;
 	crypto_idea_free(w->cipher);
@@ -640,13 +830,14 @@ static int reconnect(struct worker *w)
 	int rc = handshake(w);
 	w->res = &w->result;
 	if (rc < 0) {
-		atomic_fetch_add_explicit(&h->stats.connect_failures, 1, memory_order_relaxed);
-		log_msg(LOG_WARNING, "host=%s worker=%u event=reconnect_failed reason=\"%s\"",
-			hname(w), w->id, again.reason);
-		host_set_error(h, "%s", again.reason);
+		stats_add(w->p->stats, STAT_connect_failures, 1);
+		log_msg(LOG_WARNING, "host=%s worker=%u event=reconnect_failed reason=\"%s\"%s%s",
+			hname(w), w->id, again.reason, again.hint ? " hint=" : "",
+			again.hint ? again.hint : "");
+		stats_error(w->p->stats, "%s", again.reason);
 		return -1;
 	}
-	atomic_fetch_add_explicit(&h->stats.connects, 1, memory_order_relaxed);
+	stats_add(w->p->stats, STAT_connects, 1);
 	return 0;
 }
 
@@ -654,26 +845,26 @@ static int reconnect(struct worker *w)
  * left (shutdown, queue_timeout)?  False when c was dealt with here. */
 static bool admit(struct worker *w, struct client *c, bool *stale)
 {
-	struct host *h = w->h;
+	const struct pool *p = w->p;
 
 	/* One poll looks at both ends: a client that hung up while its
 	 * request waited is dropped, and a pooled connection that lond
 	 * closed while idle is noticed (send_with_resend). */
 	if (check_ends(w, c, stale) < 0) {
-		atomic_fetch_add_explicit(&h->stats.client_gone, 1, memory_order_relaxed);
+		stats_add(p->stats, STAT_client_gone, 1);
 		client_free(c);
 		return false;
 	}
-	const char *late = now_ms() >= host_shutdown_deadline() ? "shutdown_timeout" :
-			   now_ms() - c->queued_at > h->cfg->queue_timeout_ms ?
+	const char *late = now_ms() >= stop_deadline() ? "shutdown_timeout" :
+			   now_ms() - c->queued_at > p->cfg->queue_timeout_ms ?
 			   "queue_timeout" : NULL;
 	if (!late)
 		return true;
 	if (!strcmp(late, "queue_timeout"))
-		atomic_fetch_add_explicit(&h->stats.timeouts, 1, memory_order_relaxed);
+		stats_add(p->stats, STAT_timeouts, 1);
 	log_msg(LOG_WARNING, "host=%s worker=%u event=transaction_failed reason=%s",
 		hname(w), w->id, late);
-	host_fail_client(h, c);
+	fail_client(p, c);
 	return false;
 }
 
@@ -715,8 +906,7 @@ static void reply_failed(struct worker *w, struct client *c, enum read_rc rc,
 		what = timeout_reason(k);
 		/* A deadline a shutdown brought closer is no fault of lond's. */
 		if (strcmp(what, "shutdown_timeout"))
-			atomic_fetch_add_explicit(&w->h->stats.timeouts, 1,
-						  memory_order_relaxed);
+			stats_add(w->p->stats, STAT_timeouts, 1);
 	} else if (rc == READ_FAILED || rc == READ_SPOOL) {
 		detail = strerror(errno);
 	}
@@ -726,26 +916,28 @@ static void reply_failed(struct worker *w, struct client *c, enum read_rc rc,
 /* The whole reply to its client, then the client back to its acceptor. */
 static void deliver(struct worker *w, struct client *c)
 {
-	struct host *h = w->h;
+	const struct pool *p = w->p;
+	/* Read now: once handed back (or freed) c is not ours to look at. */
+	int64_t start_us = c->start_us;
 
-	if (client_send_reply(c, &w->reply, h->cfg->client_write_timeout_ms) < 0) {
+	if (client_send_reply(c, &w->reply, p->cfg->client_write_timeout_ms) < 0) {
 		/* It stopped reading its reply (or left): the one case where
 		 * a client is cut off rather than answered con_lost. */
 		log_errno(LOG_INFO, "host=%s worker=%u event=client_write_failed bytes=%zu",
 			  hname(w), w->id, reply_size(&w->reply) + 1);
-		atomic_fetch_add_explicit(&h->stats.client_gone, 1, memory_order_relaxed);
+		stats_add(p->stats, STAT_client_gone, 1);
 		client_free(c);
 	} else {
-		host_release_client(h, c);
+		acceptor_return(c);
 	}
-	atomic_fetch_add_explicit(&h->stats.replied, 1, memory_order_relaxed);
-	host_record_latency(h, now_us() - c->start_us);
+	stats_add(p->stats, STAT_replied, 1);
+	stats_latency(p->stats, now_us() - start_us);
 }
 
 /* One transaction for client c. */
 static enum txn_rc serve(struct worker *w, struct client *c)
 {
-	const struct config *cfg = w->h->cfg;
+	const struct config *cfg = w->p->cfg;
 	bool stale = false;
 
 	if (!admit(w, c, &stale))
@@ -761,88 +953,64 @@ static enum txn_rc serve(struct worker *w, struct client *c)
 		return TXN_BROKEN;
 	}
 	bool extra = w->reply.extra;
+	note_answer(w, c->in.data, c->req_len);
 	deliver(w, c);
 	reply_end(&w->reply);
 	if (extra) {
 		/* lond sent more than one line: the stream is out of step. */
 		log_msg(LOG_WARNING, "host=%s worker=%u event=protocol_error reason=extra_reply_data",
 			hname(w), w->id);
-		host_set_error(w->h, "lond sent data after a reply");
+		stats_error(w->p->stats, "lond sent data after a reply");
 		return TXN_BROKEN;
 	}
 	return TXN_OK;
 }
 
-static void *worker_main(void *arg)
+/* Workers run under SCHED_BATCH (batch_workers): a woken batch thread
+ * does not preempt the running one (the acceptor that handed it a
+ * request and reads on). */
+static void set_batch(struct worker *w)
 {
-	struct worker *w = arg;
-	struct host *h = w->h;
-	const struct config *cfg = h->cfg;
-	const char *why = "closed";
+	struct sched_param sp = { .sched_priority = 0 };
+	int err = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 
-	pthread_setname_np(pthread_self(), "lonc-worker");
-	if (cfg->batch_workers) {
-		/* A woken batch thread does not preempt the running one
-		 * (the acceptor that handed it a request and reads on). */
-		struct sched_param sp = { .sched_priority = 0 };
-		int err = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	if (err)
+		log_msg(LOG_DEBUG, "host=%s worker=%u event=sched_batch_failed error=\"%s\"",
+			hname(w), w->id, strerror(err));
+}
 
-		if (err)
-			log_msg(LOG_DEBUG, "host=%s worker=%u event=sched_batch_failed error=\"%s\"",
-				hname(w), w->id, strerror(err));
-	}
-	reply_init(&w->reply, WORKER_RBUF, cfg->reply_buffer, cfg->spool_dir);
-	w->generation = queue_generation(&h->queue);
-	if (handshake(w) < 0) {
-		if (w->fd >= 0)
-			close(w->fd);
-		w->fd = -1;
-		reply_destroy(&w->reply);
-		atomic_store(&w->finished, true);
-		queue_worker_exit(&h->queue, true);
-		return NULL;
-	}
-	log_msg(LOG_INFO, "host=%s worker=%u event=connected", hname(w), w->id);
-	queue_worker_connected(&h->queue);
-	w->counted = true;
+/* Serve the queue until the connection ends; returns why it ended. */
+static const char *serve_queue(struct worker *w)
+{
+	const struct config *cfg = w->p->cfg;
+
 	if (replay_delayed(w) < 0)
-		why = "broken";
-	for (; strcmp(why, "broken");) {
+		return "broken";
+	for (;;) {
 		/* Jitter spreads the closing of connections that went idle
 		 * together over a tenth of the idle timeout. */
 		int64_t idle = cfg->idle_timeout_ms +
 			       rand_below((uint32_t)cfg->idle_timeout_ms / 10 + 1);
-		void *item;
-		enum queue_rc rc = queue_pop(&h->queue, &w->waiter, now_ms() + idle,
-					     w->generation, &item);
+		struct queue_item item;
 
-		if (rc == QUEUE_TIMEOUT) {
-			why = "idle";
-			break;
+		switch (queue_pop(w->p->queue, &w->waiter, now_ms() + idle,
+				  w->generation, &item)) {
+		case QUEUE_TIMEOUT: return "idle";
+		case QUEUE_CLOSED: return "shutdown";
+		case QUEUE_KICKED: return "close_requested";
+		default: break;
 		}
-		if (rc == QUEUE_CLOSED) {
-			why = "shutdown";
-			break;
-		}
-		if (rc == QUEUE_KICKED) {
-			why = "close_requested";
-			break;
-		}
-		if (!item) {
-			/* host_queue_delayed: new delayed files to replay. */
-			atomic_store(&h->delayed_queued, false);
-			if (replay_delayed(w) < 0)
-				why = "broken";
-			continue;
-		}
-		if (serve(w, item) == TXN_BROKEN) {
-			why = "broken";
-			break;
-		}
+		if (item.kind == QUEUE_ITEM_REPLAY ? replay_delayed(w) < 0 :
+		    serve(w, item.client) == TXN_BROKEN)
+			return "broken";
 	}
-	log_msg(LOG_INFO, "host=%s worker=%u event=disconnected reason=%s",
-		hname(w), w->id, why);
-	close(w->fd);
+}
+
+/* The connection's end: everything released, the slot given up. */
+static void finish(struct worker *w, bool connected)
+{
+	if (w->fd >= 0)
+		close(w->fd);
 	w->fd = -1;
 	crypto_idea_free(w->cipher);
 	w->cipher = NULL;
@@ -850,38 +1018,71 @@ static void *worker_main(void *arg)
 	free(w->wbuf);
 	w->wbuf = NULL;
 	atomic_store(&w->finished, true);
-	if (w->counted)
-		queue_worker_exit(&h->queue, false);
+	if (!connected)
+		queue_worker_exit(w->p->queue, true);
+	else if (w->counted)
+		queue_worker_exit(w->p->queue, false);
 	else
-		queue_poke(&h->queue);   /* the manager may reap this slot now */
+		queue_poke(w->p->queue);   /* the manager may reap this slot now */
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	const struct config *cfg = w->p->cfg;
+
+	thread_name("wrk", hname(w));
+	if (cfg->batch_workers)
+		set_batch(w);
+	reply_init(&w->reply, WORKER_RBUF, cfg->reply_buffer, cfg->spool_dir);
+	w->generation = queue_generation(w->p->queue);
+	int rc = handshake(w);
+	/* Before the queue call that wakes the manager to judge it. */
+	atomic_store_explicit(&w->handshaken, true, memory_order_release);
+	if (rc < 0) {
+		finish(w, false);
+		return NULL;
+	}
+	log_msg(LOG_INFO, "host=%s worker=%u event=connected", hname(w), w->id);
+	queue_worker_connected(w->p->queue);
+	w->counted = true;
+	const char *why = serve_queue(w);
+	log_msg(LOG_INFO, "host=%s worker=%u event=disconnected reason=%s",
+		hname(w), w->id, why);
+	finish(w, true);
 	return NULL;
 }
 
-struct worker *worker_start(struct host *h, unsigned id)
+struct worker *worker_start(const struct pool *p, unsigned id)
 {
 	struct worker *w = xcalloc(1, sizeof(*w));
 	pthread_attr_t attr;
 	int rc;
 
-	w->h = h;
+	w->p = p;
 	w->id = id;
 	w->fd = -1;
 	w->res = &w->result;
 	queue_waiter_init(&w->waiter);
-	queue_worker_start(&h->queue);
+	queue_worker_start(p->queue);
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, WORKER_STACK);
 	rc = pthread_create(&w->thread, &attr, worker_main, w);
 	pthread_attr_destroy(&attr);
 	if (rc) {
 		log_msg(LOG_ERR, "host=%s event=thread_failed thread=worker error=\"%s\"",
-			h->conf->hostname, strerror(rc));
-		queue_worker_exit(&h->queue, true);
+			p->conf->hostname, strerror(rc));
+		queue_worker_exit(p->queue, true);
 		queue_waiter_destroy(&w->waiter);
 		free(w);
 		return NULL;
 	}
 	return w;
+}
+
+bool worker_handshaken(const struct worker *w)
+{
+	return atomic_load_explicit(&w->handshaken, memory_order_acquire);
 }
 
 const struct worker_result *worker_result(const struct worker *w)

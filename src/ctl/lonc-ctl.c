@@ -35,21 +35,25 @@ int main(int argc, char **argv)
 
 	if (!path)
 		path = "/var/run/lonc/admin.sock";
-	if (i < argc && !strcmp(argv[i], "-s")) {
-		if (i + 1 >= argc)
-			usage();
-		path = argv[i + 1];
-		i += 2;
-	}
-	if (i >= argc || !strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
-		usage();
+	/* -s SOCKET may stand anywhere (lonc-ctl status -s X); the other
+	 * words make the command. */
 	for (; i < argc; i++) {
+		if (!strcmp(argv[i], "-s")) {
+			if (++i >= argc)
+				usage();
+			path = argv[i];
+			continue;
+		}
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			usage();
 		int n = snprintf(line + len, sizeof(line) - len, "%s%s",
 				 len ? " " : "", argv[i]);
 		if (n < 0 || (size_t)n >= sizeof(line) - len - 1)
 			usage();
 		len += (size_t)n;
 	}
+	if (len == 0)
+		usage();
 	line[len++] = '\n';
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "lonc-ctl: socket path too long\n");

@@ -20,6 +20,12 @@ my $ctl = build_dir() . '/lonc-ctl';
 sub ctl { my $o = `$ctl -s $admin @_ 2>&1`; return ($? >> 8, $o) }
 
 ok(-S $admin, 'admin socket exists');
+{
+    # -s after the command word is taken too (it was once ignored).
+    my $o = `$ctl status json -s $admin 2>&1`;
+    is($? >> 8, 0, 'lonc-ctl status json -s SOCKET: -s after the command');
+    like($o, qr/^\{"version":/, '... reaches the daemon and runs the whole command');
+}
 is((stat $admin)[2] & 07777, 0600, 'admin socket is mode 0600 (its user and root only)');
 is(request("$dir/up", 'ping'), 'pong', 'traffic') for 1 .. 3;
 is(request("$dir/down", 'ping'), 'con_lost', 'a failing host');
@@ -34,6 +40,7 @@ like($out, qr/^down\s+dead\s/m, 'down: dead');
 ($rc, $out) = ctl('status', 'json');
 is($rc, 0, 'status json exits 0');
 like($out, qr/^\{"version":"[\d.]+","pid":\d+,"hosts":\[\{"host":"up","state":"connected",.*"requests":3,.*\}\]\}$/s, 'status json shape');
+like($out, qr/"sethost_mode":"inline","init_version":"","key_id_order":"remote_first","version_string":"0\.1\.0","tls_close_notify":"required"/, 'status json shows the protocol switches');
 like($out, qr/"host":"down","state":"dead".*"last_error":"connect to 127\.0\.0\.1 port \d+: Connection refused"/, 'last error of the dead host');
 
 ($rc, $out) = ctl('metrics');
@@ -43,9 +50,28 @@ like($out, qr/^lonc_requests_total\{host="up"\} 3$/m, 'request counter per host'
 like($out, qr/^lonc_host_dead\{host="down"\} 1$/m, 'dead gauge');
 like($out, qr/^lonc_request_duration_seconds_bucket\{host="up",le="\+Inf"\} 3$/m, 'latency histogram');
 like($out, qr/^lonc_request_duration_seconds_count\{host="up"\} 3$/m, 'histogram count');
+like($out, qr/^lonc_build_info\{version="[\d.]+"\} 1$/m, 'build_info');
+like($out, qr/^lonc_start_time_seconds (\d+)$/m, 'start time');
+my ($started) = $out =~ /^lonc_start_time_seconds (\d+)$/m;
+cmp_ok(abs(time - ($started // 0)), '<', 3600, 'start time is wall-clock seconds');
+like($out, qr/^lonc_reloads_total 0$/m, 'no reload yet');
+like($out, qr/^lonc_too_long_total\{host="up"\} 0$/m, 'too_long, once JSON only, is a metric');
+like($out, qr/^lonc_client_gone_total\{host="up"\} \d+$/m, 'client_gone too');
+like($out, qr/^lonc_idle_connections\{host="up"\} \d+$/m, 'idle connections');
+like($out, qr/^lonc_max_connections\{host="up"\} \d+$/m, 'max_connections');
+{
+    # Every metric lonc exports is described in lonc-ctl(8).
+    my $man = log_text("$FindBin::Bin/../../doc/lonc-ctl.8");
+    my @names = $out =~ /^# TYPE (\S+) /mg;
+    my @missing = grep { $man !~ /\b\Q$_\E\b/ } @names;
+    is_deeply(\@missing, [], 'every metric is in lonc-ctl(8)');
+    cmp_ok(scalar @names, '>=', 20, 'and there are many of them');
+}
 
 ($rc, $out) = ctl('hosts');
-like($out, qr/^up address=127\.0\.0\.1 port=\d+ ids=testlond aliases=upalias key_mode=insecure/m, 'hosts lists the table');
+like($out, qr/^up address=127\.0\.0\.1 port=\d+ ids=up aliases=upalias key_mode=insecure/m, 'hosts lists the table');
+like($out, qr/^up .* sethost_mode=inline init_version="" key_id_order=remote_first version_string="0\.1\.0" tls_close_notify=required version_step=true sethost_step=true peer_version="testlond-1\.0"$/m,
+    'with the protocol switches in force and the lond version seen');
 
 ($rc, $out) = ctl('reset', 'nosuchhost');
 is($rc, 1, 'reset of an unknown host exits 1');

@@ -85,7 +85,7 @@ sub worker_policies {
         open my $c, '<', "$task/comm" or next;
         my $comm = <$c> // '';
         chomp $comm;
-        next unless $comm eq 'lonc-worker';
+        next unless $comm =~ /^wrk:/;
         open my $st, '<', "$task/stat" or next;
         my ($rest) = (<$st> // '') =~ /\)\s+(.*)/s;
         push @p, (split ' ', $rest // '')[38];
@@ -93,7 +93,13 @@ sub worker_policies {
     return @p;
 }
 my @pol = worker_policies($lonc->{pid});
-ok(@pol >= 1, 'worker threads are named lonc-worker');
+ok(@pol >= 1, 'worker threads are named wrk:<host>');
+{
+    my @names = map { log_text("$_/comm") } glob("/proc/$lonc->{pid}/task/*");
+    chomp @names;
+    ok((grep { /^acc:lond1$/ } @names) && (grep { /^mgr:lond1$/ } @names),
+       'acceptor and manager threads carry the host too (cut to 15 characters)') or diag("@names");
+}
 is_deeply([ grep { $_ != 3 } @pol ], [], 'and run under SCHED_BATCH');
 
 is(stop_lonc($lonc), 0, 'SIGTERM: lonc exits 0');

@@ -18,7 +18,7 @@ my $good = write_config(name => 'good', hosts => [ { hostname => 'h1', port => 5
 my $out = `$lonc -t -c $good 2>&1`;
 is($? >> 8, 0, '-t on a good config exits 0');
 like($out, qr/config .*good\.yaml: OK/, '-t prints OK');
-like($out, qr/host h1 -> 127\.0\.0\.1:5663 ids=testlond/, '-t summarises the hosts');
+like($out, qr/host h1 -> 127\.0\.0\.1:5663 ids=h1/, '-t summarises the hosts');
 
 my $dir = tmp_dir();
 open my $fh, '>', "$dir/broken.yaml" or die;

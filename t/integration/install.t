@@ -63,14 +63,16 @@ my $lonc_src = -f "$build/lonc" ? "$build/lonc" : "$top/$build/lonc";
 my $d = "$dir/destdir";
 make_install($d, 'PREFIX=/usr');
 my %want = (
-    '/usr/sbin/lonc' => ['0755', $lonc_src],
+    '/usr/sbin/lonc' => ['0755', undef],
     '/etc/lonc/lonc.yaml.example' => ['0644', "$top/etc/lonc.yaml"],
     '/etc/init.d/lonc' => ['0755', undef],
     '/usr/share/man/man8/lonc.8' => ['0644', "$top/doc/lonc.8"],
     '/usr/share/man/man8/lonc-ctl.8' => ['0644', "$top/doc/lonc-ctl.8"],
     '/usr/share/man/man5/lonc.yaml.5' => ['0644', "$top/doc/lonc.yaml.5"],
+    '/usr/lib/systemd/system/lonc.service' => ['0644', undef],
+    '/etc/default/lonc' => ['0644', "$top/scripts/lonc.default"],
 );
-$want{'/usr/sbin/lonc-ctl'} = ['0755', $ctl_src];
+$want{'/usr/sbin/lonc-ctl'} = ['0755', undef];
 for my $f (sort keys %want) {
     my ($mode, $src) = @{ $want{$f} };
     is(mode("$d$f"), $mode, "$f installed with mode $mode");
@@ -80,6 +82,14 @@ for my $f (sort keys %want) {
 is_deeply([ files_under($d) ], [ sort keys %want ], 'nothing else installed');
 like(`$d/usr/sbin/lonc --version`, qr/^lonc \d+\.\d+\.\d+$/m,
     'the installed lonc runs');
+for my $bin (qw(lonc lonc-ctl)) {
+    my $sections = `readelf -S $d/usr/sbin/$bin 2>&1`;
+    unlike($sections, qr/\.symtab/, "$bin is installed stripped");
+}
+my $unit = slurp("$d/usr/lib/systemd/system/lonc.service") // '';
+like($unit, qr{^Type=notify$}m, 'systemd unit: Type=notify');
+like($unit, qr{^ExecStart=/usr/sbin/lonc --foreground -c \$\{CONFIG\}}m, 'systemd unit: the installed lonc');
+like($unit, qr{^WatchdogSec=\d+$}m, 'systemd unit: a watchdog');
 
 # The init script: the installed paths as defaults, otherwise unchanged.
 my $init = slurp("$d/etc/init.d/lonc") // '';
@@ -97,6 +107,27 @@ is($?, 0, 'init script parses');
     local $ENV{CONFIG} = "$dir/no-such.yaml";
     my $out = `$d/etc/init.d/lonc status 2>&1`;
     is($? >> 8, 3, 'installed init script runs (status: 3, not running)');
+}
+
+# A second install keeps an edited init script and defaults file (the
+# new ones land next to them); uninstall removes the rest, keeps those.
+{
+    open my $fh, '>>', "$d/etc/init.d/lonc" or die;
+    print $fh "# edited here\n";
+    close $fh;
+    open $fh, '>>', "$d/etc/default/lonc" or die;
+    print $fh "CONFIG=/srv/lonc.yaml\n";
+    close $fh;
+    my $out = make_install($d, 'PREFIX=/usr');
+    like(slurp("$d/etc/init.d/lonc"), qr/# edited here/, 're-install keeps an edited init script');
+    ok(-e "$d/etc/init.d/lonc.dist", '... and puts the new one beside it');
+    like($out, qr{init.d/lonc differs}, '... and says so');
+    like(slurp("$d/etc/default/lonc"), qr{^CONFIG=/srv/lonc\.yaml$}m, 're-install keeps /etc/default/lonc');
+    unlink "$d/etc/init.d/lonc.dist";
+    my $u = `make -C $top --no-print-directory BUILD=$build uninstall DESTDIR=$d PREFIX=/usr 2>&1`;
+    is($? >> 8, 0, 'make uninstall') or diag $u;
+    is_deeply([ files_under($d) ], [ '/etc/default/lonc', '/etc/init.d/lonc' ],
+        'uninstall removes everything but the edited files');
 }
 
 # Other PREFIX, SYSCONFDIR and MANDIR.

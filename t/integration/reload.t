@@ -45,6 +45,11 @@ print $fh "bogus_key: 1\n";
 close $fh;
 reloaded('HUP');
 like($log->(), qr/event=reload_failed reason=".*unknown key/, 'broken config: reload_failed logged');
+{
+    my $m = `@{[build_dir()]}/lonc-ctl -s @{[tmp_dir()]}/reload-admin.sock metrics`;
+    like($m, qr/^lonc_reload_failures_total 1$/m, 'the refused reload is counted in the metrics');
+    like($m, qr/^lonc_last_reload_success 0$/m, 'and the latest reload shows as failed');
+}
 is(request("$dir/$_", 'ping'), 'pong', "$_ still serves after a failed reload") for qw(keep change gone);
 is_deeply({ map { $_ => connects($_) } qw(keep change gone) }, \%before,
           'and kept its pooled connections (no new connection)');

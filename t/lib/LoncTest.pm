@@ -16,7 +16,9 @@ use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(build_dir tmp_dir start_lond lond_ctl lond_stats
     write_config start_lonc stop_lonc wait_lonc request request_raw unix_connect
-    wait_for log_text watchdog free_port kill_wait proc_figures);
+    wait_for log_text watchdog free_port
+    pattern request_bytes read_reply_bytes lonnet_request describe_bytes
+    rss_anon_kb rss_sampler kill_wait proc_figures);
 
 my @children;
 my $serial = 0;    # unique names for logs and outputs
@@ -101,7 +103,8 @@ sub free_port {
 }
 
 # Write a config; %o overrides top-level keys, $o{hosts} is a list of
-# { hostname, ids, port, address, aliases, ... }.  Returns the path.
+# { hostname, ids (default: [hostname]), port, address, aliases, ... }.
+# Returns the path.
 sub write_config {
     my (%o) = @_;
     my $dir = tmp_dir();
@@ -133,7 +136,7 @@ sub write_config {
     $y .= "hosts:\n";
     for my $h (@$hosts) {
         $y .= "  - hostname: $h->{hostname}\n";
-        $y .= "    ids: [" . join(', ', @{ $h->{ids} // ['testlond'] }) . "]\n";
+        $y .= "    ids: [" . join(', ', @{ $h->{ids} // [$h->{hostname}] }) . "]\n";
         $y .= "    address: " . ($h->{address} // '127.0.0.1') . "\n";
         for my $k (sort keys %$h) {
             next if $k =~ /^(hostname|ids|address)$/;
@@ -224,6 +227,145 @@ sub request_raw {
 sub request {
     my ($path, $line, $timeout) = @_;
     return request_raw($path, "$line\n", $timeout);
+}
+
+# The test lond's pattern: n bytes of "abc...z" repeated (bytes:, closemid:,
+# steady:, and the plain text of encbytes:).
+sub pattern {
+    my ($n) = @_;
+    my $alpha = join '', 'a' .. 'z';
+    return substr($alpha x (int($n / 26) + 1), 0, $n);
+}
+
+# Read raw bytes from a connected socket up to and including the first
+# "\n", or up to end of file, within $timeout seconds.  Nothing is
+# chomped.  In list context also how it ended: 'line', 'eof', 'timeout'
+# or 'error:<errno text>'.
+sub read_reply_bytes {
+    my ($s, $timeout) = @_;
+    my ($buf, $how) = ('', undef);
+    local $SIG{ALRM} = sub { die "request timeout\n" };
+    my $left = alarm($timeout // 30);
+    eval {
+        for (;;) {
+            my $from = length $buf;
+            my $n = sysread($s, $buf, 1 << 20, $from);
+            if (!defined $n) {
+                next if $!{EINTR};
+                $how = "error:$!";
+                last;
+            }
+            if ($n == 0) {
+                $how = 'eof';
+                last;
+            }
+            my $nl = index($buf, "\n", $from);
+            if ($nl >= 0) {
+                # One reply line: anything after it belongs to no request.
+                substr($buf, $nl + 1) = '';
+                $how = 'line';
+                last;
+            }
+        }
+        1;
+    } or do {
+        die $@ unless $@ eq "request timeout\n";
+        $how = 'timeout';
+    };
+    alarm 0;
+    alarm $left if $left;
+    return wantarray ? ($buf, $how) : $buf;
+}
+
+# Send one request line and read the raw reply (see read_reply_bytes):
+# exactly what a client reads, e.g. "con_lost\n", or 65536 bytes and
+# then end of file.  undef when the socket cannot be reached.
+sub request_bytes {
+    my ($path, $line, $timeout) = @_;
+    my $s = unix_connect($path) or return;
+    print $s "$line\n";
+    $s->flush;
+    my @r = read_reply_bytes($s, $timeout);
+    close $s;
+    return wantarray ? @r : $r[0];
+}
+
+# One request as lonnet's subreply makes it: connect, print, read one
+# line with <>, 'con_lost' if that read nothing, chomp.  Bounded by an
+# alarm (which lonnet has not): a timeout returns undef.
+sub lonnet_request {
+    my ($path, $line, $timeout) = @_;
+    my $client = unix_connect($path) or return 'con_lost';
+    local $SIG{ALRM} = sub { die "request timeout\n" };
+    my $answer;
+    my $left = alarm($timeout // 30);
+    my $ok = eval {
+        print $client "$line\n";
+        $answer = <$client>;
+        $answer = 'con_lost' unless $answer;
+        chomp($answer);
+        1;
+    };
+    alarm 0;
+    alarm $left if $left;
+    close $client;
+    die $@ if !$ok && $@ ne "request timeout\n";
+    return $ok ? $answer : undef;
+}
+
+# A short description of raw reply bytes for test names and diagnostics:
+# "con_lost\n", or "65536 bytes, no newline", "1000001 bytes ending in a
+# newline".
+sub describe_bytes {
+    my ($b) = @_;
+    return 'nothing' unless defined $b;
+    return 'con_lost\n' if $b eq "con_lost\n";
+    my $n = length $b;
+    return "$n bytes, " . ($b =~ /\n\z/ ? 'ending in a newline' : 'no newline');
+}
+
+# A process's anonymous resident memory in kB (RssAnon), or undef.
+sub rss_anon_kb {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/status" or return;
+    while (<$fh>) {
+        return $1 if /^RssAnon:\s+(\d+)\s+kB/;
+    }
+    return;
+}
+
+# Sample a process's RssAnon every 5 ms in a child process, at most
+# $secs seconds (default 60).  Returns a function that stops the sampler
+# and returns the highest value seen, in kB (undef if none was read).
+sub rss_sampler {
+    my ($pid, $secs) = @_;
+    pipe(my $r, my $w) or die "pipe: $!";
+    my $child = fork // die "fork: $!";
+    if ($child == 0) {
+        close $r;
+        my ($max, $end) = (0, time + ($secs // 60));
+        my $stop = 0;
+        local $SIG{TERM} = sub { $stop = 1 };
+        while (!$stop && time < $end) {
+            my $v = rss_anon_kb($pid);
+            $max = $v if defined $v && $v > $max;
+            sleep 0.005;
+        }
+        print $w "$max\n";
+        close $w;
+        POSIX::_exit(0);
+    }
+    close $w;
+    push @children, $child;
+    return sub {
+        kill 'TERM', $child;
+        my $max = <$r>;
+        close $r;
+        waitpid $child, 0;
+        @children = grep { $_ != $child } @children;
+        chomp $max if defined $max;
+        return $max ? $max : undef;
+    };
 }
 
 # Send $sig to a process the harness started and wait (up to $timeout s)

@@ -76,11 +76,14 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include <gcrypt.h>
 #include <openssl/err.h>
@@ -100,7 +103,7 @@
 #define BUF_TRIM_THRESHOLD  (1u * 1024u * 1024u)
 #define BUF_TRIM_IDLE_MS    1000          /* free big buffers after this idle time */
 #define PATTERN_CHUNK       (26u * 2520u) /* multiple of 26: chunks start at 'a' */
-#define BYTES_MAX           (1ull << 30)  /* bytes:/closemid: up to 1 GiB */
+#define BYTES_MAX           (1ull << 30)  /* bytes:/closemid:/... up to 1 GiB */
 #define SLEEP_MS_MAX        86400000ull   /* delay:/drip: up to one day */
 #define HOST_ID_MAX         255u
 #define PEER_VERSION_MAX    63u
@@ -112,6 +115,10 @@
 #define TLS_TIMEOUT_MS      10000ull      /* default --tls-timeout */
 #define STOP_POLL_MS        100           /* fault stop_reading: fault poll */
 #define LOCAL_KEY_MODE      0600
+#define STEADY_SLICE_MS     50ull         /* steady: one piece every 50 ms */
+#define RESET_DRAIN_MS      10000ull      /* resetmid: wait for the peer's ack */
+#define RESET_POLL_MS       5ull
+#define ENC_ENDLESS_LEN     (1ull << 40)  /* encendless: the length it claims */
 
 /* ------------------------------------------------------------------------ */
 /* Configuration (written by main before any thread starts, then read-only) */
@@ -677,6 +684,49 @@ static bool send_pattern(int fd, unsigned long long n, bool newline)
     return write_iov(fd, iov, newline ? 2 : 1);
 }
 
+/* n bytes of the pattern as they stand from offset `from` of an endless
+ * "abc...z" (so that a reply sent in pieces is one pattern). */
+static bool send_pattern_from(int fd, unsigned long long from, unsigned long long n)
+{
+    size_t skew = (size_t)(from % 26);
+    while (n > 0) {
+        size_t k = n < PATTERN_CHUNK - skew ? (size_t)n : PATTERN_CHUNK - skew;
+        if (!write_all(fd, g_pattern + skew, k))
+            return false;
+        n -= k;
+        skew = (skew + k) % 26;
+    }
+    return true;
+}
+
+/* Wait (bounded) until the peer acknowledged every byte sent. */
+static void wait_all_acked(int fd, unsigned long long limit_ms)
+{
+    unsigned long long end = now_ms() + limit_ms;
+    int pending = 0;
+    while (ioctl(fd, SIOCOUTQ, &pending) == 0 && pending > 0 && now_ms() < end)
+        sleep_ms(RESET_POLL_MS);
+}
+
+/* Writes at most a fixed number of bytes in all (a reply cut short). */
+struct capped {
+    int fd;
+    unsigned long long left; /* bytes still allowed */
+};
+
+/* Write data, or as much of it as the cap allows; false once the cap cut
+ * it short, or on a write error. */
+static bool capped_write(struct capped *w, const void *data, size_t len)
+{
+    size_t n = len < w->left ? len : (size_t)w->left;
+    if (n > 0 && !write_all(w->fd, data, n)) {
+        w->left = 0;
+        return false;
+    }
+    w->left -= n;
+    return n == len;
+}
+
 /* 64 random bytes without '\n', then '\n'. */
 static bool send_garbage(int fd)
 {
@@ -1240,6 +1290,214 @@ static enum action cmd_encecho(struct conn *c, char *arg, size_t len, int depth)
     return reply(c, c->out.data, (size_t)head_len + 2 * bytes);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Big, slow and broken replies (lonc's all-or-nothing reply tests)         */
+/* ------------------------------------------------------------------------ */
+
+/* resetmid:<n>: n pattern bytes, no newline; once the peer acknowledged
+ * them (bounded wait), a reset (SO_LINGER 0, then close) instead of a FIN. */
+static enum action cmd_resetmid(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    unsigned long long n;
+    if (!parse_u64(arg, len, BYTES_MAX, &n))
+        return reply_str(c, "error:bad_arg");
+    if (send_pattern(c->fd, n, false))
+        wait_all_acked(c->fd, RESET_DRAIN_MS);
+    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    return ACT_CLOSE;
+}
+
+/* stallmid:<n>: n pattern bytes, no newline, then silence until the peer
+ * closes. */
+static enum action cmd_stallmid(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    unsigned long long n;
+    if (!parse_u64(arg, len, BYTES_MAX, &n))
+        return reply_str(c, "error:bad_arg");
+    if (send_pattern(c->fd, n, false))
+        drain_until_eof(c->fd);
+    return ACT_CLOSE;
+}
+
+/* steady:<n>:<ms>: n pattern bytes in even pieces, one every
+ * STEADY_SLICE_MS, the last at about ms, then '\n' at ms. */
+static enum action cmd_steady(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    unsigned long long n, ms;
+    char *rest;
+    size_t rest_len;
+    if (!split_number(arg, len, BYTES_MAX, &n, &rest, &rest_len) ||
+        !parse_u64(rest, rest_len, SLEEP_MS_MAX, &ms))
+        return reply_str(c, "error:bad_arg");
+    unsigned long long slices = ms / STEADY_SLICE_MS;
+    if (slices == 0)
+        slices = 1;
+    unsigned long long start = now_ms(), sent = 0;
+    for (unsigned long long i = 0; i <= slices; i++) {
+        unsigned long long due = start + i * ms / slices;
+        unsigned long long now = now_ms();
+        if (due > now)
+            sleep_ms(due - now);
+        if (i == slices)
+            break;
+        unsigned long long upto = n * (i + 1) / slices;
+        if (!send_pattern_from(c->fd, sent, upto - sent))
+            return ACT_CLOSE;
+        sent = upto;
+    }
+    return write_all(c->fd, "\n", 1) ? ACT_CONTINUE : ACT_CLOSE;
+}
+
+/* endless: pattern bytes, never a newline, until a write fails. */
+static enum action cmd_endless(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)arg, (void)len, (void)depth;
+    while (write_all(c->fd, g_pattern, PATTERN_CHUNK)) {
+    }
+    return ACT_CLOSE;
+}
+
+/* What can be wrong with an enc: reply (encbad:<flaw>:<n>). */
+enum enc_flaw {
+    FLAW_NONE,
+    FLAW_HEX, /* the last hex digit is 'g' */
+    FLAW_ODD, /* the last hex digit is missing (not whole blocks) */
+    FLAW_LEN, /* the length claims more than the blocks hold */
+    FLAW_PAD, /* the padding is 'x', not spaces */
+};
+
+static const struct {
+    const char *name;
+    enum enc_flaw flaw;
+} enc_flaws[] = {
+    { "hex", FLAW_HEX },
+    { "odd", FLAW_ODD },
+    { "len", FLAW_LEN },
+    { "pad", FLAW_PAD },
+};
+
+/*
+ * enc:<n>:<hex>, framed like a request (encecho), whose plain text is n
+ * pattern bytes, then '\n'; at most `limit` bytes of it are sent (a cut
+ * reply); with `endless` the hex never ends (until a write fails). ECB over
+ * a pattern chunk that starts at 'a' and is a whole number of blocks gives
+ * the same cipher text for every chunk: it is encrypted once, into the
+ * first half of c->out; the last, padded blocks into the second half.
+ * Returns false when it stopped before the end (cut, or a write failed).
+ */
+static bool send_enc_pattern(struct conn *c, unsigned long long n,
+                             unsigned long long limit, bool endless,
+                             enum enc_flaw flaw)
+{
+    const size_t chunk_hex = 2 * PATTERN_CHUNK;
+    if (!growbuf_reserve(&c->scratch, PATTERN_CHUNK + IDEA_BLOCK_LEN) ||
+        !growbuf_reserve(&c->out, 2 * chunk_hex + 2 * IDEA_BLOCK_LEN))
+        return false;
+    unsigned char *p = (unsigned char *)c->scratch.data;
+    char *hex = c->out.data, *tail_hex = c->out.data + chunk_hex;
+    memcpy(p, g_pattern, PATTERN_CHUNK);
+    if (gcry_cipher_encrypt(c->cipher, p, PATTERN_CHUNK, NULL, 0) != 0)
+        return false;
+    hex_encode(p, PATTERN_CHUNK, hex);
+
+    unsigned long long blocks = n / IDEA_BLOCK_LEN + 1;
+    unsigned long long claimed = endless ? ENC_ENDLESS_LEN :
+        flaw == FLAW_LEN ? blocks * IDEA_BLOCK_LEN + 1 : n;
+    char head[48];
+    int head_len = snprintf(head, sizeof head, "enc:%llu:", claimed);
+    struct capped w = { .fd = c->fd, .left = limit };
+    if (head_len < 0 || !capped_write(&w, head, (size_t)head_len))
+        return false;
+    if (endless) {
+        while (capped_write(&w, hex, chunk_hex)) {
+        }
+        return false;
+    }
+    for (unsigned long long i = n / PATTERN_CHUNK; i > 0; i--) {
+        if (!capped_write(&w, hex, chunk_hex))
+            return false;
+    }
+    size_t r = (size_t)(n % PATTERN_CHUNK);
+    size_t tail = (r / IDEA_BLOCK_LEN + 1) * IDEA_BLOCK_LEN;
+    memcpy(p, g_pattern, r);
+    memset(p + r, flaw == FLAW_PAD ? 'x' : ' ', tail - r);
+    if (gcry_cipher_encrypt(c->cipher, p, tail, NULL, 0) != 0)
+        return false;
+    hex_encode(p, tail, tail_hex);
+    size_t tail_len = 2 * tail;
+    if (flaw == FLAW_HEX)
+        tail_hex[tail_len - 1] = 'g';
+    if (flaw == FLAW_ODD)
+        tail_len--;
+    return capped_write(&w, tail_hex, tail_len) && capped_write(&w, "\n", 1);
+}
+
+/* encbytes:<n>: an enc: reply whose plain text is n pattern bytes. */
+static enum action cmd_encbytes(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    unsigned long long n;
+    if (!parse_u64(arg, len, BYTES_MAX, &n))
+        return reply_str(c, "error:bad_arg");
+    if (!c->have_key)
+        return reply_str(c, "error:no_key");
+    return send_enc_pattern(c, n, ULLONG_MAX, false, FLAW_NONE) ?
+        ACT_CONTINUE : ACT_CLOSE;
+}
+
+/* encmid:<n>:<cut>: the reply of encbytes:<n>, only its first cut bytes
+ * (counted on the wire, from the 'e' of enc:), then close. */
+static enum action cmd_encmid(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    unsigned long long n, cut;
+    char *rest;
+    size_t rest_len;
+    if (!split_number(arg, len, BYTES_MAX, &n, &rest, &rest_len) ||
+        !parse_u64(rest, rest_len, ULLONG_MAX, &cut))
+        return reply_str(c, "error:bad_arg");
+    if (!c->have_key)
+        return reply_str(c, "error:no_key");
+    send_enc_pattern(c, n, cut, false, FLAW_NONE);
+    return ACT_CLOSE;
+}
+
+/* encbad:<flaw>:<n>: the reply of encbytes:<n> with one flaw (enc_flaws). */
+static enum action cmd_encbad(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)depth;
+    char *colon = memchr(arg, ':', len);
+    unsigned long long n;
+    if (!colon || !parse_u64(colon + 1, len - (size_t)(colon - arg) - 1,
+                             BYTES_MAX, &n))
+        return reply_str(c, "error:bad_arg");
+    enum enc_flaw flaw = FLAW_NONE;
+    for (size_t i = 0; i < sizeof enc_flaws / sizeof enc_flaws[0]; i++) {
+        if (equals(arg, (size_t)(colon - arg), enc_flaws[i].name))
+            flaw = enc_flaws[i].flaw;
+    }
+    if (flaw == FLAW_NONE)
+        return reply_str(c, "error:bad_arg");
+    if (!c->have_key)
+        return reply_str(c, "error:no_key");
+    return send_enc_pattern(c, n, ULLONG_MAX, false, flaw) ?
+        ACT_CONTINUE : ACT_CLOSE;
+}
+
+/* encendless: enc:<2^40>: and hex that never ends, until a write fails. */
+static enum action cmd_encendless(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)arg, (void)len, (void)depth;
+    if (!c->have_key)
+        return reply_str(c, "error:no_key");
+    send_enc_pattern(c, 0, ULLONG_MAX, true, FLAW_NONE);
+    return ACT_CLOSE;
+}
+
 struct command {
     const char *name; /* exact name, or prefix when it ends in ':' */
     command_fn fn;
@@ -1259,6 +1517,14 @@ static const struct command commands[] = {
     { "enc:", cmd_enc },
     { "encecho:", cmd_encecho },
     { "sethost:", cmd_sethost },
+    { "resetmid:", cmd_resetmid },
+    { "stallmid:", cmd_stallmid },
+    { "steady:", cmd_steady },
+    { "endless", cmd_endless },
+    { "encbytes:", cmd_encbytes },
+    { "encmid:", cmd_encmid },
+    { "encbad:", cmd_encbad },
+    { "encendless", cmd_encendless },
     { "refused_cmd", cmd_refused },
     { "record:", cmd_record },
     { "version:", cmd_version },

@@ -308,6 +308,34 @@ static void check_host_same(void)
 	config_free(live);
 }
 
+/* Every key of a hosts: entry counts in the comparison (it is derived
+ * from the key table): one change each, each makes another host. */
+static void check_host_keys_compared(void)
+{
+	static const char *const extra[] = {
+		"    tls_name: other.example.edu\n", "    aliases: [a-alias]\n",
+		"    version_step: false\n", "    sethost_step: false\n",
+		"    max_connections: 3\n", "    key_mode: local\n", "    address: 127.0.0.9\n",
+	};
+	const char *base_text =
+		"host_id: t1\nsocket_dir: /tmp/lonc-t\nallow_insecure: true\nkey_mode: auto\n"
+		"hosts:\n  - hostname: a.example.edu\n    ids: [a1]\n";
+	struct config *base = load_text(base_text);
+
+	ok(base != NULL, "host key fixtures: base loads");
+	for (size_t i = 0; base && i < sizeof(extra) / sizeof(extra[0]); i++) {
+		char text[512], name[160];
+
+		snprintf(text, sizeof(text), "%s%s", base_text, extra[i]);
+		struct config *c = load_text(text);
+		snprintf(name, sizeof(name), "changing '%.*s' makes another host",
+			 (int)strcspn(extra[i] + 4, ":"), extra[i] + 4);
+		ok(c && !config_host_same(base, &base->hosts[0], c, &c->hosts[0]), name);
+		config_free(c);
+	}
+	config_free(base);
+}
+
 /* The expectation is the first line: "# expect: <text>". */
 static int read_expect(const char *path, char *out, size_t n)
 {
@@ -410,6 +438,7 @@ int main(void)
 	check_import_overridden();
 	check_import_reload();
 	check_host_same();
+	check_host_keys_compared();
 	check_errors();
 	check_missing_file();
 	check_documented();

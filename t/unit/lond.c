@@ -351,6 +351,73 @@ static void check_handshake(void)
 	       "request: 'init\\n' fits 6 bytes");
 }
 
+/* The switches: init_version, key_id_order, and the hints a failure
+ * gives (the setting it points at). */
+static void check_switches(void)
+{
+	struct lond_handshake hs;
+	char line[LOND_LINE_MAX];
+
+	lond_handshake_init(&hs, LOND_MODE_INSECURE, "msul1", "msul3", "2.11", true, true);
+	hs.init_version = "2.11";
+	ok(lond_handshake_request(&hs, line, sizeof(line)) > 0 && !strcmp(line, "init::2.11\n"),
+	   "init_version: init::<v>");
+	lond_handshake_init(&hs, LOND_MODE_SSL, "msul1", "msul3", "2.11", true, true);
+	hs.init_version = "2.11";
+	ok(lond_handshake_request(&hs, line, sizeof(line)) > 0 && !strcmp(line, "init:ssl:2.11\n"),
+	   "init_version: init:ssl:<v>");
+	hs.init_version = "";
+	ok(lond_handshake_request(&hs, line, sizeof(line)) > 0 && !strcmp(line, "init:ssl\n"),
+	   "init_version empty: init:ssl");
+	is_int(lond_handshake_reply(&hs, "refused", 7), -1, "refused at init:ssl");
+	is_str(hs.hint, "init_version", "... hints at init_version");
+
+	/* The version string announced is the one given. */
+	lond_handshake_init(&hs, LOND_MODE_LOCAL, "msul1", "msul3", "lonc-x", true, true);
+	hs.local_path = "/k";
+	memcpy(hs.local_key, "00112233445566778899aabbccddeeff", 33);
+	is_int(lond_handshake_reply(&hs, "ok:local", 8), 0, "local: ok");
+	ok(lond_handshake_request(&hs, line, sizeof(line)) > 0 && !strcmp(line, "version:lonc-x\n"),
+	   "version_string: version:<string>");
+	is_int(lond_handshake_reply(&hs, "unknown_cmd", 11), 0, "version answered unknown_cmd");
+	is_str(hs.hint, "version_step", "... notes version_step");
+	is_int(lond_handshake_reply(&hs, "unknown_cmd", 11), -1, "sethost answered unknown_cmd");
+	is_str(hs.hint, "sethost_step", "... hints at sethost_step");
+
+	/* key_id_order: the IDs swap places in the key. */
+	unsigned char remote[LOND_KEY_LEN], local[LOND_KEY_LEN];
+	for (int order = 0; order < 2; order++) {
+		lond_handshake_init(&hs, LOND_MODE_INSECURE, "msul1", "msul3", "v", false, false);
+		hs.local_first = order;
+		if (lond_handshake_reply(&hs, "123", 3) != 0 || lond_handshake_reply(&hs, "ok", 2) != 0 ||
+		    lond_handshake_reply(&hs, "4711", 4) != 1) {
+			ok(0, "key_id_order: handshake");
+			return;
+		}
+		memcpy(order ? local : remote, hs.key, LOND_KEY_LEN);
+	}
+	unsigned char want[LOND_KEY_LEN];
+	lond_session_key("msul1", "msul3", "4711", 4, want);
+	ok(!memcmp(local, want, LOND_KEY_LEN), "key_id_order local_first: our ID first");
+	lond_session_key("msul3", "msul1", "4711", 4, want);
+	ok(!memcmp(remote, want, LOND_KEY_LEN), "key_id_order remote_first: lond's ID first");
+	ok(memcmp(local, remote, LOND_KEY_LEN), "the two orders give other keys");
+
+	/* Hints from answers to requests. */
+	struct lond_request r;
+	lond_parse_request("sethost:msul3:ping", 18, &r);
+	is_str(lond_answer_hint(&r, true, "unknown_cmd", 11), "sethost_mode",
+	       "unknown_cmd to an in-line prefix: sethost_mode");
+	is_str(lond_answer_hint(&r, true, "pong", 4), NULL, "a real answer: no hint");
+	lond_parse_request("encrypt:passwd:x", 16, &r);
+	is_str(lond_answer_hint(&r, true, "error:bad", 9), "key_id_order",
+	       "an error to an encrypted request, insecure key: key_id_order");
+	is_str(lond_answer_hint(&r, false, "error:bad", 9), NULL,
+	       "... not for a key that names no IDs (ssl, local)");
+	lond_parse_request("ping", 4, &r);
+	is_str(lond_answer_hint(&r, true, "unknown_cmd", 11), NULL, "unknown_cmd to a bare request: no hint");
+}
+
 /* ---- (c) lond_parse_request ------------------------------------------ */
 
 static void parse_case(const char *line, size_t prefix_len, bool encrypt,
@@ -868,6 +935,7 @@ int main(void)
 	check_pack_h32();
 	check_session_key();
 	check_handshake();
+	check_switches();
 	check_version_masked();
 	check_parse();
 	check_setup_commands();

@@ -33,14 +33,20 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-static void *item_of(uintptr_t v)
+/* Test items are numbers dressed as client pointers (never followed). */
+static struct client *item_of(uintptr_t v)
 {
-	return (void *)v;
+	return (struct client *)v;
 }
 
-static uintptr_t value_of(void *p)
+static uintptr_t value_of(const struct client *p)
 {
 	return (uintptr_t)p;
+}
+
+static enum queue_rc queue_push(struct queue *q, struct client *c)
+{
+	return queue_push_client(q, c);
 }
 
 static struct queue_stats stats_of(struct queue *q)
@@ -65,7 +71,7 @@ static bool wait_for_idle(struct queue *q, int idle)
 static void check_fifo(void)
 {
 	struct queue q;
-	void *item = NULL;
+	struct queue_item item = { 0 };
 	bool in_order = true;
 
 	queue_init(&q, 8);
@@ -75,11 +81,11 @@ static void check_fifo(void)
 	for (uintptr_t i = 1; i <= 3; i++) {
 		is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
 		       "fifo: pop");
-		is_int(value_of(item), i, "fifo: pop gives the oldest item");
+		is_int(value_of(item.client), i, "fifo: pop gives the oldest item");
 	}
-	ok(queue_take(&q, &item) && value_of(item) == 4,
+	ok(queue_take(&q, &item) && value_of(item.client) == 4,
 	   "fifo: take gives the oldest item");
-	ok(queue_take(&q, &item) && value_of(item) == 5, "fifo: take again");
+	ok(queue_take(&q, &item) && value_of(item.client) == 5, "fifo: take again");
 	ok(!queue_take(&q, &item), "fifo: take on empty queue is false");
 
 	/* Push and pop across the ring's end many times. */
@@ -89,7 +95,7 @@ static void check_fifo(void)
 			if (queue_push(&q, item_of(next_in++)) != QUEUE_OK)
 				in_order = false;
 		for (int k = 0; k < 5; k++)
-			if (!queue_take(&q, &item) || value_of(item) != next_out++)
+			if (!queue_take(&q, &item) || value_of(item.client) != next_out++)
 				in_order = false;
 	}
 	ok(in_order, "fifo: order kept across ring wrap-around");
@@ -100,7 +106,7 @@ static void check_fifo(void)
 static void check_capacity(void)
 {
 	struct queue q;
-	void *item = NULL;
+	struct queue_item item = { 0 };
 
 	queue_init(&q, 3);
 	is_int(queue_push(&q, item_of(1)), QUEUE_OK, "cap: push 1 of 3");
@@ -108,12 +114,12 @@ static void check_capacity(void)
 	is_int(queue_push(&q, item_of(3)), QUEUE_OK, "cap: push 3 of 3");
 	is_int(queue_push(&q, item_of(4)), QUEUE_FULL, "cap: push on full queue");
 	is_int(stats_of(&q).len, 3, "cap: a refused push adds nothing");
-	ok(queue_take(&q, &item) && value_of(item) == 1, "cap: take 1");
+	ok(queue_take(&q, &item) && value_of(item.client) == 1, "cap: take 1");
 	is_int(queue_push(&q, item_of(5)), QUEUE_OK, "cap: room again after take");
 	is_int(queue_push(&q, item_of(6)), QUEUE_FULL, "cap: full again");
-	ok(queue_take(&q, &item) && value_of(item) == 2, "cap: then 2");
-	ok(queue_take(&q, &item) && value_of(item) == 3, "cap: then 3");
-	ok(queue_take(&q, &item) && value_of(item) == 5, "cap: then 5 (4 was refused)");
+	ok(queue_take(&q, &item) && value_of(item.client) == 2, "cap: then 2");
+	ok(queue_take(&q, &item) && value_of(item.client) == 3, "cap: then 3");
+	ok(queue_take(&q, &item) && value_of(item.client) == 5, "cap: then 5 (4 was refused)");
 	queue_destroy(&q);
 
 	queue_init(&q, 1);
@@ -125,7 +131,7 @@ static void check_capacity(void)
 static void check_close(void)
 {
 	struct queue q;
-	void *item = NULL;
+	struct queue_item item = { 0 };
 
 	queue_init(&q, 4);
 	is_int(queue_push(&q, item_of(1)), QUEUE_OK, "close: push before close");
@@ -136,10 +142,10 @@ static void check_close(void)
 	is_int(queue_push(&q, item_of(3)), QUEUE_CLOSED, "close: push after close");
 	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
 	       "close: pop still hands out the first item");
-	is_int(value_of(item), 1, "close: first item");
+	is_int(value_of(item.client), 1, "close: first item");
 	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
 	       "close: pop still hands out the second item");
-	is_int(value_of(item), 2, "close: second item");
+	is_int(value_of(item.client), 2, "close: second item");
 	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_CLOSED,
 	       "close: pop on closed empty queue");
 	is_int(queue_pop(&q, &self, -1, queue_generation(&q), &item), QUEUE_CLOSED,
@@ -151,12 +157,12 @@ static void check_close(void)
 static void check_timeout(void)
 {
 	struct queue q;
-	void *item = item_of(77);
+	struct queue_item item = { QUEUE_ITEM_CLIENT, item_of(77) };
 
 	queue_init(&q, 4);
 	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_TIMEOUT,
 	       "timeout: pop on empty queue times out");
-	is_int(value_of(item), 77, "timeout: item untouched on timeout");
+	is_int(value_of(item.client), 77, "timeout: item untouched on timeout");
 	is_int(queue_pop(&q, &self, now_ms() - 1000, queue_generation(&q), &item), QUEUE_TIMEOUT,
 	       "timeout: deadline in the past times out");
 	is_int(stats_of(&q).idle, 0, "timeout: idle count restored");
@@ -193,8 +199,9 @@ struct waiter {
 	enum waiter_call call;
 	int max_workers;
 	enum queue_rc rc;
-	void *item;
+	struct queue_item item;
 	struct queue_waiter qw;
+	unsigned settled;          /* CALL_WAIT_DEMAND's handshakes seen */
 	atomic_bool done;
 };
 
@@ -208,7 +215,8 @@ static void *waiter_main(void *p)
 		w->rc = queue_pop(w->q, &w->qw, deadline, queue_generation(w->q), &w->item);
 		break;
 	case CALL_WAIT_DEMAND:
-		w->rc = queue_wait_demand(w->q, w->max_workers, deadline);
+		w->rc = queue_wait_demand(w->q, w->max_workers, w->max_workers,
+					  &w->settled, deadline);
 		break;
 	case CALL_WAIT_CONNECTED:
 		queue_wait_connected(w->q, deadline);
@@ -226,7 +234,8 @@ static void waiter_start(struct waiter *w, struct queue *q, enum waiter_call cal
 	w->call = call;
 	w->max_workers = max_workers;
 	w->rc = (enum queue_rc)-1;
-	w->item = NULL;
+	w->item = (struct queue_item){ 0 };
+	w->settled = q->settled;   /* nothing ended before the wait starts */
 	queue_waiter_init(&w->qw);
 	atomic_init(&w->done, false);
 	if (pthread_create(&w->thread, NULL, waiter_main, w) != 0) {
@@ -248,6 +257,45 @@ static bool waiter_finish(struct waiter *w)
 	pthread_join(w->thread, NULL);
 	queue_waiter_destroy(&w->qw);
 	return in_time;
+}
+
+/* A replay item is queued once until a worker takes it; it keeps its
+ * place in the order, and a full or closed queue takes none. */
+static void check_replay(void)
+{
+	struct queue q;
+	struct queue_item item = { 0 };
+
+	queue_init(&q, 4);
+	is_int(queue_push(&q, item_of(1)), QUEUE_OK, "replay: a client first");
+	ok(queue_push_replay(&q), "replay: queued");
+	ok(!queue_push_replay(&q), "replay: not twice while one waits");
+	is_int(stats_of(&q).len, 2, "replay: one client, one replay");
+	ok(queue_take(&q, &item) && item.kind == QUEUE_ITEM_CLIENT && value_of(item.client) == 1,
+	   "replay: the client comes first");
+	ok(queue_take(&q, &item) && item.kind == QUEUE_ITEM_REPLAY, "replay: then the replay");
+	ok(queue_push_replay(&q), "replay: queued again once taken");
+	is_int(queue_pop(&q, &self, now_ms() + SHORT_MS, queue_generation(&q), &item), QUEUE_OK,
+	       "replay: popped");
+	is_int(item.kind, QUEUE_ITEM_REPLAY, "replay: a pop hands it out too");
+	for (uintptr_t i = 2; i <= 5; i++)
+		is_int(queue_push(&q, item_of(i)), QUEUE_OK, "replay: fill the queue");
+	ok(!queue_push_replay(&q), "replay: a full queue takes none");
+	while (queue_take(&q, &item))
+		;
+	/* Handed straight to a parked worker: it may be queued again. */
+	struct waiter w;
+	waiter_start(&w, &q, CALL_POP, 0);
+	ok(wait_for_idle(&q, 1), "replay: a worker parks");
+	ok(queue_push_replay(&q), "replay: handed to a parked worker");
+	ok(waiter_finish(&w), "replay: the worker woke");
+	is_int(w.item.kind, QUEUE_ITEM_REPLAY, "replay: the worker got it");
+	ok(queue_push_replay(&q), "replay: and the next one is queued");
+	while (queue_take(&q, &item))
+		;
+	queue_close(&q);
+	ok(!queue_push_replay(&q), "replay: a closed queue takes none");
+	queue_destroy(&q);
 }
 
 static void check_kick(void)
@@ -272,7 +320,7 @@ static void check_kick(void)
 	is_int(queue_push(&q, item_of(9)), QUEUE_OK, "push wakes: push");
 	ok(waiter_finish(&w[0]), "push wakes: waiter woken");
 	is_int(w[0].rc, QUEUE_OK, "push wakes: waiting pop gets the item");
-	is_int(value_of(w[0].item), 9, "push wakes: the pushed item");
+	is_int(value_of(w[0].item.client), 9, "push wakes: the pushed item");
 
 	/* Two waiting pops, two pushes: both get an item. */
 	waiter_start(&w[0], &q, CALL_POP, 0);
@@ -282,8 +330,8 @@ static void check_kick(void)
 	is_int(queue_push(&q, item_of(11)), QUEUE_OK, "two pushes: second push");
 	ok(waiter_finish(&w[0]) && waiter_finish(&w[1]), "two pushes: both woken");
 	ok(w[0].rc == QUEUE_OK && w[1].rc == QUEUE_OK &&
-	   value_of(w[0].item) + value_of(w[1].item) == 21 &&
-	   w[0].item != w[1].item, "two pushes: each waiter got one item");
+	   value_of(w[0].item.client) + value_of(w[1].item.client) == 21 &&
+	   w[0].item.client != w[1].item.client, "two pushes: each waiter got one item");
 
 	/* Hand-over order: the worker that parked last gets the next item
 	 * (its cache is warm; the others may stay asleep and be pruned). */
@@ -293,11 +341,11 @@ static void check_kick(void)
 	ok(wait_for_idle(&q, 2), "lifo: second worker parked");
 	is_int(queue_push(&q, item_of(12)), QUEUE_OK, "lifo: push one item");
 	ok(waiter_finish(&w[1]), "lifo: the last parked worker is woken");
-	is_int(value_of(w[1].item), 12, "lifo: and gets the item");
+	is_int(value_of(w[1].item.client), 12, "lifo: and gets the item");
 	is_int(stats_of(&q).idle, 1, "lifo: the first worker still waits");
 	is_int(queue_push(&q, item_of(13)), QUEUE_OK, "lifo: push another");
 	ok(waiter_finish(&w[0]), "lifo: the first worker is woken");
-	ok(w[0].rc == QUEUE_OK && value_of(w[0].item) == 13, "lifo: and gets the second item");
+	ok(w[0].rc == QUEUE_OK && value_of(w[0].item.client) == 13, "lifo: and gets the second item");
 	is_int(stats_of(&q).len, 0, "lifo: nothing left in the ring");
 
 	/* A waiting pop is released by close. */
@@ -319,50 +367,54 @@ static void set_idle(struct queue *q, int n)
 	pthread_mutex_unlock(&q->mu);
 }
 
+static unsigned settled_seen;
+
+/* The manager's wait, bounded by SHORT_MS; `par` handshakes at most. */
+static enum queue_rc wd(struct queue *q, int max, int par)
+{
+	return queue_wait_demand(q, max, par, &settled_seen, now_ms() + SHORT_MS);
+}
+
 static void check_demand(void)
 {
 	struct queue q;
-	void *item;
+	struct queue_item item;
 
 	queue_init(&q, 8);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "demand: empty queue, no demand");
+	settled_seen = 0;
+	is_int(wd(&q, 2, 2), QUEUE_TIMEOUT, "demand: empty queue, no demand");
 	is_int(queue_push(&q, item_of(1)), QUEUE_OK, "demand: push");
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_OK,
-	       "demand: 1 item, no workers -> demand");
-	is_int(queue_wait_demand(&q, 0, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "demand: max_workers 0 -> no demand");
+	is_int(wd(&q, 2, 2), QUEUE_OK, "demand: 1 item, no workers -> demand");
+	is_int(wd(&q, 0, 2), QUEUE_TIMEOUT, "demand: max_workers 0 -> no demand");
+	is_int(wd(&q, 2, 0), QUEUE_TIMEOUT, "demand: no handshake allowed -> no demand");
 
 	queue_worker_start(&q);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "demand: a worker is connecting -> no demand");
+	is_int(wd(&q, 2, 2), QUEUE_TIMEOUT,
+	       "demand: 1 item, 1 worker connecting for it -> no demand");
+	is_int(queue_push(&q, item_of(2)), QUEUE_OK, "demand: second push");
+	is_int(wd(&q, 3, 2), QUEUE_OK,
+	       "demand: 2 items, 1 connecting, 2 handshakes allowed -> demand");
+	is_int(wd(&q, 3, 1), QUEUE_TIMEOUT,
+	       "demand: ... but only 1 handshake allowed -> no demand");
 	queue_worker_connected(&q);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_OK,
-	       "demand: worker connected, 1 item, 0 idle -> demand");
-	is_int(queue_wait_demand(&q, 1, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "demand: workers == max -> no demand");
+	is_int(wd(&q, 3, 1), QUEUE_SETTLED, "demand: a handshake ended -> SETTLED");
+	is_int(wd(&q, 3, 1), QUEUE_OK, "demand: then demand again (2 items, none connecting)");
+	is_int(wd(&q, 1, 1), QUEUE_TIMEOUT, "demand: workers == max -> no demand");
 
 	set_idle(&q, 1);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "demand: len 1 == idle 1 -> no demand");
-	is_int(queue_push(&q, item_of(2)), QUEUE_OK, "demand: second push");
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_OK,
-	       "demand: len 2 > idle 1 -> demand");
+	is_int(wd(&q, 3, 1), QUEUE_OK, "demand: len 2 > idle 1 -> demand");
+	set_idle(&q, 2);
+	is_int(wd(&q, 3, 1), QUEUE_TIMEOUT, "demand: len 2 == idle 2 -> no demand");
 	set_idle(&q, 0);
 
 	/* Poke: KICKED once, then the poke is consumed. */
-	is_int(queue_wait_demand(&q, 1, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "poke: no demand before poke");
+	is_int(wd(&q, 1, 1), QUEUE_TIMEOUT, "poke: no demand before poke");
 	queue_poke(&q);
-	is_int(queue_wait_demand(&q, 1, now_ms() + SHORT_MS), QUEUE_KICKED,
-	       "poke: wait_demand returns KICKED");
-	is_int(queue_wait_demand(&q, 1, now_ms() + SHORT_MS), QUEUE_TIMEOUT,
-	       "poke: consumed, next wait times out");
+	is_int(wd(&q, 1, 1), QUEUE_KICKED, "poke: wait_demand returns KICKED");
+	is_int(wd(&q, 1, 1), QUEUE_TIMEOUT, "poke: consumed, next wait times out");
 	queue_poke(&q);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_KICKED,
-	       "poke: KICKED even when there is demand");
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_OK,
-	       "poke: consumed, demand answers OK again");
+	is_int(wd(&q, 2, 2), QUEUE_KICKED, "poke: KICKED even when there is demand");
+	is_int(wd(&q, 2, 2), QUEUE_OK, "poke: consumed, demand answers OK again");
 
 	/* Empty the queue, then check that changes wake a waiting manager.
 	 * (The pause lets the manager block first; if it has not, the
@@ -381,16 +433,19 @@ static void check_demand(void)
 	waiter_start(&w, &q, CALL_WAIT_DEMAND, 2);
 	sleep_ms(20);
 	queue_worker_exit(&q, true);   /* workers 1, connecting 0 */
-	ok(waiter_finish(&w), "demand wake: a worker's exit wakes the manager");
-	is_int(w.rc, QUEUE_OK, "demand wake: exit -> demand");
+	ok(waiter_finish(&w), "demand wake: a failed handshake wakes the manager");
+	is_int(w.rc, QUEUE_SETTLED, "demand wake: failed handshake -> SETTLED");
 
 	queue_worker_start(&q);   /* workers 2, connecting 1 */
 	waiter_start(&w, &q, CALL_WAIT_DEMAND, 3);
 	sleep_ms(20);
 	queue_worker_connected(&q);   /* connecting 0, workers 2 < 3 */
 	ok(waiter_finish(&w), "demand wake: worker_connected wakes the manager");
-	is_int(w.rc, QUEUE_OK, "demand wake: connected -> demand");
+	is_int(w.rc, QUEUE_SETTLED, "demand wake: connected -> SETTLED");
 	queue_worker_exit(&q, false);  /* workers 1 */
+	waiter_start(&w, &q, CALL_WAIT_DEMAND, 2);
+	ok(waiter_finish(&w), "demand wake: demand still there");
+	is_int(w.rc, QUEUE_OK, "demand wake: then OK");
 
 	waiter_start(&w, &q, CALL_WAIT_DEMAND, 1);     /* workers == max */
 	sleep_ms(20);
@@ -403,11 +458,9 @@ static void check_demand(void)
 	queue_close(&q);
 	ok(waiter_finish(&w), "demand wake: close wakes the manager");
 	is_int(w.rc, QUEUE_CLOSED, "demand wake: close -> CLOSED");
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_CLOSED,
-	       "demand: closed queue answers CLOSED even with demand");
+	is_int(wd(&q, 2, 2), QUEUE_CLOSED, "demand: closed queue answers CLOSED even with demand");
 	queue_poke(&q);
-	is_int(queue_wait_demand(&q, 2, now_ms() + SHORT_MS), QUEUE_CLOSED,
-	       "demand: closed wins over a poke");
+	is_int(wd(&q, 2, 2), QUEUE_CLOSED, "demand: closed wins over a poke");
 	queue_destroy(&q);
 }
 
@@ -516,14 +569,14 @@ static void *producer(void *p)
 static void *consumer(void *p)
 {
 	struct consumer_arg *a = p;
-	void *item;
+	struct queue_item item;
 	enum queue_rc rc;
 
 	for (;;) {
 		rc = queue_pop(&a->s->q, &a->qw, a->s->give_up, queue_generation(&a->s->q), &item);
 		if (rc != QUEUE_OK)
 			break;
-		uintptr_t v = value_of(item) - 1;
+		uintptr_t v = value_of(item.client) - 1;
 
 		if (v >= N_PRODUCERS * N_ITEMS) {
 			a->in_order = false;
@@ -610,6 +663,7 @@ int main(void)
 	queue_waiter_init(&self);
 	check_fifo();
 	check_capacity();
+	check_replay();
 	check_close();
 	check_timeout();
 	check_kick();
