@@ -15,7 +15,7 @@
  * The main thread is the signal thread (sigtimedwait); a second SIGTERM
  * or SIGINT during the drain exits at once.
  * May call: admin, broker, config, crypto, daemon, delayed, fsafe, log,
- * notify, outage, proctitle, worker (handshake slots), util.
+ * notify, outage, probe, proctitle, worker (handshake slots), util.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -40,6 +40,7 @@
 #include "log.h"
 #include "notify.h"
 #include "outage.h"
+#include "probe.h"
 #include "proctitle.h"
 #include "util.h"
 #include "worker.h"
@@ -48,6 +49,7 @@
 
 struct opts {
 	const char *path;
+	const char *probe;       /* --probe HOST */
 	bool foreground, test;
 };
 
@@ -69,11 +71,12 @@ struct lonc {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: lonc [-c FILE] [--foreground] [-t] [--version]\n"
+		"usage: lonc [-c FILE] [--foreground] [-t] [--probe HOST] [--version]\n"
 		"  -c, --config FILE  configuration (default /etc/lonc/lonc.yaml)\n"
 		"  -f, --foreground   do not detach; log to stderr\n"
 		"  -t, --test         check the configuration and directories, print a\n"
 		"                     summary, exit\n"
+		"      --probe HOST   find the protocol settings HOST's lond needs, exit\n"
 		"  -V, --version      print the version and exit\n"
 		"      --list-options print every configuration key and exit\n");
 }
@@ -85,6 +88,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "config", required_argument, NULL, 'c' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "test", no_argument, NULL, 't' },
+		{ "probe", required_argument, NULL, 'P' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "list-options", no_argument, NULL, 'L' },
@@ -98,6 +102,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'c': o->path = optarg; break;
 		case 'f': o->foreground = true; break;
 		case 't': o->test = true; break;
+		case 'P': o->probe = optarg; break;
 		case 'V': printf("lonc %s\n", LONC_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		case 'L':
@@ -264,6 +269,32 @@ static int check_only(struct lonc *l)
 		rc = EXIT_CONFIG;
 	printf(rc ? "config %s: NOT usable\n" : "files and directories: OK (user %s)\n",
 	       rc ? l->cfg->path : l->user.name);
+	return rc;
+}
+
+/* lonc --probe HOST: the exit status (probe.h). */
+static int probe(struct lonc *l)
+{
+	char err[512];
+
+	log_open("lonc", l->cfg->syslog_facility, true, l->cfg->log_level);
+	if (crypto_init() < 0) {
+		fprintf(stderr, "lonc: libgcrypt or OpenSSL failed to initialise\n");
+		return 1;
+	}
+	if (uses_mode(l->cfg, KEY_SSL)) {
+		l->tls = crypto_tls_new(l->cfg->tls_ca_file, l->cfg->tls_cert_file,
+					l->cfg->tls_key_file, l->cfg->tls_verify_hostname,
+					err, sizeof(err));
+		if (!l->tls) {
+			fprintf(stderr, "lonc: tls: %s\n", err);
+			return EXIT_CONFIG;
+		}
+	}
+	int rc = probe_run(l->cfg, l->tls, l->o.probe, stdout);
+	crypto_tls_free(l->tls);
+	l->tls = NULL;
+	log_close();
 	return rc;
 }
 
@@ -521,8 +552,8 @@ int main(int argc, char **argv)
 	l.path = realpath(l.o.path, NULL);
 	if (!l.path)
 		l.path = xstrdup(l.o.path);
-	if (l.o.test) {
-		status = check_only(&l);
+	if (l.o.test || l.o.probe) {
+		status = l.o.test ? check_only(&l) : probe(&l);
 		config_unref(l.cfg);
 		free(l.path);
 		return status;
