@@ -51,6 +51,11 @@
  * (stop_reading: the thread stops reading, polls the fault every 100 ms
  * and closes once it is cleared). Control connections are never affected.
  *
+ * Protocol settings (struct settings: --sethost, --init, --key-id-order,
+ * --require-version, --tls-close-notify, --delay, and their ctl:
+ * commands) make it a lond that needs one value of each of lonc's
+ * protocol switches and answers the other as such a lond would.
+ *
  * Keys never appear in the log.
  */
 
@@ -61,6 +66,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +185,50 @@ struct stats {
     atomic_ullong tls;        /* completed TLS key exchanges */
     atomic_ullong tls_failed; /* TLS key exchanges that failed */
     atomic_ullong local;      /* completed local key exchanges */
+    atomic_ullong accepted;   /* TCP connections accepted, ctl: ones not */
+    atomic_llong handshaking; /* connections inside their handshake now */
+    atomic_llong max_handshaking;
+    atomic_ullong sethosts;   /* bare sethost:<id> lines answered ok */
+};
+
+/*
+ * How this lond speaks the points of the protocol that lonc has switches
+ * for (lonc.yaml(5): sethost_mode, init_version, key_id_order,
+ * version_string, tls_close_notify), plus the per-line delay. Set by the
+ * command line, changed by ctl: commands; each is read where it acts
+ * (the init line, each sethost: line, ekey, version:, the TLS exchange,
+ * each line read), so a change reaches connections already open at
+ * their next such step.
+ */
+enum sethost_policy {
+    SETHOST_INLINE, /* sethost:<id> and sethost:<id>:<rest> */
+    SETHOST_BARE,   /* only sethost:<id>; the in-line form: unknown_cmd */
+    SETHOST_NONE,   /* no sethost: at all (a lond with one host ID) */
+};
+enum init_policy {
+    INIT_ANY,       /* init, init::<v>, init:ssl, init:ssl:<v> */
+    INIT_PLAIN,     /* init::<v> and init:ssl:<v> refused */
+    INIT_VERSIONED, /* init and init:ssl refused (and an empty <v>) */
+};
+enum key_order {
+    KEY_REMOTE_FIRST, /* ekey key from <this lond's ID><client ID> */
+    KEY_LOCAL_FIRST,  /* <client ID><this lond's ID> */
+};
+enum close_notify_policy {
+    CLOSE_NOTIFY_SEND, /* close_notify both ways */
+    CLOSE_NOTIFY_OMIT, /* read the client's, send none, go on in plain text */
+};
+
+#define REQUIRE_VERSION_MAX 63u
+
+struct settings {
+    atomic_int sethost;      /* enum sethost_policy */
+    atomic_int init;         /* enum init_policy */
+    atomic_int key_order;    /* enum key_order */
+    atomic_int close_notify; /* enum close_notify_policy */
+    atomic_ullong delay_ms;  /* every line held this long before it is handled */
+    /* version: must announce exactly this ("": anything); settings_mu */
+    char require_version[REQUIRE_VERSION_MAX + 1];
 };
 
 struct record {
@@ -190,6 +240,8 @@ struct shared {
     atomic_int fault;       /* enum fault */
     atomic_ullong conn_ids; /* log ids, never reset */
     struct stats stats;
+    struct settings settings;
+    pthread_mutex_t settings_mu;
     pthread_mutex_t records_mu;
     struct record records[RECORD_SLOTS];
 };
@@ -212,6 +264,8 @@ static bool shared_init(void)
         err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
     if (err == 0)
         err = pthread_mutex_init(&g_shared->records_mu, &attr);
+    if (err == 0)
+        err = pthread_mutex_init(&g_shared->settings_mu, &attr);
     pthread_mutexattr_destroy(&attr);
     if (err != 0) {
         errno = err;
@@ -231,10 +285,15 @@ static bool shared_lock_free(void)
 }
 
 /* A holder that died (a child killed mid-update) leaves the lock usable. */
+static void shared_lock(pthread_mutex_t *mu)
+{
+    if (pthread_mutex_lock(mu) == EOWNERDEAD)
+        pthread_mutex_consistent(mu);
+}
+
 static void records_lock(void)
 {
-    if (pthread_mutex_lock(&g_shared->records_mu) == EOWNERDEAD)
-        pthread_mutex_consistent(&g_shared->records_mu);
+    shared_lock(&g_shared->records_mu);
 }
 
 static void records_unlock(void)
@@ -299,22 +358,113 @@ static enum fault current_fault(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Protocol settings (struct settings)                                      */
+/* ------------------------------------------------------------------------ */
+
+struct setting_name {
+    const char *name;
+    int value;
+};
+
+static const struct setting_name sethost_names[] = {
+    { "inline", SETHOST_INLINE }, { "bare", SETHOST_BARE }, { "none", SETHOST_NONE },
+};
+static const struct setting_name init_names[] = {
+    { "any", INIT_ANY }, { "plain", INIT_PLAIN }, { "versioned", INIT_VERSIONED },
+};
+static const struct setting_name key_order_names[] = {
+    { "remote_first", KEY_REMOTE_FIRST }, { "local_first", KEY_LOCAL_FIRST },
+};
+static const struct setting_name close_notify_names[] = {
+    { "send", CLOSE_NOTIFY_SEND }, { "omit", CLOSE_NOTIFY_OMIT },
+};
+#define NAMES(t) (t), sizeof(t) / sizeof((t)[0])
+
+static bool setting_lookup(const struct setting_name *t, size_t n,
+                           const char *s, size_t len, int *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(t[i].name) == len && memcmp(t[i].name, s, len) == 0) {
+            *out = t[i].value;
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char *setting_name(const struct setting_name *t, size_t n, int v)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].value == v)
+            return t[i].name;
+    }
+    return "?";
+}
+
+static int setting(atomic_int *s)
+{
+    return atomic_load(s);
+}
+
+/* Set the required version ("" for any); false when too long. */
+static bool set_require_version(const char *v, size_t len)
+{
+    if (len > REQUIRE_VERSION_MAX || memchr(v, '\0', len))
+        return false;
+    shared_lock(&g_shared->settings_mu);
+    memcpy(g_shared->settings.require_version, v, len);
+    g_shared->settings.require_version[len] = '\0';
+    pthread_mutex_unlock(&g_shared->settings_mu);
+    return true;
+}
+
+/* Copy of the required version into buf ("" for any). */
+static void get_require_version(char buf[REQUIRE_VERSION_MAX + 1])
+{
+    shared_lock(&g_shared->settings_mu);
+    memcpy(buf, g_shared->settings.require_version, REQUIRE_VERSION_MAX + 1);
+    pthread_mutex_unlock(&g_shared->settings_mu);
+}
+
+static int settings_format(char *buf, size_t size)
+{
+    struct settings *st = &g_shared->settings;
+    char version[REQUIRE_VERSION_MAX + 1];
+    get_require_version(version);
+    return snprintf(buf, size,
+                    "sethost=%s init=%s key_id_order=%s tls_close_notify=%s "
+                    "delay=%llu require_version=%s",
+                    setting_name(NAMES(sethost_names), setting(&st->sethost)),
+                    setting_name(NAMES(init_names), setting(&st->init)),
+                    setting_name(NAMES(key_order_names), setting(&st->key_order)),
+                    setting_name(NAMES(close_notify_names),
+                                 setting(&st->close_notify)),
+                    (unsigned long long)atomic_load(&st->delay_ms), version);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Statistics                                                               */
 /* ------------------------------------------------------------------------ */
+
+static void max_update(atomic_llong *max, long long now);
 
 static void stats_conn_opened(void)
 {
     struct stats *st = &g_shared->stats;
     atomic_fetch_add(&st->connections, 1);
-    long long now = atomic_fetch_add(&st->active, 1) + 1;
-    long long max = atomic_load(&st->max_active);
-    while (now > max && !atomic_compare_exchange_weak(&st->max_active, &max, now)) {
-    }
+    max_update(&st->max_active, atomic_fetch_add(&st->active, 1) + 1);
 }
 
 static void stats_conn_closed(void)
 {
     atomic_fetch_sub(&g_shared->stats.active, 1);
+}
+
+static void max_update(atomic_llong *max, long long now)
+{
+    long long m = atomic_load(max);
+    while (now > m && !atomic_compare_exchange_weak(max, &m, now)) {
+    }
 }
 
 static void stats_reset(void)
@@ -327,7 +477,10 @@ static void stats_reset(void)
     atomic_store(&st->tls, 0);
     atomic_store(&st->tls_failed, 0);
     atomic_store(&st->local, 0);
+    atomic_store(&st->accepted, 0);
+    atomic_store(&st->sethosts, 0);
     atomic_store(&st->max_active, atomic_load(&st->active));
+    atomic_store(&st->max_handshaking, atomic_load(&st->handshaking));
 }
 
 static int stats_format(char *buf, size_t size)
@@ -336,7 +489,8 @@ static int stats_format(char *buf, size_t size)
     return snprintf(buf, size,
                     "connections=%llu active=%lld max_active=%lld "
                     "handshakes=%llu requests=%llu encrypted=%llu "
-                    "tls=%llu tls_failed=%llu local=%llu",
+                    "tls=%llu tls_failed=%llu local=%llu accepted=%llu "
+                    "handshaking=%lld max_handshaking=%lld sethosts=%llu",
                     atomic_load(&st->connections),
                     atomic_load(&st->active),
                     atomic_load(&st->max_active),
@@ -345,7 +499,11 @@ static int stats_format(char *buf, size_t size)
                     atomic_load(&st->encrypted),
                     atomic_load(&st->tls),
                     atomic_load(&st->tls_failed),
-                    atomic_load(&st->local));
+                    atomic_load(&st->local),
+                    atomic_load(&st->accepted),
+                    atomic_load(&st->handshaking),
+                    atomic_load(&st->max_handshaking),
+                    atomic_load(&st->sethosts));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -895,6 +1053,10 @@ struct conn {
     size_t req_host_len;
     char peer_version[PEER_VERSION_MAX + 1];
     bool extra_line;   /* fault extra_after_reply: the reply gets company */
+    bool handshaking;  /* counted in stats.handshaking */
+    const char *mode;  /* key mode of the handshake, for conninfo */
+    char init_version[PEER_VERSION_MAX + 1]; /* <v> of init::<v>/init:ssl:<v> */
+    bool init_versioned;
     bool have_key;
     gcry_cipher_hd_t cipher;
     unsigned long long requests;
@@ -932,6 +1094,37 @@ static void conn_free(struct conn *c)
     free(c->scratch.data);
     free(c->plain.data);
     free(c);
+}
+
+/*
+ * Handshakes under way (ctl:stats handshaking, max_handshaking): from the
+ * first line of a connection that is not ctl: to the end of its handshake
+ * (hs_end: see the README for the exact points). hs_end is called before
+ * the answer that ends the handshake is written, so that a client which
+ * bounds its handshakes in flight never sees this count above its bound.
+ */
+static void hs_begin(struct conn *c)
+{
+    struct stats *st = &g_shared->stats;
+    c->handshaking = true;
+    max_update(&st->max_handshaking, atomic_fetch_add(&st->handshaking, 1) + 1);
+}
+
+static void hs_end(struct conn *c)
+{
+    if (c->handshaking) {
+        c->handshaking = false;
+        atomic_fetch_sub(&g_shared->stats.handshaking, 1);
+    }
+}
+
+/* The per-line delay: every line read is held this long before it is
+ * handled (--delay, ctl:delay=MS). */
+static void line_delay(void)
+{
+    unsigned long long ms = atomic_load(&g_shared->settings.delay_ms);
+    if (ms > 0)
+        sleep_ms(ms);
 }
 
 static void conn_effective_host(const struct conn *c, const char **id, size_t *len)
@@ -1164,19 +1357,47 @@ static enum action cmd_record(struct conn *c, char *arg, size_t len, int depth)
     return reply_str(c, n ? "ok" : "error:bad_token");
 }
 
+/* conninfo: how this connection was set up, and the host ID in effect. */
+static enum action cmd_conninfo(struct conn *c, char *arg, size_t len, int depth)
+{
+    (void)arg, (void)len, (void)depth;
+    char buf[HOST_ID_MAX + 3 * PEER_VERSION_MAX + 64];
+    const char *id;
+    size_t id_len;
+    conn_effective_host(c, &id, &id_len);
+    int n = snprintf(buf, sizeof buf, "mode=%s init_version=%s peer_version=%s host=%.*s",
+                     c->mode ? c->mode : "-",
+                     c->init_versioned ? c->init_version : "-",
+                     c->peer_version[0] ? c->peer_version : "-", (int)id_len, id);
+    if (n < 0 || (size_t)n >= sizeof buf)
+        n = (int)sizeof buf - 1;
+    return reply(c, buf, (size_t)n);
+}
+
 static enum action cmd_refused(struct conn *c, char *arg, size_t len, int depth)
 {
     (void)arg, (void)len, (void)depth;
     return reply_str(c, "refused");
 }
 
+/* version:<v>: our version; with a required version (--require-version)
+ * another <v> is answered "refused" and the connection closed. */
 static enum action cmd_version(struct conn *c, char *arg, size_t len, int depth)
 {
     (void)depth;
+    char required[REQUIRE_VERSION_MAX + 1];
     size_t keep = len < PEER_VERSION_MAX ? len : PEER_VERSION_MAX;
     memcpy(c->peer_version, arg, keep);
     c->peer_version[keep] = '\0';
     log_event("conn %llu peer version %s", c->id, c->peer_version);
+    get_require_version(required);
+    if (required[0] && !equals(arg, len, required)) {
+        log_event("conn %llu version %.*s is not the required %s: refused",
+                  c->id, (int)keep, arg, required);
+        hs_end(c);
+        send_str(c->fd, "refused");
+        return ACT_CLOSE;
+    }
     return reply_str(c, TESTLOND_VERSION);
 }
 
@@ -1192,28 +1413,50 @@ static enum action cmd_ekey(struct conn *c, char *arg, size_t len, int depth)
     gcry_create_nonce(rnd, sizeof rnd);
     for (size_t i = 0; i < sizeof rnd; i++)
         buildkey[i] = (char)('0' + rnd[i] % 10);
-    derive_session_key(id, id_len, g_config.client_id, strlen(g_config.client_id),
-                       buildkey, sizeof buildkey, key);
+    const char *client = g_config.client_id;
+    bool local_first = setting(&g_shared->settings.key_order) == KEY_LOCAL_FIRST;
+    if (local_first)
+        derive_session_key(client, strlen(client), id, id_len,
+                           buildkey, sizeof buildkey, key);
+    else
+        derive_session_key(id, id_len, client, strlen(client),
+                           buildkey, sizeof buildkey, key);
     bool ok = cipher_set_key(&c->cipher, &c->have_key, key);
     memset(key, 0, sizeof key);
+    hs_end(c);
     if (!ok)
         return reply_str(c, "error:key");
-    log_event("conn %llu session key set (ekey, host %.*s)", c->id,
-              (int)id_len, id);
+    log_event("conn %llu session key set (ekey, host %.*s, %s)", c->id,
+              (int)id_len, id, local_first ? "local_first" : "remote_first");
     return reply(c, buildkey, sizeof buildkey);
 }
 
-/* sethost:<id> selects the host; sethost:<id>:<rest> answers <rest> as <id>. */
+/*
+ * sethost:<id> selects the host; sethost:<id>:<rest> answers <rest> as <id>.
+ * --sethost bare: the in-line form is unknown_cmd; none: both are. The
+ * answer to a bare sethost:<id> on a connection that has its key ends the
+ * handshake (ssl and local modes, where it is lonc's last step).
+ */
 static enum action cmd_sethost(struct conn *c, char *arg, size_t len, int depth)
 {
     char *colon = memchr(arg, ':', len);
     size_t id_len = colon ? (size_t)(colon - arg) : len;
+    int policy = setting(&g_shared->settings.sethost);
+    if (policy == SETHOST_NONE || (colon && policy == SETHOST_BARE)) {
+        log_event("conn %llu %s sethost: refused as unknown (--sethost %s)",
+                  c->id, colon ? "in-line" : "bare",
+                  setting_name(NAMES(sethost_names), policy));
+        return reply_str(c, "unknown_cmd");
+    }
     if (id_len == 0 || id_len > HOST_ID_MAX)
         return reply_str(c, "error:bad_host");
     if (!colon) {
         memcpy(c->selected_host, arg, id_len);
         c->selected_host[id_len] = '\0';
         log_event("conn %llu sethost %s", c->id, c->selected_host);
+        atomic_fetch_add(&g_shared->stats.sethosts, 1);
+        if (c->have_key)
+            hs_end(c);
         return reply_str(c, "ok");
     }
     const char *saved = c->req_host;
@@ -1514,6 +1757,7 @@ static const struct command commands[] = {
     { "garbage", cmd_garbage },
     { "drip:", cmd_drip },
     { "whoami", cmd_whoami },
+    { "conninfo", cmd_conninfo },
     { "enc:", cmd_enc },
     { "encecho:", cmd_encecho },
     { "sethost:", cmd_sethost },
@@ -1568,6 +1812,7 @@ static bool serve_line(struct conn *c, char *line, size_t len, const char **why)
     bool setup = is_setup_command(line, len);
     c->extra_line = !setup && current_fault() == FAULT_EXTRA_AFTER_REPLY;
     if (!setup) {
+        hs_end(c); /* a request: the handshake is over, if it was not */
         atomic_fetch_add(&g_shared->stats.requests, 1);
         c->requests++;
     }
@@ -1621,6 +1866,7 @@ static const char *serve_requests(struct conn *c, char *first, size_t first_len)
         default:
             return "read error";
         }
+        line_delay();
         if (!serve_line(c, line, len, &why))
             return why;
     }
@@ -1829,8 +2075,28 @@ static bool tls_key_exchange(struct conn *c, enum fault f)
             drain_until_eof(c->fd);
         goto out;
     }
-    t.step = "close_notify exchange";
-    while ((r = SSL_shutdown(t.ssl)) != 1) {
+    bool omit = setting(&g_shared->settings.close_notify) == CLOSE_NOTIFY_OMIT;
+    if (omit) {
+        /* A lond that sends no close_notify: it takes the client's (one
+         * record: read-ahead is off) and goes on in plain text. */
+        t.step = "reading the client's close_notify (--tls-close-notify omit)";
+        char extra;
+        while ((r = SSL_read(t.ssl, &extra, 1)) <= 0) {
+            if (SSL_get_error(t.ssl, r) == SSL_ERROR_ZERO_RETURN)
+                break;
+            if (!tls_retry(&t, r))
+                goto out;
+        }
+        if (r > 0) {
+            snprintf(t.why, sizeof t.why, "data over TLS after the key line");
+            goto out;
+        }
+        log_event("conn %llu close_notify read, none sent (--tls-close-notify omit)",
+                  c->id);
+    } else {
+        t.step = "close_notify exchange";
+    }
+    while (!omit && (r = SSL_shutdown(t.ssl)) != 1) {
         if (r == 0 && now_ms() < t.deadline)
             continue; /* ours is sent; the next call reads the peer's */
         if (r == 0) {
@@ -1880,10 +2146,18 @@ struct hs_mode {
     const char *exact;   /* init line equal to this ... */
     const char *prefix;  /* ... or starting with this (argument follows) */
     bool insecure;       /* refused at once under fault no_insecure */
+    bool versioned;      /* the prefix form is the versioned init (--init) */
     /* f: the fault in effect when the init line arrived */
     enum hs_result (*run)(struct conn *c, const char *arg, size_t len,
                           enum fault f);
 };
+
+/* "refused" to a handshake line: the handshake ends before the answer. */
+static void hs_refuse(struct conn *c)
+{
+    hs_end(c);
+    send_str(c->fd, "refused");
+}
 
 static void handshake_done(struct conn *c, const char *mode)
 {
@@ -1907,15 +2181,16 @@ static enum hs_result challenge_exchange(struct conn *c, const char *mode,
     size_t line_len;
     if (read_line(c->fd, &c->in, &line, &line_len) != READ_OK)
         return HS_CLOSE;
+    line_delay();
     if (!equals(line, line_len, challenge)) {
         log_event("conn %llu challenge answered wrongly: refused", c->id);
-        send_str(c->fd, "refused");
+        hs_refuse(c);
         return HS_CLOSE;
     }
     if (refuse_echo) {
         log_event("conn %llu fault no_insecure: insecure continuation of "
                   "init:ssl refused", c->id);
-        send_str(c->fd, "refused");
+        hs_refuse(c);
         return HS_CLOSE;
     }
     handshake_done(c, mode);
@@ -1941,6 +2216,7 @@ static enum hs_result hs_ssl(struct conn *c, const char *arg, size_t len,
     if (!g_tls_ctx || f == FAULT_NO_CERTIFICATES) {
         log_event("conn %llu init:ssl without certificates%s: challenge",
                   c->id, g_tls_ctx ? " (fault no_certificates)" : "");
+        c->mode = "ssl->insecure";
         return challenge_exchange(c, "ssl->insecure", f == FAULT_NO_INSECURE);
     }
     if (c->in.start != c->in.end) {
@@ -2014,7 +2290,7 @@ static enum hs_result hs_local(struct conn *c, const char *arg, size_t len,
     memset(key, 0, sizeof key);
     if (err) {
         log_event("conn %llu local key file %s: %s: refused", c->id, arg, err);
-        send_str(c->fd, "refused");
+        hs_refuse(c);
         return HS_CLOSE;
     }
     atomic_fetch_add(&g_shared->stats.local, 1);
@@ -2024,29 +2300,50 @@ static enum hs_result hs_local(struct conn *c, const char *arg, size_t len,
 
 /* Order matters: the first matching entry wins. */
 static const struct hs_mode hs_modes[] = {
-    { "ssl", "init:ssl", "init:ssl:", false, hs_ssl },
-    { "local", NULL, "init:local:", false, hs_local },
-    { "insecure", "init", "init::", true, hs_insecure },
+    { "ssl", "init:ssl", "init:ssl:", false, true, hs_ssl },
+    { "local", NULL, "init:local:", false, false, hs_local },
+    { "insecure", "init", "init::", true, true, hs_insecure },
 };
 
+/* *prefixed: the line is the prefix form (init::<v>, init:ssl:<v>, ...). */
 static const struct hs_mode *hs_lookup(const char *line, size_t len,
-                                       const char **arg, size_t *arg_len)
+                                       const char **arg, size_t *arg_len,
+                                       bool *prefixed)
 {
     for (size_t i = 0; i < sizeof hs_modes / sizeof hs_modes[0]; i++) {
         const struct hs_mode *m = &hs_modes[i];
         if (m->exact && equals(line, len, m->exact)) {
             *arg = line + len;
             *arg_len = 0;
+            *prefixed = false;
             return m;
         }
         if (m->prefix && has_prefix(line, len, m->prefix)) {
             size_t plen = strlen(m->prefix);
             *arg = line + plen;
             *arg_len = len - plen;
+            *prefixed = true;
             return m;
         }
     }
     return NULL;
+}
+
+/* --init: why this init line is refused, or NULL. The versioned form
+ * needs a version: init:: (empty) counts as neither. */
+static const char *init_refusal(const struct hs_mode *m, bool prefixed, size_t v_len)
+{
+    if (!m->versioned)
+        return NULL;
+    switch (setting(&g_shared->settings.init)) {
+    case INIT_PLAIN:
+        return prefixed ? "versioned init refused (--init plain)" : NULL;
+    case INIT_VERSIONED:
+        return prefixed && v_len > 0 ? NULL :
+               "init without a version refused (--init versioned)";
+    default:
+        return NULL;
+    }
 }
 
 /* Answer garbage instead of the handshake; refuse whatever comes back. */
@@ -2056,8 +2353,10 @@ static enum hs_result hs_garbage(struct conn *c)
         return HS_CLOSE;
     char *line;
     size_t len;
-    if (read_line(c->fd, &c->in, &line, &len) == READ_OK)
-        send_str(c->fd, "refused");
+    if (read_line(c->fd, &c->in, &line, &len) == READ_OK) {
+        line_delay();
+        hs_refuse(c);
+    }
     return HS_CLOSE;
 }
 
@@ -2074,28 +2373,43 @@ static enum hs_result run_handshake(struct conn *c, const char *line, size_t len
         return HS_CLOSE;
     case FAULT_REFUSE:
         log_event("conn %llu fault refuse: refused", c->id);
-        send_str(c->fd, "refused");
+        hs_refuse(c);
         return HS_CLOSE;
     case FAULT_NOT_IN_HOST_TABLE:
         log_event("conn %llu fault not_in_host_table: client not in the host "
                   "table: refused", c->id);
-        send_str(c->fd, "refused");
+        hs_refuse(c);
         return HS_CLOSE;
     default:
         break;
     }
     const char *arg;
     size_t arg_len;
-    const struct hs_mode *m = hs_lookup(line, len, &arg, &arg_len);
+    bool prefixed;
+    const struct hs_mode *m = hs_lookup(line, len, &arg, &arg_len, &prefixed);
     if (!m) {
         log_event("conn %llu bad init line: refused", c->id);
-        send_str(c->fd, "refused");
+        hs_refuse(c);
         return HS_CLOSE;
     }
-    log_event("conn %llu init mode=%s", c->id, m->name);
+    c->mode = m->name;
+    if (m->versioned && prefixed) {
+        size_t keep = arg_len < PEER_VERSION_MAX ? arg_len : PEER_VERSION_MAX;
+        memcpy(c->init_version, arg, keep);
+        c->init_version[keep] = '\0';
+        c->init_versioned = true;
+    }
+    log_event("conn %llu init mode=%s%s%s", c->id, m->name,
+              c->init_versioned ? " version=" : "", c->init_version);
+    const char *refusal = init_refusal(m, prefixed, arg_len);
+    if (refusal) {
+        log_event("conn %llu %s: refused", c->id, refusal);
+        hs_refuse(c);
+        return HS_CLOSE;
+    }
     if (f == FAULT_NO_INSECURE && m->insecure) {
         log_event("conn %llu fault no_insecure: refused", c->id);
-        send_str(c->fd, "refused");
+        hs_refuse(c);
         return HS_CLOSE;
     }
     if (f == FAULT_GARBAGE_HANDSHAKE) {
@@ -2109,12 +2423,62 @@ static enum hs_result run_handshake(struct conn *c, const char *line, size_t len
 /* Control connections                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* ctl:<name>=<value> for a setting: "ok", "error:bad_value", or NULL
+ * when cmd names no setting. */
+static const char *control_setting(const char *cmd, size_t len)
+{
+    struct settings *st = &g_shared->settings;
+    const struct {
+        const char *name;
+        const struct setting_name *names;
+        size_t n;
+        atomic_int *slot;
+    } enums[] = {
+        { "sethost=", NAMES(sethost_names), &st->sethost },
+        { "init=", NAMES(init_names), &st->init },
+        { "key_id_order=", NAMES(key_order_names), &st->key_order },
+        { "tls_close_notify=", NAMES(close_notify_names), &st->close_notify },
+    };
+    for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++) {
+        if (!has_prefix(cmd, len, enums[i].name))
+            continue;
+        size_t nl = strlen(enums[i].name);
+        int v;
+        if (!setting_lookup(enums[i].names, enums[i].n, cmd + nl, len - nl, &v))
+            return "error:bad_value";
+        atomic_store(enums[i].slot, v);
+        return "ok";
+    }
+    if (has_prefix(cmd, len, "delay=")) {
+        unsigned long long ms;
+        if (!parse_u64(cmd + 6, len - 6, SLEEP_MS_MAX, &ms))
+            return "error:bad_value";
+        atomic_store(&g_shared->settings.delay_ms, ms);
+        return "ok";
+    }
+    if (has_prefix(cmd, len, "require_version=")) {
+        if (!set_require_version(cmd + 16, len - 16))
+            return "error:bad_value";
+        return "ok";
+    }
+    return NULL;
+}
+
 static void serve_control(struct conn *c, const char *cmd, size_t len)
 {
     char buf[512];
-    const char *answer = buf;
+    const char *answer = control_setting(cmd, len);
     enum fault f;
-    if (equals(cmd, len, "stats")) {
+    if (answer) {
+        if (!strcmp(answer, "ok"))
+            log_event("ctl %.*s", (int)len, cmd);
+        send_str(c->fd, answer);
+        return;
+    }
+    answer = buf;
+    if (equals(cmd, len, "settings")) {
+        settings_format(buf, sizeof buf);
+    } else if (equals(cmd, len, "stats")) {
         stats_format(buf, sizeof buf);
     } else if (equals(cmd, len, "reset")) {
         stats_reset();
@@ -2146,19 +2510,28 @@ static void serve_connection(struct conn *c)
 {
     char *line;
     size_t len;
+    atomic_fetch_add(&g_shared->stats.accepted, 1);
     if (read_line(c->fd, &c->in, &line, &len) != READ_OK)
         return; /* closed or garbage before any line: not a connection */
     if (has_prefix(line, len, "ctl:")) {
+        atomic_fetch_sub(&g_shared->stats.accepted, 1);
         serve_control(c, line + 4, len - 4);
         return;
     }
     stats_conn_opened();
     log_event("conn %llu open peer=%s", c->id, c->peer);
     const char *why = "handshake failed";
-    if (g_config.no_handshake)
+    if (g_config.no_handshake) {
+        c->mode = "none";
+        line_delay();
         why = serve_requests(c, line, len);
-    else if (run_handshake(c, line, len) == HS_OK)
-        why = serve_requests(c, NULL, 0);
+    } else {
+        hs_begin(c);
+        line_delay();
+        if (run_handshake(c, line, len) == HS_OK)
+            why = serve_requests(c, NULL, 0);
+    }
+    hs_end(c);
     stats_conn_closed();
     log_event("conn %llu closed (%s) requests=%llu peer_version=%s", c->id, why,
               c->requests, c->peer_version[0] ? c->peer_version : "-");
@@ -2435,7 +2808,9 @@ static void usage(FILE *out)
             "                [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
             "                [--tls-timeout MS] [--no-handshake] [--fork] "
             "[--fault NAME]\n"
-            "                [--quiet]\n"
+            "                [--quiet] [--sethost MODE] [--init MODE]\n"
+            "                [--key-id-order ORDER] [--require-version V]\n"
+            "                [--tls-close-notify send|omit] [--delay MS]\n"
             "  --port N          TCP port, 0 (default) picks a free one\n"
             "  --bind ADDR       listen address (default 127.0.0.1; ::1 works)\n"
             "  --host-id ID      this lond's host ID (default testlond)\n"
@@ -2457,8 +2832,50 @@ static void usage(FILE *out)
             "                    no_certificates stop_reading tls_no_close_notify\n"
             "                    extra_after_reply\n"
             "  --quiet           no log lines on stderr\n"
+            "Protocol settings (each also a ctl:<name>=<value> command):\n"
+            "  --sethost MODE    inline (default): sethost:<id> and\n"
+            "                    sethost:<id>:<cmd>; bare: the in-line form is\n"
+            "                    unknown_cmd; none: every sethost: is unknown_cmd\n"
+            "  --init MODE       any (default); plain: init::<v>, init:ssl:<v>\n"
+            "                    refused; versioned: init, init:ssl refused\n"
+            "  --key-id-order O  remote_first (default): ekey key from this\n"
+            "                    lond's ID then the client's; local_first\n"
+            "  --require-version V  version:<other> is refused (and closed)\n"
+            "  --tls-close-notify send (default) | omit: read the client's\n"
+            "                    close_notify, send none, go on in plain text\n"
+            "  --delay MS        hold every line read MS ms before handling it\n"
             "Prints \"ready port=<N>\" on stdout once listening.\n",
             TLS_TIMEOUT_MS);
+}
+
+/* A protocol setting from the command line: the same as its ctl: command. */
+static bool option_setting(int opt, const char *value)
+{
+    static const struct {
+        int opt;
+        const char *option;
+        const char *ctl;
+    } map[] = {
+        { 's', "--sethost", "sethost=" },
+        { 'i', "--init", "init=" },
+        { 'K', "--key-id-order", "key_id_order=" },
+        { 'V', "--require-version", "require_version=" },
+        { 'N', "--tls-close-notify", "tls_close_notify=" },
+        { 'D', "--delay", "delay=" },
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (map[i].opt != opt)
+            continue;
+        char cmd[128];
+        int n = snprintf(cmd, sizeof cmd, "%s%s", map[i].ctl, value);
+        const char *answer = n > 0 && (size_t)n < sizeof cmd ?
+            control_setting(cmd, (size_t)n) : NULL;
+        if (answer && !strcmp(answer, "ok"))
+            return true;
+        fprintf(stderr, "testlond: bad %s: %s\n", map[i].option, value);
+        return false;
+    }
+    return false;
 }
 
 static bool parse_args(int argc, char **argv)
@@ -2476,6 +2893,12 @@ static bool parse_args(int argc, char **argv)
         { "no-handshake", no_argument, NULL, 'n' },
         { "fork", no_argument, NULL, 'F' },
         { "quiet", no_argument, NULL, 'q' },
+        { "sethost", required_argument, NULL, 's' },
+        { "init", required_argument, NULL, 'i' },
+        { "key-id-order", required_argument, NULL, 'K' },
+        { "require-version", required_argument, NULL, 'V' },
+        { "tls-close-notify", required_argument, NULL, 'N' },
+        { "delay", required_argument, NULL, 'D' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -2535,6 +2958,15 @@ static bool parse_args(int argc, char **argv)
             break;
         case 'q':
             g_config.quiet = true;
+            break;
+        case 's':
+        case 'i':
+        case 'K':
+        case 'N':
+        case 'D':
+        case 'V':
+            if (!option_setting(opt, optarg))
+                return false;
             break;
         case 'h':
             usage(stdout);
