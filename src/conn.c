@@ -278,10 +278,13 @@ static int run_step(struct conn *c, struct lond_handshake *hs, struct conn_clock
 		return -1;
 	} else {
 		text = reply_text(&c->reply, &rlen);
-		trace(c, false, text, rlen, step == LOND_STEP_INIT || step == LOND_STEP_EKEY ||
-		      (step == LOND_STEP_INIT_SSL && rlen != 6));
 	}
 	rc = lond_handshake_reply(hs, text, rlen);
+	/* A challenge or buildkey lond's answer was taken as is a secret;
+	 * an answer refused (refused, unknown_cmd, ...) is shown. */
+	if (step != LOND_STEP_TLS)
+		trace(c, false, text, rlen, rc >= 0 && (step == LOND_STEP_INIT ||
+		      step == LOND_STEP_EKEY || (step == LOND_STEP_INIT_SSL && rlen != 6)));
 	memset(line, 0, sizeof(line));
 	reply_wipe(&c->reply);
 	reply_end(&c->reply);

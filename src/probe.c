@@ -114,6 +114,47 @@ static size_t plan(const struct host_conf *hc, struct trial *out)
 	return n;
 }
 
+static bool same(const struct trial *a, const struct trial *b)
+{
+	return a->sethost_mode == b->sethost_mode && a->key_id_order == b->key_id_order &&
+	       !strcmp(a->init_version, b->init_version) &&
+	       !strcmp(a->version_string, b->version_string) &&
+	       a->tls_close_notify == b->tls_close_notify &&
+	       a->version_step == b->version_step && a->sethost_step == b->sethost_step;
+}
+
+static bool was_tried(const struct trial *t, const struct trial *tried, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (same(t, &tried[i]))
+			return true;
+	return false;
+}
+
+/* After `last` failed with a hint (conn.h, lond_answer_hint): the
+ * hinted point's first alternative to last not yet tried, in *out; so
+ * a lond that differs on several points is found in as many steps.
+ * NULL when there is no hint or nothing new along it. */
+static const struct trial *follow(const char *hint, const struct trial *last, int key_mode,
+				  const struct trial *tried, size_t n, struct trial *out)
+{
+	static const char *const names[P_N] = {
+		[P_SETHOST_MODE] = "sethost_mode", [P_KEY_ID_ORDER] = "key_id_order",
+		[P_INIT_VERSION] = "init_version", [P_VERSION_STRING] = "version_string",
+		[P_CLOSE_NOTIFY] = "tls_close_notify", [P_VERSION_STEP] = "version_step",
+		[P_SETHOST_STEP] = "sethost_step",
+	};
+
+	for (int p = 0; hint && p < P_N; p++) {
+		if (strcmp(hint, names[p]))
+			continue;
+		for (int k = 0; alternative(p, k, last, key_mode, out); k++)
+			if (!was_tried(out, tried, n))
+				return out;
+	}
+	return NULL;
+}
+
 static void print_trial(FILE *out, const struct trial *t, const char *indent)
 {
 	fprintf(out, "%ssethost_mode: %s\n%sinit_version: \"%s\"\n%skey_id_order: %s\n"
@@ -147,9 +188,14 @@ static bool is_error(const char *a, size_t len)
 	return len >= 6 && !memcmp(a, "error:", 6);
 }
 
-/* Send `req` and keep lond's answer in ans.  0, or -1 with why. */
-static int ask(struct conn *c, const char *req, char *ans, size_t n, char *why, size_t wn)
+/* Send `req` and keep lond's answer in ans.  0, or -1 with why and, when
+ * the failure points at a switch, *hint. */
+static int ask(struct conn *c, const char *req, char *ans, size_t n, char *why, size_t wn,
+	       const char **hint)
 {
+	struct lond_request r;
+
+	lond_parse_request(req, strlen(req), &r);
 	char line[512];
 	struct conn_clock k;
 	size_t len;
@@ -161,12 +207,16 @@ static int ask(struct conn *c, const char *req, char *ans, size_t n, char *why, 
 		snprintf(why, wn, "%s: no answer (%s)", req,
 			 rc == CONN_TIMEOUT ? "timed out" : conn_read_reason(rc));
 		reply_end(&c->reply);
+		/* A separate sethost: transaction lond did not answer ok. */
+		if (r.prefix_len && c->conf->sethost_mode == SETHOST_SEPARATE)
+			*hint = "sethost_mode";
 		return -1;
 	}
 	snprintf(ans, n, "%.*s", (int)len, text);
 	reply_end(&c->reply);
 	if (is_error(ans, strlen(ans))) {
 		snprintf(why, wn, "%s was answered '%s'", req, ans);
+		*hint = lond_answer_hint(&r, c->insecure, ans, strlen(ans));
 		return -1;
 	}
 	return 0;
@@ -175,7 +225,8 @@ static int ask(struct conn *c, const char *req, char *ans, size_t n, char *why, 
 /* The checks of one connected attempt: for the bare address and each
  * of the host's IDs, ping and encrypt:ping answer, alike, and not with
  * an error.  0, or -1 with why. */
-static int judge(struct conn *c, const struct host_conf *hc, char *why, size_t wn)
+static int judge(struct conn *c, const struct host_conf *hc, char *why, size_t wn,
+		 const char **hint)
 {
 	for (size_t i = 0; i <= hc->n_ids; i++) {
 		char plain[300], enc[300], a[128], b[128];
@@ -183,11 +234,14 @@ static int judge(struct conn *c, const struct host_conf *hc, char *why, size_t w
 
 		snprintf(plain, sizeof(plain), "%s%s%sping", pre, id, i ? ":" : "");
 		snprintf(enc, sizeof(enc), "%s%s%sencrypt:ping", pre, id, i ? ":" : "");
-		if (ask(c, plain, a, sizeof(a), why, wn) < 0 || ask(c, enc, b, sizeof(b), why, wn) < 0)
+		if (ask(c, plain, a, sizeof(a), why, wn, hint) < 0 ||
+		    ask(c, enc, b, sizeof(b), why, wn, hint) < 0)
 			return -1;
 		if (strcmp(a, b)) {
 			snprintf(why, wn, "%.100s answered '%.60s' but %.100s '%.60s' (a wrong key?)",
 				 plain, a, enc, b);
+			if (c->insecure)
+				*hint = "key_id_order";
 			return -1;
 		}
 	}
@@ -197,7 +251,8 @@ static int judge(struct conn *c, const struct host_conf *hc, char *why, size_t w
 /* One attempt: a fresh connection with the trial's settings.  1 when it
  * worked, 0 when not, -1 when lond cannot be reached at all. */
 static int attempt(const struct config *cfg, struct crypto_tls *tls,
-		   const struct host_conf *base, const struct trial *t, int no, FILE *out)
+		   const struct host_conf *base, const struct trial *t, int no, FILE *out,
+		   const char **hint)
 {
 	struct host_conf hc = *base;
 	struct conn c;
@@ -222,13 +277,13 @@ static int attempt(const struct config *cfg, struct crypto_tls *tls,
 		conn_destroy(&c);
 		return -1;
 	}
+	*hint = rc < 0 ? res.hint : NULL;
 	if (rc < 0)
-		snprintf(why, sizeof(why), "%s%s%s", res.reason, res.hint ? "; hint: " : "",
-			 res.hint ? res.hint : "");
-	else if (judge(&c, &hc, why, sizeof(why)) == 0)
+		snprintf(why, sizeof(why), "%s", res.reason);
+	else if (judge(&c, &hc, why, sizeof(why), hint) == 0)
 		fprintf(out, "  works (lond's version: \"%s\")\n", c.peer_version);
 	if (*why)
-		fprintf(out, "  fails: %s\n", why);
+		fprintf(out, "  fails: %s%s%s\n", why, *hint ? "; hint: " : "", *hint ? *hint : "");
 	conn_destroy(&c);
 	return *why ? 0 : 1;
 }
@@ -237,7 +292,7 @@ int probe_run(const struct config *cfg, struct crypto_tls *tls, const char *name
 	      FILE *out)
 {
 	const struct host_conf *hc = config_find_host(cfg, name);
-	static struct trial trials[MAX_TRIALS];
+	static struct trial trials[MAX_TRIALS], tried[MAX_TRIALS], hinted;
 
 	for (size_t i = 0; !hc && i < cfg->n_hosts; i++)
 		for (size_t a = 0; a < cfg->hosts[i].n_aliases; a++)
@@ -253,21 +308,28 @@ int probe_run(const struct config *cfg, struct crypto_tls *tls, const char *name
 				   quick.connect_timeout_ms : PROBE_TIMEOUT_MS;
 	quick.handshake_timeout_ms = quick.transaction_timeout_ms =
 		quick.max_transaction_ms = PROBE_TIMEOUT_MS;
-	size_t n = plan(hc, trials);
-	fprintf(out, "probing %s (%s port %d, key mode %s): up to %zu attempts\n", hc->hostname,
+	size_t n = plan(hc, trials), next = 0, done = 0;
+	fprintf(out, "probing %s (%s port %d, key mode %s)\n", hc->hostname,
 		hc->address ? hc->address : hc->hostname, hc->port,
-		config_key_mode_name(hc->key_mode), n);
-	for (size_t i = 0; i < n; i++) {
-		int rc = attempt(&quick, tls, hc, &trials[i], (int)i + 1, out);
+		config_key_mode_name(hc->key_mode));
+	const struct trial *t = &trials[next++];
+	while (t && done < MAX_TRIALS) {
+		const char *hint = NULL;
+		tried[done++] = *t;
+		int rc = attempt(&quick, tls, hc, t, (int)done, out, &hint);
 
 		if (rc < 0)
 			return 1;
 		if (rc == 1) {
 			fprintf(out, "\n# Settings that work for %s (paste into its hosts: entry):\n",
 				hc->hostname);
-			print_trial(out, &trials[i], "    ");
+			print_trial(out, t, "    ");
 			return 0;
 		}
+		t = follow(hint, &tried[done - 1], hc->key_mode, tried, done, &hinted);
+		while (!t && next < n)
+			if (!was_tried(&trials[next++], tried, done))
+				t = &trials[next - 1];
 	}
 	fprintf(out, "\nno settings worked for %s\n", hc->hostname);
 	return 1;
