@@ -34,6 +34,8 @@ struct conn_result {
 	bool timed_out;      /* connect or handshake timed out */
 	bool aborted;        /* not tried: the host is shutting down */
 	const char *hint;    /* the setting the failure points at, or NULL */
+	bool no_exchange;    /* failed before lond saw a line (no TCP
+			      * connection, no key file): not the settings */
 	char reason[160];
 };
 

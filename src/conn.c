@@ -155,6 +155,7 @@ static void set_result(struct conn *c, bool refused, bool timed_out,
 
 	c->res->ok = false;
 	c->res->hint = NULL;
+	c->res->no_exchange = false;
 	c->res->refused = refused;
 	c->res->timed_out = timed_out;
 	va_start(ap, fmt);
@@ -186,6 +187,7 @@ static int write_local_key(struct conn *c, struct lond_handshake *hs,
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		set_result(c, false, false, "local key file %s: %s", path, strerror(errno));
+		c->res->no_exchange = true;
 		return -1;
 	}
 	char buf[2 * LOND_KEY_LEN + 1];
@@ -195,6 +197,7 @@ static int write_local_key(struct conn *c, struct lond_handshake *hs,
 	memset(buf, 0, sizeof(buf));
 	if (close(fd) < 0 || wr != (ssize_t)sizeof(buf)) {
 		set_result(c, false, false, "local key file %s: write failed", path);
+		c->res->no_exchange = true;
 		unlink(path);
 		return -1;
 	}
@@ -329,6 +332,7 @@ static int connect_handshake(struct conn *c)
 		set_result(c, errno == ECONNREFUSED, errno == ETIMEDOUT,
 			   "connect to %s port %d: %s", connect_target(c),
 			   hc->port, why);
+		c->res->no_exchange = true;
 		return -1;
 	}
 	if (hs.mode == LOND_MODE_LOCAL &&

@@ -272,12 +272,19 @@ static int check_only(struct lonc *l)
 	return rc;
 }
 
-/* lonc --probe HOST: the exit status (probe.h). */
+/* lonc --probe HOST: the exit status (probe.h).  As root it reads the
+ * TLS files and then becomes the daemon's user, so that what it leaves
+ * (a local-mode key file) is what the daemon's would be. */
 static int probe(struct lonc *l)
 {
 	char err[512];
 
 	log_open("lonc", l->cfg->syslog_facility, true, l->cfg->log_level);
+	if (find_user(l->cfg, &l->user, err, sizeof(err)) < 0 ||
+	    check_config_files(l->cfg, &l->user, err, sizeof(err)) < 0) {
+		fprintf(stderr, "lonc: %s\n", err);
+		return EXIT_CONFIG;
+	}
 	if (crypto_init() < 0) {
 		fprintf(stderr, "lonc: libgcrypt or OpenSSL failed to initialise\n");
 		return 1;
@@ -290,6 +297,18 @@ static int probe(struct lonc *l)
 			fprintf(stderr, "lonc: tls: %s\n", err);
 			return EXIT_CONFIG;
 		}
+	}
+	/* The key files of the local mode go where the daemon's do. */
+	if (uses_mode(l->cfg, KEY_LOCAL) &&
+	    dir_ok(l, l->cfg->local_key_dir, "local_key_dir", FSAFE_OWN, 0700, false, true) < 0) {
+		crypto_tls_free(l->tls);
+		return EXIT_CONFIG;
+	}
+	if (geteuid() == 0 && daemon_drop_privileges(l->user.name, l->user.uid, l->user.gid,
+						     err, sizeof(err)) < 0) {
+		fprintf(stderr, "lonc: %s\n", err);
+		crypto_tls_free(l->tls);
+		return EXIT_CONFIG;
 	}
 	int rc = probe_run(l->cfg, l->tls, l->o.probe, stdout);
 	crypto_tls_free(l->tls);

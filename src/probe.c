@@ -272,8 +272,9 @@ static int attempt(const struct config *cfg, struct crypto_tls *tls,
 	c.trace = transcript;
 	c.trace_arg = out;
 	int rc = conn_open(&c, &res);
-	if (rc < 0 && !strncmp(res.reason, "connect to ", 11)) {
-		fprintf(out, "  cannot reach lond: %s\n", res.reason);
+	if (rc < 0 && res.no_exchange) {
+		fprintf(out, "  fails: %s\n  stopped: no other settings can help with that\n",
+			res.reason);
 		conn_destroy(&c);
 		return -1;
 	}

@@ -11,11 +11,13 @@
 #   running lonc serve plain, encrypt: and sethost:<id>: requests, and a
 #   second probe then works at its first attempt.
 # - ssl: a lond that sends no close_notify: lenient is found.
+# - local: the key directory made as the daemon would, the key file
+#   read by lond and gone afterwards.
 # - A lond with one host ID and no sethost: sethost_step false and
 #   sethost_mode off.
 # - A lond that refuses everything: exit 1, "no settings worked"; a port
-#   nobody listens on: exit 1, "cannot reach lond" after one attempt; an
-#   unknown host: exit 2 and a message on stderr.
+#   nobody listens on: exit 1, stopped after one attempt; an
+#   unknown host or a broken configuration: exit 2 and a message on stderr.
 # - The transcript never shows the challenge, the buildkey, the key
 #   line or the plain text of an encrypted request, while lond's
 #   refusals are shown.
@@ -42,6 +44,7 @@ my $lalt = start_lond(host_id => 'alta', args => [ '--sethost', 'bare', '--init'
 my $loff = start_lond(host_id => 'offa', args => [ '--sethost', 'none' ]);
 my $ltls = start_lond(host_id => 'tlsa', args => [ @tls, '--tls-close-notify', 'omit' ]);
 my $lref = start_lond(host_id => 'refa', fault => 'refuse');
+my $lloc = start_lond(host_id => 'lonc-test', client_id => 'lonc-test');
 my $down = free_port();
 
 sub entry {
@@ -53,8 +56,10 @@ my %tls = (tls => "{ca_file: $certs/ca.pem, cert_file: $certs/lonc.pem, key_file
 my @hosts = (entry('def', $ldef->{port}), entry('one', $lone->{port}),
     entry('alt', $lalt->{port}), entry('off', $loff->{port}, ids => ['offa']),
     entry('tls', $ltls->{port}, key_mode => 'ssl', tls_name => 'lond.test'),
-    entry('ref', $lref->{port}), entry('down', $down, aliases => ['gone']));
-my $cfg = write_config(name => 'probe', %tls, hosts => \@hosts);
+    entry('ref', $lref->{port}), entry('down', $down, aliases => ['gone']),
+    entry('self', $lloc->{port}, ids => ['lonc-test'], key_mode => 'local'));
+my $keys = tmp_dir() . '/keys';
+my $cfg = write_config(name => 'probe', %tls, local_key_dir => $keys, hosts => \@hosts);
 
 # Run a probe: (exit status, stdout, stderr).
 sub probe {
@@ -123,6 +128,32 @@ my %alt;
     like($out, qr/hint: tls_close_notify/, 'tls: the timeout named its switch');
 }
 
+{
+    my ($rc, $out) = probe($cfg, 'self');
+    is($rc, 0, 'self (local key mode): exit 0');
+    is(attempts($out), 1, 'self: at the first attempt');
+    is(lond_stats($lloc)->{local}, 1, 'self: lond read the key file');
+    opendir my $dh, $keys or die "$keys: $!";
+    is(scalar(grep { !/^\./ } readdir $dh), 0, 'self: no key file left behind');
+    like($out, qr/^  > init:local:\Q$keys\E\/\S+$/m, 'self: the key file named (it is gone)');
+    unlike($out, qr/^  [<>] [0-9a-fA-F]{32}$/m, 'self: its key not shown');
+}
+
+SKIP: {
+    skip 'not root', 3 if $>;
+    my $nobody = getpwnam('nobody') // skip 'no user nobody', 3;
+    # As root: the key directory handed to the daemon's user, and the
+    # probe acting as that user (the key file is its).
+    my $k2 = tmp_dir() . '/keys-nobody';
+    my $c2 = write_config(name => 'probe-nobody', %tls, local_key_dir => $k2, user => 'nobody',
+        hosts => \@hosts);
+    chmod 0755, tmp_dir();
+    my ($rc, $out, $err) = probe($c2, 'self');
+    is($rc, 0, 'as root with user nobody: exit 0') or diag $out, $err;
+    is((stat $k2)[4], $nobody, '... local_key_dir belongs to nobody');
+    is(lond_stats($lloc)->{local}, 2, '... lond read the key file nobody wrote');
+}
+
 # ---- nothing works, nobody there, no such host ---------------------------
 {
     my ($rc, $out) = probe($cfg, 'ref');
@@ -134,7 +165,8 @@ my %alt;
 {
     my ($rc, $out) = probe($cfg, 'gone');
     is($rc, 1, 'down (by its alias): exit 1');
-    like($out, qr/^  cannot reach lond: connect to /m, 'down: cannot reach lond');
+    like($out, qr/^  fails: connect to 127\.0\.0\.1 port $down: .*\n  stopped: /m,
+        'down: cannot connect, and no other settings are tried');
     is(attempts($out), 1, 'down: one attempt');
 }
 {
@@ -142,6 +174,16 @@ my %alt;
     is($rc, 2, 'unknown host: exit 2');
     like($err, qr/--probe: no host 'nosuchhost'/, 'unknown host: stderr says so');
     is($out, '', 'unknown host: nothing on stdout');
+}
+
+{
+    my $bad = tmp_dir() . '/broken.yaml';
+    open my $fh, '>', $bad or die;
+    print $fh "host_id: [\n";
+    close $fh;
+    my ($rc, $out, $err) = probe($bad, 'def');
+    is($rc, 2, 'a broken configuration: exit 2');
+    like($err, qr/broken\.yaml:\d+: YAML syntax error/, '... with the place of the error');
 }
 
 # ---- secrets -------------------------------------------------------------
