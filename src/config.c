@@ -1364,6 +1364,8 @@ void config_print(const struct config *cfg, FILE *out)
 		cfg->socket_dir, cfg->n_hosts);
 	/* One line each, for scripts: sed -n 's/^pid_file //p'. */
 	fprintf(out, "pid_file %s\n", cfg->pid_file);
+	if (*cfg->admin_socket)
+		fprintf(out, "admin_socket %s\n", cfg->admin_socket);
 	fprintf(out, "log_dir %s\n", cfg->log_dir);
 	if (*cfg->loncapa_conf) {
 		char *p = resolve_path(cfg->path, cfg->loncapa_conf);

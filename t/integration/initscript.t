@@ -225,6 +225,65 @@ ok(!lonc_pids(), 'lonc is gone');
 }
 ok(!lonc_pids(), 'no lonc left');
 
+# A reload lonc refuses (a key that needs a restart changed): 1, and
+# lonc runs on with what it had.  lonc-ctl (beside DAEMON) reports it.
+{
+    ($rc, $out) = init('start');
+    is($rc, 0, 'start: 0') or diag $out;
+    my $before = pidfile_pid();
+    write_config(name => 'initscript', pid_file => $pidfile, socket_dir => "$dir/other-sockets",
+        hosts => [ { hostname => 'lond1', port => $lond->{port} } ]);
+    ($rc, $out) = init('reload');
+    is($rc, 1, 'a reload lonc refuses: 1') or diag $out;
+    like($out, qr/socket_dir/, '... the output names the key');
+    like($out, qr/refused the reload/, '... and says lonc runs on');
+    is_deeply([ lonc_pids() ], [$before], '... the same lonc runs');
+    is(request($sock, 'ping'), 'pong', '... and serves on its old socket');
+    write_config(name => 'initscript', pid_file => $pidfile,
+        hosts => [ { hostname => 'lond1', port => $lond->{port} } ]);
+    ($rc) = init('stop');
+    is($rc, 0, 'stop: 0');
+}
+
+# pid_file derived from loncapa_conf (lonDaemons), no PIDFILE, and the
+# configuration broken while lonc runs: status, reload and stop still
+# find the running lonc (by its process).
+{
+    my $daemons = "$dir/lonDaemons";
+    mkdir $daemons;
+    mkdir "$daemons/logs";
+    open my $fh, '>', "$dir/loncapa.conf" or die;
+    print $fh "PerlSetVar lonHostID lonc-test\nPerlSetVar lonDaemons $daemons\n"
+        . "PerlSetVar lonSockDir $dir/derived-sockets\n";
+    close $fh;
+    my $user = getpwuid($>);
+    my $yaml = "$dir/derived.yaml";
+    my $good = "loncapa_conf: $dir/loncapa.conf\nadmin_socket: $dir/derived-admin.sock\n"
+        . "user: $user\nallow_insecure: true\nhosts:\n"
+        . "  - {hostname: lond1, ids: [lond1], address: 127.0.0.1, port: $lond->{port}}\n";
+    open $fh, '>', $yaml or die;
+    print $fh $good;
+    close $fh;
+    ($rc, $out) = init('start', CONFIG => $yaml, PIDFILE => '');
+    is($rc, 0, 'derived pid_file: start: 0') or diag $out;
+    ok(-s "$daemons/logs/lonc.pid", '... the pid file is in <lonDaemons>/logs');
+    my ($p) = lonc_pids();
+    open $fh, '>>', $yaml or die;
+    print $fh "max_connections: lots\n";
+    close $fh;
+    ($rc, $out) = init('status', CONFIG => $yaml, PIDFILE => '');
+    is($rc, 0, 'derived pid_file, broken config: status 0') or diag $out;
+    like($out, qr/running \(pid $p\)/, '... names the running lonc');
+    ($rc) = init('reload', CONFIG => $yaml, PIDFILE => '');
+    is($rc, 6, '... reload: 6 (broken), not 7');
+    ($rc, $out) = init('stop', CONFIG => $yaml, PIDFILE => '');
+    is($rc, 0, '... stop: 0') or diag $out;
+    ok(!lonc_pids(), '... and lonc is gone');
+    ok(!-e "$daemons/logs/lonc.pid", '... with its pid file');
+    ($rc) = init('status', CONFIG => $yaml, PIDFILE => '');
+    is($rc, 3, '... status afterwards: 3');
+}
+
 ($rc, $out) = init('bogus');
 is($rc, 2, 'unknown action: 2');
 like($out, qr/Usage: .*start\|stop/, 'with the usage');
