@@ -403,7 +403,9 @@ int broker_reload(struct broker *b, char *msg, size_t msglen)
 		crypto_tls_free(r.tls);
 		config_unref(r.cfg);
 		snprintf(msg, msglen, "reload failed, running config kept: %s", r.err);
-		log_msg(LOG_ERR, "event=reload_failed reason=\"%s\"", r.err);
+		/* Several errors (one per line): one log line each. */
+		for (char *e = strtok(r.err, "\n"); e; e = strtok(NULL, "\n"))
+			log_msg(LOG_ERR, "event=reload_failed reason=\"%s\"", e);
 		atomic_fetch_add(&b->reload_failures, 1);
 		rc = -1;
 	} else {

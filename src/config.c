@@ -232,12 +232,18 @@ const char *const *config_option_names(void)
 	return names;
 }
 
+/* Errors reported at most by one config_load. */
+#define MAX_ERRORS 20
+
 struct loader {
 	const char *path;
 	struct config *cfg;             /* being loaded */
 	yaml_document_t doc;
-	char *err;
+	char *err;                      /* every error, one per line */
 	size_t errlen;
+	unsigned errors;                /* how many so far */
+	bool entries_only;              /* hosts entries read only for their
+					 * own errors (load_host) */
 	bool seen[N_OPTIONS];           /* given in the YAML file */
 	unsigned long key_line[N_OPTIONS];  /* ... at this line */
 	bool from_conf[N_OPTIONS];      /* set from loncapa_conf */
@@ -264,13 +270,19 @@ static int vfail(struct loader *ld, struct where w, const char *key,
 		 const char *fmt, va_list ap)
 {
 	char msg[512];
+	size_t used = ld->errors ? strlen(ld->err) : 0;
 
+	/* Each error on a line of its own, as many as fit. */
+	if (ld->errors++ >= MAX_ERRORS || used + 2 >= ld->errlen)
+		return -1;
+	if (used)
+		ld->err[used++] = '\n';
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (key)
-		snprintf(ld->err, ld->errlen, "%s:%lu: key '%s': %s", w.path,
+		snprintf(ld->err + used, ld->errlen - used, "%s:%lu: key '%s': %s", w.path,
 			 w.line, key, msg);
 	else
-		snprintf(ld->err, ld->errlen, "%s:%lu: %s", w.path, w.line, msg);
+		snprintf(ld->err + used, ld->errlen - used, "%s:%lu: %s", w.path, w.line, msg);
 	return -1;
 }
 
@@ -766,6 +778,7 @@ static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 		     struct host_conf *h)
 {
 	bool seen[N_HOST_OPTIONS] = { false };
+	unsigned errors = ld->errors;
 
 	h->line = (int)node->start_mark.line + 1;
 	host_defaults(cfg, h);
@@ -779,16 +792,19 @@ static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 		const char *k = scalar(kn);
 		const struct host_option *o = k ? find_host_option(k) : NULL;
 
-		if (!k)
-			return fail(ld, kn, "hosts", "keys must be strings");
-		if (!o)
-			return fail(ld, kn, k, "unknown key in hosts entry");
-		if (seen[o - host_options])
-			return fail(ld, kn, k, "given twice in one hosts entry");
-		seen[o - host_options] = true;
-		if (set_host_option(ld, h, o, vn) < 0)
-			return -1;
+		if (!k) {
+			fail(ld, kn, "hosts", "keys must be strings");
+		} else if (!o) {
+			fail(ld, kn, k, "unknown key in hosts entry");
+		} else if (seen[o - host_options]) {
+			fail(ld, kn, k, "given twice in one hosts entry");
+		} else {
+			seen[o - host_options] = true;
+			(void)set_host_option(ld, h, o, vn);
+		}
 	}
+	if (ld->errors > errors)
+		return -1;
 	if (!h->hostname)
 		return fail(ld, node, "hostname", "missing in hosts entry");
 	if (!h->ids || h->n_ids == 0)
@@ -800,7 +816,35 @@ static int load_host(struct loader *ld, struct config *cfg, yaml_node_t *node,
 			return fail(ld, node, "aliases",
 				    "'%s' cannot name a socket file",
 				    h->aliases[i]);
-	return finish_host(ld, cfg, h, at(ld, node));
+	/* What follows depends on top-level keys that had errors. */
+	return ld->entries_only ? 0 : finish_host(ld, cfg, h, at(ld, node));
+}
+
+static void free_strings(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void host_conf_free(struct host_conf *h)
+{
+	free(h->hostname);
+	free(h->address);
+	free(h->tls_name);
+	free(h->init_version);
+	free(h->version_string);
+	free_strings(h->ids, h->n_ids);
+	free_strings(h->aliases, h->n_aliases);
+}
+
+/* Read one hosts entry only for its errors. */
+static void check_host_entry(struct loader *ld, struct config *cfg, yaml_node_t *node)
+{
+	struct host_conf h = { 0 };
+
+	(void)load_host(ld, cfg, node, &h);
+	host_conf_free(&h);
 }
 
 /*
@@ -1044,9 +1088,11 @@ static int load_hosts(struct loader *ld, struct config *cfg, yaml_node_t *node)
 		yaml_node_t *item = yaml_document_get_node(
 			&ld->doc, node->data.sequence.items.start[i]);
 
-		if (load_host(ld, cfg, item, &cfg->hosts[cfg->n_hosts++]) < 0)
-			goto out;
+		/* Every entry is read, so every broken one is reported. */
+		(void)load_host(ld, cfg, item, &cfg->hosts[cfg->n_hosts++]);
 	}
+	if (ld->errors)
+		goto out;
 	for (size_t i = 0; i < tab.n; i++) {
 		if (config_find_host(cfg, tab.hosts[i].name))
 			continue;       /* hosts: has it */
@@ -1208,24 +1254,34 @@ static int load_root(struct loader *ld, struct config *cfg)
 		yaml_node_t *vn = yaml_document_get_node(&ld->doc, p->value);
 		const char *k = scalar(kn);
 
-		if (!k)
-			return fail(ld, kn, NULL, "keys must be strings");
-		if (!strcmp(k, "hosts")) {
+		/* An error here does not stop the others being found. */
+		if (!k) {
+			fail(ld, kn, NULL, "keys must be strings");
+		} else if (!strcmp(k, "hosts")) {
 			if (hosts)
-				return fail(ld, kn, k, "given twice");
+				fail(ld, kn, k, "given twice");
 			hosts = vn;
-			continue;
+		} else if (!strcmp(k, "tls")) {
+			(void)load_tls(ld, cfg, vn);
+		} else {
+			const struct option *o = find_option(k);
+
+			if (!o || strchr(k, '.'))
+				fail(ld, kn, k, "unknown key");
+			else
+				(void)load_option(ld, cfg, o, kn, vn);
 		}
-		if (!strcmp(k, "tls")) {
-			if (load_tls(ld, cfg, vn) < 0)
-				return -1;
-			continue;
-		}
-		const struct option *o = find_option(k);
-		if (!o || strchr(k, '.'))
-			return fail(ld, kn, k, "unknown key");
-		if (load_option(ld, cfg, o, kn, vn) < 0)
-			return -1;
+	}
+	/* With errors so far, only the hosts entries are still read (for
+	 * their own errors): what depends on the top-level keys would
+	 * only repeat them. */
+	if (ld->errors) {
+		ld->entries_only = true;
+		if (hosts && hosts->type == YAML_SEQUENCE_NODE)
+			for (yaml_node_item_t *i = hosts->data.sequence.items.start;
+			     i < hosts->data.sequence.items.top; i++)
+				check_host_entry(ld, cfg, yaml_document_get_node(&ld->doc, *i));
+		return -1;
 	}
 	if (*cfg->loncapa_conf && apply_loncapa_conf(ld, cfg) < 0)
 		return -1;
@@ -1325,28 +1381,13 @@ out_cfg:
 	return 0;
 }
 
-static void free_strings(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
 
 void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
-	for (size_t i = 0; i < cfg->n_hosts; i++) {
-		struct host_conf *h = &cfg->hosts[i];
-
-		free(h->hostname);
-		free(h->address);
-		free(h->tls_name);
-		free(h->init_version);
-		free(h->version_string);
-		free_strings(h->ids, h->n_ids);
-		free_strings(h->aliases, h->n_aliases);
-	}
+	for (size_t i = 0; i < cfg->n_hosts; i++)
+		host_conf_free(&cfg->hosts[i]);
 	free(cfg->hosts);
 	for (size_t i = 0; i < N_OPTIONS; i++)
 		if (options[i].type == T_STR || options[i].type == T_OPTSTR)

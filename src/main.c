@@ -564,7 +564,9 @@ int main(int argc, char **argv)
 	if (go <= 0)
 		return go == 0 ? 0 : EXIT_CONFIG;
 	if (config_load(l.o.path, &l.cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "lonc: %s\n", err);
+		/* One line per error. */
+		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+			fprintf(stderr, "lonc: %s\n", line);
 		return EXIT_CONFIG;
 	}
 	/* Reloads read the file again after the daemon moved to "/". */

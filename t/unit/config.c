@@ -337,23 +337,22 @@ static void check_host_keys_compared(void)
 }
 
 /* The expectation is the first line: "# expect: <text>". */
-static int read_expect(const char *path, char *out, size_t n)
+/* The "# expect: " lines at the top of a fixture, each an error the
+ * file must give; returns how many (0 when none). */
+static int read_expects(const char *path, char out[][512], int max)
 {
 	FILE *f = fopen(path, "r");
 	char line[512];
+	int n = 0;
 
 	if (!f)
-		return -1;
-	if (!fgets(line, sizeof(line), f)) {
-		fclose(f);
-		return -1;
+		return 0;
+	while (n < max && fgets(line, sizeof(line), f) && !strncmp(line, "# expect: ", 10)) {
+		line[strcspn(line, "\n")] = '\0';
+		snprintf(out[n++], 512, "%s", line + 10);
 	}
 	fclose(f);
-	line[strcspn(line, "\n")] = '\0';
-	if (strncmp(line, "# expect: ", 10) != 0)
-		return -1;
-	snprintf(out, n, "%s", line + 10);
-	return 0;
+	return n;
 }
 
 static void check_errors(void)
@@ -366,7 +365,7 @@ static void check_errors(void)
 	if (!d)
 		return;
 	while ((e = readdir(d))) {
-		char path[1024], expect[512], err[1024] = "", name[600];
+		char path[1024], expect[8][512], err[4096] = "", name[600];
 		struct config *cfg = NULL;
 
 		if (strncmp(e->d_name, "bad_", 4) != 0)
@@ -374,14 +373,24 @@ static void check_errors(void)
 		seen++;
 		snprintf(path, sizeof(path), FIXTURES "/%s", e->d_name);
 		snprintf(name, sizeof(name), "%s: has an expectation", e->d_name);
-		ok(read_expect(path, expect, sizeof(expect)) == 0, name);
+		int n = read_expects(path, expect, 8);
+		ok(n > 0, name);
 		int rc = config_load(path, &cfg, err, sizeof(err));
 		snprintf(name, sizeof(name), "%s: refused", e->d_name);
 		ok(rc == -1 && cfg == NULL, name);
-		snprintf(name, sizeof(name), "%s: message names file, line and key", e->d_name);
-		ok(strstr(err, expect) != NULL, name);
-		if (!strstr(err, expect))
-			printf("#          got: '%s'\n#     expected: '%s'\n", err, expect);
+		for (int i = 0; i < n; i++) {
+			snprintf(name, sizeof(name), "%s: message %d names file, line and key",
+				 e->d_name, i + 1);
+			ok(strstr(err, expect[i]) != NULL, name);
+			if (!strstr(err, expect[i]))
+				printf("#          got: '%s'\n#     expected: '%s'\n", err, expect[i]);
+		}
+		/* Every error once, none that only follows from another. */
+		int lines = 1;
+		for (const char *c = err; *c; c++)
+			lines += *c == '\n';
+		snprintf(name, sizeof(name), "%s: %d error(s), no more", e->d_name, n);
+		is_int(lines, n, name);
 		config_free(cfg);
 	}
 	closedir(d);
