@@ -18,7 +18,9 @@ our @EXPORT = qw(build_dir tmp_dir start_lond lond_ctl lond_stats
     write_config start_lonc stop_lonc wait_lonc request request_raw unix_connect
     wait_for log_text watchdog free_port
     pattern request_bytes read_reply_bytes lonnet_request describe_bytes
-    rss_anon_kb rss_sampler kill_wait proc_figures);
+    rss_anon_kb rss_sampler kill_wait proc_figures
+    throwaway_user throwaway_group as_user make_victim fingerprint victim_intact
+    try_lonc start_racer stop_racer);
 
 my @children;
 my $serial = 0;    # unique names for logs and outputs
@@ -103,12 +105,14 @@ sub free_port {
 }
 
 # Write a config; %o overrides top-level keys, $o{hosts} is a list of
-# { hostname, ids (default: [hostname]), port, address, aliases, ... }.
+# { hostname, ids (default: [hostname]), port, address, aliases, ... }
+# (hosts => undef: no hosts key at all, e.g. with hosts_tab).
 # Returns the path.
 sub write_config {
     my (%o) = @_;
     my $dir = tmp_dir();
     my $name = delete $o{name} // 'lonc';
+    my $no_hosts = exists $o{hosts} && !defined $o{hosts};
     my $hosts = delete $o{hosts} // [];
     my %top = (
         host_id => 'lonc-test',
@@ -133,7 +137,7 @@ sub write_config {
     for my $k (sort keys %top) {
         $y .= "$k: $top{$k}\n";
     }
-    $y .= "hosts:\n";
+    $y .= "hosts:\n" unless $no_hosts;
     for my $h (@$hosts) {
         $y .= "  - hostname: $h->{hostname}\n";
         $y .= "    ids: [" . join(', ', @{ $h->{ids} // [$h->{hostname}] }) . "]\n";
@@ -401,6 +405,183 @@ sub proc_figures {
     return { fds => $fds, threads => $threads, rss_kb => $rss // 0 };
 }
 
+# ---- Security tests: root plays an unprivileged user -----------------
+# (t/integration/security*.t; doc/security.md).  Users and groups made
+# here are removed at exit, after the processes the harness started.
+
+my (@made_users, @made_groups);
+my $main_pid = $$;    # a forked child that dies must not remove them
+
+# A test stopped by a signal still runs the END block that removes them.
+sub _exit_on_signals {
+    for my $sig (qw(INT TERM HUP)) {
+        $SIG{$sig} = sub { die "killed by SIG$sig\n" } if !$SIG{$sig} || $SIG{$sig} eq 'DEFAULT';
+    }
+}
+
+# A throwaway system user with its own group, no home, no shell;
+# returns { name, uid, gid }.
+sub throwaway_user {
+    my ($tag) = @_;
+    my $name = sprintf 'lonct-%s%d', $tag // 'u', $$;
+    _exit_on_signals();
+    system('useradd', '-r', '-M', '-U', '-s', '/usr/sbin/nologin', $name) == 0
+        or die "useradd $name failed\n";
+    push @made_users, $name;
+    my @pw = getpwnam($name) or die "no user $name after useradd\n";
+    return { name => $name, uid => $pw[2], gid => $pw[3] };
+}
+
+# A throwaway group; returns { name, gid }.
+sub throwaway_group {
+    my ($tag) = @_;
+    my $name = sprintf 'lonctg-%s%d', $tag // 'g', $$;
+    _exit_on_signals();
+    system('groupadd', '-r', $name) == 0 or die "groupadd $name failed\n";
+    push @made_groups, $name;
+    my $gid = getgrnam($name) // die "no group $name after groupadd\n";
+    return { name => $name, gid => $gid };
+}
+
+# Run @cmd as $user (a name), with its own group and no supplementary
+# groups, as the attacker would.  Returns the exit status ($? style).
+sub as_user {
+    my ($user, @cmd) = @_;
+    my @pw = getpwnam($user) or die "no user $user\n";
+    system('setpriv', "--reuid=$pw[2]", "--regid=$pw[3]", '--clear-groups', @cmd);
+    return $?;
+}
+
+# What a file or directory is, to tell whether anyone touched it: its
+# inode, type, mode, links, owner, size, modification and change times
+# (a chmod or chown to the same values still moves the change time),
+# and its content (a directory: its entries, each with type, mode and
+# owner).  'missing' when it is gone.
+sub fingerprint {
+    my ($path) = @_;
+    my @st = lstat $path or return 'missing';
+    my $fp = join ' ', @st[0, 1, 2, 3, 4, 5, 7, 9, 10];
+    if (-l _) {
+        $fp .= ' -> ' . readlink $path;
+    } elsif (-d _) {
+        opendir my $d, $path or return "$fp (unreadable)";
+        for my $e (sort grep { !/^\.\.?$/ } readdir $d) {
+            my @e = lstat "$path/$e";
+            $fp .= " [$e " . join(' ', @e[2, 4, 5]) . ']';
+        }
+    } elsif (-f _) {
+        $fp .= ' ' . log_text($path);
+    }
+    return $fp;
+}
+
+my %victims;
+
+# A victim: a root-owned file of mode 0600 that root must never be made
+# to touch.  Returns its path; victim_intact tells whether it still is
+# exactly as made.
+sub make_victim {
+    my ($path) = @_;
+    open my $fh, '>', $path or die "$path: $!";
+    print $fh "victim: root's own, mode 0600 ($path)\n";
+    close $fh;
+    chown 0, 0, $path;
+    chmod 0600, $path;
+    $victims{$path} = fingerprint($path);
+    return $path;
+}
+
+sub victim_intact {
+    my ($path) = @_;
+    return fingerprint($path) eq ($victims{$path} // '');
+}
+
+# Start the racer (t/tools/symlink-racer.c) as $user with @args; returns
+# { pid, out } once it watches.
+sub start_racer {
+    my ($user, @args) = @_;
+    my @pw = getpwnam($user) or die "no user $user\n";
+    my $out = tmp_dir() . '/racer' . $serial++ . '.out';
+    my $pid = _spawn($out, "$out.err", 'setpriv', "--reuid=$pw[2]", "--regid=$pw[3]",
+        '--clear-groups', build_dir() . '/symlink-racer', @args);
+    wait_for(sub {
+        die 'racer exited: ' . log_text("$out.err") . "\n" if waitpid($pid, WNOHANG) == $pid;
+        return log_text($out) =~ /^ready$/m;
+    }, 10, 'racer ready');
+    return { pid => $pid, out => $out };
+}
+
+# Stop a racer (if it has not ended by itself); how many swaps it made.
+sub stop_racer {
+    my ($r) = @_;
+    kill_wait($r->{pid}, 'TERM', 5) // kill_wait($r->{pid}, 'KILL', 5);
+    my ($n) = log_text($r->{out}) =~ /^swaps=(\d+)$/m;
+    return $n // 0;
+}
+
+# Run lonc once and tell how it went: { exit (undef: it did not end in
+# time and was killed), signal, out (its stdout and stderr together),
+# ready (it logged event=ready or, as a daemon, started; it was then
+# stopped with SIGTERM) }.  $o{test}: lonc -t; $o{daemon}: without
+# --foreground; $o{wrapper}: a command to run it under; $o{timeout}
+# (10 s) bounds the run; $o{while_up}: code called while lonc runs,
+# before it is stopped, with lonc's pid.
+sub try_lonc {
+    my ($config, %o) = @_;
+    my $out = tmp_dir() . '/try' . $serial++ . '.out';
+    my @args = ('-c', $config);
+    push @args, '-t' if $o{test};
+    push @args, '--foreground' if !$o{test} && !$o{daemon};
+    my @pre = $o{wrapper} ? @{ $o{wrapper} } : ();
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', $out or die "stdout: $!";
+        open STDERR, '>&', \*STDOUT or die "stderr: $!";
+        exec @pre, build_dir() . '/lonc', @args or die "exec: $!";
+    }
+    push @children, $pid;
+    my %r = (ready => 0);
+    my $end = time + ($o{timeout} // 10);
+    my $status;
+    while (time < $end) {
+        if (waitpid($pid, WNOHANG) == $pid) {
+            $status = $?;
+            last;
+        }
+        if (!$o{test} && !$o{daemon} && log_text($out) =~ /event=ready/) {
+            $r{ready} = 1;
+            $o{while_up}->($pid) if $o{while_up};
+            $status = kill_wait($pid, 'TERM', 20);
+            last;
+        }
+        sleep 0.02;
+    }
+    if (!defined $status && !$r{ready}) {
+        kill 'KILL', $pid;
+        waitpid $pid, 0;
+    }
+    @children = grep { $_ != $pid } @children;
+    if (defined $status) {
+        $r{exit} = $status >> 8;
+        $r{signal} = $status & 127;
+    }
+    if ($o{daemon} && defined $r{exit} && $r{exit} == 0) {
+        # Started: stop the daemon through its pid file.
+        my ($pf) = log_text($config) =~ /^pid_file: (.*)$/m;
+        my ($dpid) = log_text($pf // '') =~ /^(\d+)/;
+        if ($dpid) {
+            $r{ready} = 1;
+            $o{while_up}->($dpid) if $o{while_up};
+            kill 'TERM', $dpid;
+            my $stop = time + 20;
+            sleep 0.02 while kill(0, $dpid) && time < $stop;
+        }
+    }
+    $r{out} = log_text($out);
+    return \%r;
+}
+
 # Poll $cond every 20 ms until true or $secs pass (then die naming $what).
 sub wait_for {
     my ($cond, $secs, $what) = @_;
@@ -417,6 +598,10 @@ END {
     for my $pid (@children) {
         kill 'KILL', $pid;
         waitpid $pid, 0;
+    }
+    if ($$ == $main_pid) {
+        system('userdel', '-f', $_) for @made_users;
+        system('groupdel', $_) for @made_groups;
     }
     $? = $status;
 }
