@@ -54,6 +54,8 @@ struct host_conf {
 /* A file the configuration was read from, as it was opened. */
 struct config_file {
 	char *path;
+	const char *key;        /* NULL: the YAML file; else the key naming it
+				 * ("loncapa_conf", "hosts_tab") */
 	struct stat st;
 };
 

@@ -65,18 +65,31 @@ enum fsafe_rc fsafe_dir(const char *path, const char *what, enum fsafe_role role
 int fsafe_place_of(const char *file, const char *what, const struct fsafe_user *u,
 		   char *msg, size_t n) WUR;
 
-/* A file lonc reads its configuration from, as fstat describes it: as
- * root, one that others can write, or that a user other than root or
- * the daemon's user owns, is refused (as sshd does with its keys). */
-enum fsafe_rc fsafe_config_file(const char *path, const struct stat *st,
+/* A file lonc reads its configuration from, as fstat describes it; key
+ * is NULL for the YAML file, else the key that named it.  As root: one
+ * that others can write is refused (as sshd does with its keys); the
+ * YAML file and loncapa_conf must be root's, hosts_tab root's or the
+ * daemon user's. */
+enum fsafe_rc fsafe_config_file(const char *path, const char *key, const struct stat *st,
 				const struct fsafe_user *u, char *msg, size_t n) WUR;
+
+/* A file root read (st: what it opened) at a path `what` names: where
+ * the way to it is not root's alone, the daemon's user must be able to
+ * open that same file itself, so that root reads nothing through a
+ * symlink the user planted that the user could not read. */
+enum fsafe_rc fsafe_import_file(const char *path, const char *what, const struct stat *st,
+				const struct fsafe_user *u, char *msg, size_t n) WUR;
+
+/* Is the way to path root's alone (always true when not root)? */
+bool fsafe_trusted_file(const char *path);
 
 /* Whether unlinked files can be made in dir (O_TMPFILE), as whoever
  * runs now.  0 or -1 (errno). */
 int fsafe_tmpfile_works(const char *dir) WUR;
 
-/* Work in the user's directories with the user's effective ids, and
- * back (only when running as root; else nothing).  0 or -1 (errno). */
+/* Work in the user's directories with the user's effective ids and
+ * only the user's group, and back to root's ids and groups (only when
+ * running as root; else nothing).  0 or -1 (errno). */
 int fsafe_as_user(const struct fsafe_user *u) WUR;
 int fsafe_as_root(void) WUR;
 

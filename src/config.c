@@ -874,12 +874,14 @@ static char *resolve_path(const char *config_path, const char *p)
  * failure names the YAML line of the key. */
 /* Remember who may change a file the configuration came from, for
  * the check lonc makes when it runs as root (fsafe_config_file). */
-static void note_file(struct config *cfg, const char *path, const struct stat *st)
+static void note_file(struct config *cfg, const char *path, const char *key,
+		      const struct stat *st)
 {
 	if (cfg->n_files >= sizeof(cfg->files) / sizeof(cfg->files[0]))
 		return;
 	struct config_file *f = &cfg->files[cfg->n_files++];
 	f->path = xstrdup(path);
+	f->key = key;
 	f->st = *st;
 }
 
@@ -909,7 +911,7 @@ static FILE *open_import(struct loader *ld, const char *name, const char *path)
 			strerror(errno));
 		return NULL;
 	}
-	note_file(ld->cfg, path, &st);
+	note_file(ld->cfg, path, name, &st);
 	return f;
 }
 
@@ -1339,7 +1341,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 		close(fd);
 		goto out_cfg;
 	}
-	note_file(cfg, path, &st);
+	note_file(cfg, path, NULL, &st);
 	f = fdopen(fd, "r");
 	if (!f) {
 		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));

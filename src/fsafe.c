@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -183,6 +184,16 @@ static int create(const char *path, enum fsafe_role role, int mode,
 		  const struct fsafe_user *u)
 {
 	char *parent = dir_of(path);
+	struct stat st;
+
+	/* The way is judged up to the nearest directory that exists (root
+	 * makes the missing ones, 0755, where that way is trusted). */
+	while (lstat(parent, &st) < 0 && errno == ENOENT && strcmp(parent, "/")) {
+		char *up = dir_of(parent);
+
+		free(parent);
+		parent = up;
+	}
 	bool as_root = geteuid() != 0 || trusted_path(parent, 0);
 	int rc = -1, fd;
 
@@ -209,28 +220,13 @@ static int create(const char *path, enum fsafe_role role, int mode,
 	return rc;
 }
 
-/* An existing OWN directory becomes the user's, with `mode`; through a
- * descriptor, so that what is changed is what was checked.  A root one
- * is handed over only where the way there is trusted. */
+/* An existing OWN directory (the user's: own_dir) gets `mode`, through
+ * a descriptor, so that what is changed is what was checked. */
 static enum fsafe_rc hand_over(const char *path, const char *what, int fd,
-			       const struct stat *st, int mode,
-			       const struct fsafe_user *u, char *msg, size_t n)
+			       int mode, char *msg, size_t n)
 {
 	if (geteuid() != 0)
 		return FSAFE_OK;
-	if (st->st_uid != u->uid) {
-		char *parent = dir_of(path);
-		bool trusted = trusted_path(parent, 0);
-
-		free(parent);
-		if (!trusted)
-			return say(msg, n, FSAFE_BAD,
-				   "%s %s belongs to root but lies where others can write: give it to %s by hand",
-				   what, path, u->name);
-		if (fchown(fd, u->uid, u->gid) < 0)
-			return say(msg, n, FSAFE_BAD, "%s %s: cannot give it to %s: %s",
-				   what, path, u->name, strerror(errno));
-	}
 	if (mode >= 0 && fchmod(fd, (mode_t)mode) < 0)
 		return say(msg, n, FSAFE_BAD, "%s %s: cannot set its mode: %s", what, path,
 			   strerror(errno));
@@ -267,8 +263,14 @@ enum fsafe_rc fsafe_dir(const char *path, const char *what, enum fsafe_role role
 		rc = say(msg, n, FSAFE_BAD,
 			 "%s %s lies where users other than root can change the way to it",
 			 what, path);
+	/* lonc gives the user only directories it made itself: an existing
+	 * one of root's may be anything (/etc, a sticky /tmp). */
+	if (rc != FSAFE_BAD && role == FSAFE_OWN && geteuid() == 0 && st.st_uid != u->uid)
+		rc = say(msg, n, FSAFE_BAD,
+			 "%s %s belongs to %s, not %s: lonc hands over only directories it makes (give it to %s, or remove it)",
+			 what, path, st.st_uid == 0 ? "root" : "another user", u->name, u->name);
 	if (rc != FSAFE_BAD && prepare && role == FSAFE_OWN) {
-		enum fsafe_rc h = hand_over(path, what, fd, &st, mode, u, msg, n);
+		enum fsafe_rc h = hand_over(path, what, fd, mode, msg, n);
 
 		if (h == FSAFE_BAD)
 			rc = h;
@@ -284,6 +286,7 @@ int fsafe_place_of(const char *file, const char *what, const struct fsafe_user *
 	struct stat st;
 	int where = -1;
 
+	*msg = '\0';
 	if (lstat(dir, &st) < 0) {
 		/* Made at start-up, root's own, where the way is trusted. */
 		char *parent = dir_of(dir);
@@ -313,13 +316,21 @@ int fsafe_place_of(const char *file, const char *what, const struct fsafe_user *
 	return where;
 }
 
-enum fsafe_rc fsafe_config_file(const char *path, const struct stat *st,
+enum fsafe_rc fsafe_config_file(const char *path, const char *key, const struct stat *st,
 				const struct fsafe_user *u, char *msg, size_t n)
 {
 	char who[32];
 
 	if (geteuid() != 0)
 		return FSAFE_OK;
+	/* The YAML file and loncapa.conf say where root works: root's
+	 * alone.  hosts.tab only names hosts: it may be the user's. */
+	bool roots = !key || strcmp(key, "hosts_tab");
+	if (roots && st->st_uid != 0)
+		return say(msg, n, FSAFE_BAD,
+			   "%s belongs to %s, not root: lonc runs as root and takes %s from root alone",
+			   path, owner_name(st->st_uid, who, sizeof(who)),
+			   key ? key : "its configuration");
 	if ((st->st_mode & S_IWOTH) ||
 	    ((st->st_mode & S_IWGRP) && st->st_gid != 0 && st->st_gid != u->gid))
 		return say(msg, n, FSAFE_BAD,
@@ -332,6 +343,43 @@ enum fsafe_rc fsafe_config_file(const char *path, const struct stat *st,
 	return FSAFE_OK;
 }
 
+enum fsafe_rc fsafe_import_file(const char *path, const char *what, const struct stat *st,
+				const struct fsafe_user *u, char *msg, size_t n)
+{
+	struct stat mine;
+	int fd = -1, err = 0;
+
+	if (geteuid() != 0 || u->uid == 0 || trusted_path(path, 0))
+		return FSAFE_OK;
+	if (fsafe_as_user(u) < 0)
+		return say(msg, n, FSAFE_BAD, "%s %s: cannot act as %s: %s", what, path, u->name,
+			   strerror(errno));
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	err = errno;
+	if (fd >= 0 && fstat(fd, &mine) < 0) {
+		err = errno;
+		close(fd);
+		fd = -1;
+	}
+	if (fsafe_as_root() < 0)
+		return say(msg, n, FSAFE_BAD, "cannot act as root again: %s", strerror(errno));
+	if (fd < 0)
+		return say(msg, n, FSAFE_BAD,
+			   "%s %s lies where users other than root can change the way to it, and %s cannot read it (%s): lonc will not read it for them",
+			   what, path, u->name, strerror(err));
+	close(fd);
+	if (mine.st_dev != st->st_dev || mine.st_ino != st->st_ino)
+		return say(msg, n, FSAFE_BAD,
+			   "%s %s changed while lonc read it (the way to it can be changed by users other than root)",
+			   what, path);
+	return FSAFE_OK;
+}
+
+bool fsafe_trusted_file(const char *path)
+{
+	return !path || geteuid() != 0 || trusted_path(path, 0);
+}
+
 int fsafe_tmpfile_works(const char *dir)
 {
 	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -342,11 +390,20 @@ int fsafe_tmpfile_works(const char *dir)
 	return 0;
 }
 
+/* Root's supplementary groups, kept while root acts as the user. */
+static gid_t root_groups[NGROUPS_MAX];
+static int n_root_groups = -1;
+
 int fsafe_as_user(const struct fsafe_user *u)
 {
 	if (getuid() != 0 || u->uid == 0)
 		return 0;
-	if (setegid(u->gid) < 0)
+	/* Root's groups (0, say, from a login shell) would still open
+	 * what the user cannot. */
+	if (n_root_groups < 0 &&
+	    (n_root_groups = getgroups(NGROUPS_MAX, root_groups)) < 0)
+		return -1;
+	if (setgroups(1, &u->gid) < 0 || setegid(u->gid) < 0)
 		return -1;
 	if (seteuid(u->uid) < 0) {
 		int err = errno;
@@ -365,6 +422,8 @@ int fsafe_as_root(void)
 	if (getuid() != 0 || geteuid() == 0)
 		return 0;
 	if (seteuid(0) < 0 || setegid(0) < 0)
+		return -1;
+	if (n_root_groups >= 0 && setgroups((size_t)n_root_groups, root_groups) < 0)
 		return -1;
 	return 0;
 }

@@ -162,15 +162,46 @@ static int find_user(const struct config *cfg, struct fsafe_user *u, char *err, 
 	return 0;
 }
 
-/* The files the configuration came from, as root: nobody else's. */
+/* The files the configuration came from, as root: nobody else's, and
+ * none reached through a way the user could have changed to make root
+ * read what the user cannot. */
 static int check_config_files(const struct config *cfg, const struct fsafe_user *u,
 			      char *err, size_t n)
 {
-	for (size_t i = 0; i < cfg->n_files; i++)
-		if (fsafe_config_file(cfg->files[i].path, &cfg->files[i].st, u, err, n) ==
-		    FSAFE_BAD)
+	for (size_t i = 0; i < cfg->n_files; i++) {
+		const struct config_file *f = &cfg->files[i];
+
+		if (fsafe_config_file(f->path, f->key, &f->st, u, err, n) == FSAFE_BAD ||
+		    (f->key && fsafe_import_file(f->path, f->key, &f->st, u, err, n) ==
+		     FSAFE_BAD))
 			return -1;
+	}
 	return 0;
+}
+
+/* The TLS context, as root where the way to every file is root's alone,
+ * else with the user's ids (a symlink the user planted gets nothing the
+ * user could not read).  NULL with a message in err. */
+static struct crypto_tls *load_tls(const struct config *cfg, const struct fsafe_user *u,
+				   char *err, size_t n)
+{
+	bool as_user = !fsafe_trusted_file(cfg->tls_ca_file) ||
+		       !fsafe_trusted_file(cfg->tls_cert_file) ||
+		       !fsafe_trusted_file(cfg->tls_key_file);
+
+	if (as_user && fsafe_as_user(u) < 0) {
+		snprintf(err, n, "cannot act as %s: %s", u->name, strerror(errno));
+		return NULL;
+	}
+	struct crypto_tls *tls = crypto_tls_new(cfg->tls_ca_file, cfg->tls_cert_file,
+						cfg->tls_key_file, cfg->tls_verify_hostname,
+						err, n);
+	if (as_user && fsafe_as_root() < 0) {
+		crypto_tls_free(tls);
+		snprintf(err, n, "cannot act as root again: %s", strerror(errno));
+		return NULL;
+	}
+	return tls;
 }
 
 /* One directory check; a warning is logged, a refusal is the result.
@@ -290,9 +321,7 @@ static int probe(struct lonc *l)
 		return 1;
 	}
 	if (uses_mode(l->cfg, KEY_SSL)) {
-		l->tls = crypto_tls_new(l->cfg->tls_ca_file, l->cfg->tls_cert_file,
-					l->cfg->tls_key_file, l->cfg->tls_verify_hostname,
-					err, sizeof(err));
+		l->tls = load_tls(l->cfg, &l->user, err, sizeof(err));
 		if (!l->tls) {
 			fprintf(stderr, "lonc: tls: %s\n", err);
 			return EXIT_CONFIG;
@@ -329,9 +358,7 @@ static int prepare(struct lonc *l)
 	if (crypto_init() < 0)
 		return fail(l, "libgcrypt or OpenSSL failed to initialise");
 	if (uses_mode(cfg, KEY_SSL)) {
-		l->tls = crypto_tls_new(cfg->tls_ca_file, cfg->tls_cert_file,
-					cfg->tls_key_file, cfg->tls_verify_hostname,
-					err, sizeof(err));
+		l->tls = load_tls(cfg, &l->user, err, sizeof(err));
 		if (!l->tls) {
 			l->status = EXIT_CONFIG;
 			return fail(l, "tls: %s", err);

@@ -1,12 +1,14 @@
 #!/usr/bin/perl
 # Issue 13, the configuration: as root, lonc refuses a configuration
-# file (the YAML file, loncapa_conf, hosts_tab) that others can write
-# or that a user other than root or the daemon's user owns, and one
-# that is not a regular file at once (a FIFO must not hang it), at start
-# and with lonc -t.  Then what a file the daemon's user may write lets
-# that user make root do (the marked TODO tests are holes, see
-# doc/security.md): read a file only root can read, hand over or make
-# directories in root's places, run with a group of the user's choice.
+# file (the YAML file, loncapa_conf, hosts_tab) that others can write;
+# the YAML file and loncapa_conf must be root's, hosts_tab root's or
+# the daemon user's; one that is not a regular file fails at once (a
+# FIFO must not hang it), at start and with lonc -t.  Then what the
+# daemon's user could make root do through a file it may write or a
+# symlink it may plant, all refused: read a file only root can read
+# (hosts_tab, TLS files), hand over or make directories in root's
+# places, run with a group of the user's choice.  The same symlinks to
+# files the user may read are fine.
 use strict;
 use warnings;
 use FindBin;
@@ -66,11 +68,14 @@ refused(config_as(0, 0, 0666), 'a world-writable config', qr/writable by others 
 refused(config_as(0, $foreign->{gid}, 0664), 'a config group-writable by a foreign group',
     qr/writable by others \(mode 0664\)/);
 refused(config_as($third->{uid}, $third->{gid}, 0644), 'a config owned by a third user',
-    qr/belongs to uid $third->{uid}, neither root nor nobody/);
+    qr/belongs to uid $third->{uid}, not root: lonc runs as root and takes its configuration from root alone/);
 accepted(config_as(0, 0, 0644), 'root\'s config, 0644');
 accepted(config_as(0, 0, 0664), 'root\'s config, group root may write');
 accepted(config_as(0, $gid, 0664), 'root\'s config, the daemon\'s group may write');
-accepted(config_as($pw[2], $gid, 0644), 'the daemon user\'s config (allowed, see below)');
+# The YAML file says where root works (below): the daemon's user may not
+# write it.
+refused(config_as($pw[2], $gid, 0644), 'the daemon user\'s config',
+    qr/belongs to uid $pw[2], not root/);
 
 # ---- imported files ---------------------------------------------------
 my $tab = "$tmp/hosts.tab";
@@ -139,7 +144,6 @@ my $r = try_lonc($c, while_up => sub {
     $seen .= ' ' . log_text($out);
 });
 {
-    local $TODO = 'hole: hosts_tab is opened by root through a symlink the user planted (config.c open_import)';
     unlike($seen, qr/topsecret42|leaked-by-root/, 'a root-only file named through the user\'s symlink: nothing of it reaches the user');
     ok(!$r->{ready}, 'and lonc refuses (the user cannot read it: reloads, as the user, could not either)');
 }
@@ -153,7 +157,6 @@ my $was = fingerprint($rootdir);
 $c = config_as($pw[2], $gid, 0644, spool_dir => $rootdir);
 $r = try_lonc($c);
 {
-    local $TODO = 'hole: the daemon user\'s config names an existing root directory, root hands it over (fsafe.c hand_over)';
     is(fingerprint($rootdir), $was, 'spool_dir: a root directory named by the user\'s config is not handed to the user');
     ok(!$r->{ready}, 'lonc refuses');
 }
@@ -168,7 +171,6 @@ $was = fingerprint($rootdir2);
 $c = config_as($pw[2], $gid, 0644, spool_dir => "$rootdir2/new.d", local_key_dir => "$rootdir2/keys.d");
 $r = try_lonc($c);
 {
-    local $TODO = 'hole: the daemon user\'s config makes root create a directory of the user\'s in a root-only one (fsafe.c create)';
     is(fingerprint($rootdir2), $was, 'spool_dir: no directory of the user\'s appears in a root-only directory');
 }
 note 'root-only directory now: ' . fingerprint($rootdir2);
@@ -184,7 +186,6 @@ $c = config_as($pw[2], $gid, 0644, group => $g2->{name}, log_file => "$gdir/lonc
     socket_dir => "$gdir/sockets");
 $r = try_lonc($c);
 {
-    local $TODO = 'hole: the daemon user\'s config may name any group, and nobody gets files where only that group may write';
     is(fingerprint($gdir), $was, "group $g2->{name} from the user's config: nothing of nobody's in that group's directory");
 }
 note "the group's directory now: " . fingerprint($gdir);
@@ -202,8 +203,30 @@ SKIP: {
     $c = config_as(0, 0, 0644, tls => "{ca_file: $n/tls/ca.pem, cert_file: $n/tls/lonc.pem, key_file: $n/tls/lonc.key}",
         hosts => [ { hostname => 'h', port => free_port(), key_mode => 'ssl' } ]);
     $r = try_lonc($c);
-    local $TODO = 'hole: TLS files are opened by root through symlinks the user planted (crypto_tls_new as root)';
     ok(!$r->{ready}, 'a root-only key named through the user\'s symlink: lonc refuses to use it');
+}
+# The same ways to files the user may read itself: accepted.
+{
+    my $open = "$tmp/open.tab";
+    open my $fh, '>', $open or die;
+    print $fh "h:dom:library:h.example:127.0.0.1\n";
+    close $fh;
+    chmod 0644, $open;
+    unlink "$n/tabs/hosts.tab";
+    as_user('nobody', 'ln', '-s', $open, "$n/tabs/hosts.tab") == 0 or die;
+    my $r = try_lonc(config_as(0, 0, 0644, hosts => undef, hosts_tab => "$n/tabs/hosts.tab"));
+    ok($r->{ready}, 'hosts_tab through the user\'s symlink to a file the user may read: lonc starts')
+        or diag $r->{out};
+}
+SKIP: {
+    my $certs = "$tmp/certs";
+    -e "$certs/lonc.key" or skip 'no certificates', 1;
+    chown $pw[2], $gid, "$certs/lonc.key";
+    my $r = try_lonc(config_as(0, 0, 0644,
+        tls => "{ca_file: $n/tls/ca.pem, cert_file: $n/tls/lonc.pem, key_file: $n/tls/lonc.key}",
+        hosts => [ { hostname => 'h', port => free_port(), key_mode => 'ssl' } ]));
+    ok($r->{ready}, 'TLS files through the user\'s symlinks, the key the user\'s own: lonc starts')
+        or diag $r->{out};
 }
 ok(victim_intact($victim) && victim_intact("$rootdir/victim"), 'victims untouched');
 done_testing();

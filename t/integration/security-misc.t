@@ -3,8 +3,7 @@
 # planted by the daemon's user, socket names squatted in a sticky
 # socket_dir, root's supplementary groups while it works as the user,
 # directories lonc hands over (a sticky one such as /tmp), missing
-# parents, and the good layouts still working.  The marked TODO tests
-# are holes (doc/security.md).
+# parents, and the good layouts still working (doc/security.md).
 use strict;
 use warnings;
 use FindBin;
@@ -166,9 +165,6 @@ for my $groups ('none', 'root') {
     nobody('ln', '-s', $gdir, "$n/up");
     my @wrap = $groups eq 'none' ? ('setpriv', '--clear-groups') : ('setpriv', '--groups', '0');
     my $r = try_lonc($c, wrapper => \@wrap);
-    local $TODO = $groups eq 'root'
-        ? 'hole: fsafe_as_user keeps root\'s supplementary groups (setegid/seteuid only)'
-        : undef;
     is(fingerprint($gdir), $was, "root's groups: $groups: nothing of nobody's made in a directory group root may write");
     ok(!$r->{ready}, 'start refused');
 }
@@ -187,7 +183,6 @@ for my $groups ('none', 'root') {
     my ($n, $c) = layout(spool_dir => $sticky);
     my $r = try_lonc($c);
     {
-        local $TODO = 'hole: hand_over chowns an existing root-owned directory (here a sticky, world-writable one) to the user';
         is(fingerprint($sticky), $was, 'spool_dir a shared sticky directory: not handed to nobody');
     }
     my @st = lstat $sticky;
@@ -201,7 +196,6 @@ for my $groups ('none', 'root') {
         hosts => [ { hostname => 'h', port => $lond->{port} },
                    { hostname => 'self', port => $lond->{port}, key_mode => 'local' } ]);
     my $r = try_lonc($c);
-    local $TODO = 'fsafe.c create: a missing parent makes the way "untrusted", so the user tries (and fails) to make it';
     ok($r->{ready}, 'spool_dir and local_key_dir with a missing parent in a root place (as /var/lib/lonc/spool on a fresh install): made')
         or diag $r->{out};
 }

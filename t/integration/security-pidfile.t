@@ -173,7 +173,6 @@ for my $round (1, 2) {
     local $ENV{LONC_DEFAULTS} = '/nonexistent/lonc-defaults';
     my $init = "$FindBin::Bin/../../scripts/lonc.init";
     ok(-f "$run/lonc.pid" && -z _, 'an emptied pid file is there');
-    local $TODO = 'scripts/lonc.init get_status: an empty pid file (lonc emptied it) counts as unknown (4)';
     my $out = `sh $init status 2>&1`;
     is($? >> 8, 3, 'lonc.init status: 3, not running') or diag $out;
     $out = `sh $init stop 2>&1`;
