@@ -22,7 +22,7 @@ WARN    := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
 CPPFLAGS += -Iinclude -D_GNU_SOURCE -MMD -MP
 CFLAGS  += $(OPT) -g $(WARN) -pthread $(SAN)
 LDFLAGS += -pthread $(SAN)
-LDLIBS  := -lyaml -lgcrypt -lssl -lcrypto
+LDLIBS  := -lyaml -lgcrypt -lssl -lcrypto -lsystemd
 
 LIB_SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
@@ -32,8 +32,10 @@ TOOLS    := $(BUILD)/testlond $(BUILD)/lonc-load
 FUZZ_TARGETS := request reply enc config
 FUZZ_REPLAY := $(FUZZ_TARGETS:%=$(BUILD)/t/fuzz/replay-%)
 FUZZ_SECONDS ?= 30
+SOAK_SECONDS ?= 600
+SOAK_SEED ?=
 
-.PHONY: all test check check-tsan demo install uninstall deb clean help deps fuzz
+.PHONY: all test check check-tsan demo install uninstall deb clean help deps fuzz soak
 
 all: $(BUILD)/lonc $(BUILD)/lonc-ctl $(TOOLS) $(UNIT_BINS) $(FUZZ_REPLAY)
 
@@ -44,6 +46,7 @@ help:
 	@echo "make check      the suite under AddressSanitizer + UBSan"
 	@echo "make check-tsan the suite under ThreadSanitizer"
 	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS=$(FUZZ_SECONDS)"
+	@echo "make soak       the chaos soak for SOAK_SECONDS=$(SOAK_SECONDS) (SOAK_SEED=N replays a run)"
 	@echo "make install    install (PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))"
 	@echo "make uninstall  remove what make install put there (not edited files)"
 	@echo "make deb        a Debian package in $(BUILD)/deb (debhelper, lintian)"
@@ -103,6 +106,14 @@ PROVE ?= prove
 test: deps
 	@$(MAKE) --no-print-directory all
 	LONC_BUILD=$(BUILD) $(PROVE) $(UNIT_BINS) t/integration/*.t
+
+# The chaos soak (t/soak/README): random lond faults, reloads and abusive
+# clients against the real daemon for SOAK_SECONDS, invariants as TAP.
+# The seed is printed first; SOAK_SEED=N replays a run.  On failure the
+# event log and lonc's log are kept under $(BUILD)/soak/.
+soak: deps
+	@$(MAKE) --no-print-directory all
+	LONC_BUILD=$(BUILD) SOAK_SECONDS=$(SOAK_SECONDS) SOAK_SEED=$(SOAK_SEED) perl t/soak/soak
 
 check: deps
 	@$(MAKE) --no-print-directory test BUILD=build-asan OPT=-O1 \

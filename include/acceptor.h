@@ -79,6 +79,11 @@ void acceptor_close(struct acceptor *a);
  * thread. */
 void acceptor_finish(struct acceptor *a);
 
+/* The watchdog's question (one caller): did the thread go round since
+ * the previous ping?  Asks again and wakes it.  True for a thread that
+ * is not running. */
+bool acceptor_ping(struct acceptor *a);
+
 /* Finish (if still running), close what is left, free. */
 void acceptor_free(struct acceptor *a);
 

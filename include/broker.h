@@ -34,10 +34,6 @@ struct broker *broker_new(const char *path, struct config *cfg,
  * left behind). */
 int broker_bind(struct broker *b) WUR;
 
-/* Give every socket to uid:gid with the configured socket_mode.  0 or
- * -1 (logged). */
-int broker_give_sockets(struct broker *b, uid_t uid, gid_t gid) WUR;
-
 /* Start the acceptor threads.  0 or -1 (logged). */
 int broker_start(struct broker *b) WUR;
 
@@ -72,6 +68,17 @@ struct broker_lifetime {
 	int64_t last_reload;            /* wall clock seconds; 0: none yet */
 };
 void broker_lifetime(struct broker *b, struct broker_lifetime *lt);
+
+/* The watchdog's question: did every acceptor go round since the last
+ * time it was asked?  (It is asked again.) */
+bool broker_acceptors_alive(struct broker *b);
+
+/* Hosts, open connections and dead hosts, for the process title. */
+struct broker_summary {
+	size_t hosts, dead;
+	int connections;
+};
+void broker_summary(struct broker *b, struct broker_summary *s);
 
 /* The current config, referenced (config_unref it). */
 struct config *broker_config(struct broker *b);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "util.h"
 
@@ -50,9 +51,17 @@ struct host_conf {
 				   an imported host: its hosts.tab line) */
 };
 
+/* A file the configuration was read from, as it was opened. */
+struct config_file {
+	char *path;
+	struct stat st;
+};
+
 struct config {
 	atomic_int refs;        /* config_ref/config_unref; 1 after loading */
 	char *path;
+	struct config_file files[3];  /* the YAML file, loncapa_conf, hosts_tab */
+	size_t n_files;
 	char *host_id;
 	char *socket_dir;
 	char *pid_file;

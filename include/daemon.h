@@ -19,15 +19,24 @@
 int daemon_detach(void) WUR;
 
 /* Tell the waiting parent (if any) that start-up finished: status 0 =
- * ready, else the exit status it should report. */
+ * ready, else the exit status it should report, with the reason given
+ * to daemon_fail_reason (the parent prints it on its stderr). */
 void daemon_ready(int status);
 
-/* Create and lock the pid file and write our pid.  Refuses (with a
- * message in err) if another live process holds it; replaces a stale
- * one.  Returns the open fd (kept for the lock) or -1. */
+/* The first reason a start failed, for the parent's stderr. */
+void daemon_fail_reason(const char *reason);
+
+/* Create (or take over) and lock the pid file and write our pid; never
+ * following a symlink, and refusing one that is not a plain file of its
+ * own (a FIFO, a hard link, someone else's).  Refuses (message in err)
+ * when another lonc holds its lock, or when it names a running lonc or
+ * loncnew; a pid file naming any other process is stale (its pid was
+ * reused) and taken over.  Returns the open fd (kept for the lock) or
+ * -1. */
 int pidfile_open(const char *path, char *err, size_t errlen) WUR;
 
-/* Remove the pid file and close its fd. */
+/* Remove the pid file and close its fd; one lonc may no longer remove
+ * (root's, in root's directory) is emptied instead, and logged. */
 void pidfile_close(const char *path, int fd);
 
 /* Raise the soft limit on open files to the hard one: every client and
@@ -55,16 +64,9 @@ void daemon_block_signals(sigset_t *set);
 int daemon_lookup_user(const char *user, const char *group, uid_t *uid,
 		       gid_t *gid, char *err, size_t errlen) WUR;
 
-/* Give path to uid:gid (lchown), optionally chmod it (mode >= 0).
- * 0 or -1 (errno). */
-int daemon_give(const char *path, uid_t uid, gid_t gid, int mode) WUR;
-
 /* Become uid:gid for good (supplementary groups of `user` too); fails if
  * root could be regained.  0, or -1 with a message in err. */
 int daemon_drop_privileges(const char *user, uid_t uid, gid_t gid, char *err,
 			   size_t errlen) WUR;
-
-/* Create a directory and its parents if missing (mode 0755).  0 or -1. */
-int make_dirs(const char *path) WUR;
 
 #endif

@@ -63,6 +63,9 @@ void host_finish(struct host *h);
 /* Remove sockets, free everything. */
 void host_free(struct host *h);
 
+/* The watchdog's question to the host's acceptor (acceptor_ping). */
+bool host_ping(struct host *h);
+
 /* Forget the dead state and failure count now (reset_retries, SIGUSR1). */
 void host_reset(struct host *h);
 

@@ -52,7 +52,10 @@ int net_set_recv_slice(int fd, int slice_ms) WUR;
 ssize_t net_recv_slice(int fd, void *buf, size_t len) WUR;
 
 /* Create a listening UNIX stream socket at path (an old socket file
- * there is replaced), with permissions `mode`.  Non-blocking fd or -1. */
+ * there is replaced), with permissions `mode` given as it is made (a
+ * umask around bind, never a chmod by name), and owned by the effective
+ * user; checked afterwards.  Non-blocking fd or -1 (EEXIST when what
+ * is at the path is not the socket just made). */
 int net_listen_unix(const char *path, int mode, int backlog) WUR;
 
 /* True when the peer of a connected socket has hung up (EOF or error

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 
+#include "conn.h"
 #include "util.h"
 
 struct config;
@@ -32,17 +33,6 @@ struct pool {
 	struct crypto_tls *tls;        /* shared TLS context, or NULL */
 };
 
-/* What the handshake came to; valid once the worker left the queue's
- * connecting state (queue_wait_connected). */
-struct worker_result {
-	bool ok;
-	bool refused;        /* lond said refused, or the TCP connect was refused */
-	bool timed_out;      /* connect or handshake timed out */
-	bool aborted;        /* not tried: the host is shutting down */
-	const char *hint;    /* the setting the failure points at, or NULL */
-	char reason[160];
-};
-
 /* Start a worker thread for the pool, counted in the queue as
  * connecting.  NULL (logged, uncounted) if the thread could not be
  * created. */
@@ -51,8 +41,8 @@ struct worker *worker_start(const struct pool *p, unsigned id);
 /* The first handshake is over (worker_result is valid). */
 bool worker_handshaken(const struct worker *w);
 
-/* The handshake outcome (see struct worker_result). */
-const struct worker_result *worker_result(const struct worker *w);
+/* The first handshake's outcome (valid once worker_handshaken). */
+const struct conn_result *worker_result(const struct worker *w);
 
 /* At most n handshakes under way in the whole process (max_handshakes):
  * a worker takes a slot before it connects and gives it back when its

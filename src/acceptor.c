@@ -57,6 +57,7 @@ struct acceptor {
 	bool close_requested;      /* protected by mu: acceptor_close ran */
 	atomic_bool closing;       /* acceptor_close: the host is going away */
 	atomic_bool final;         /* acceptor_finish: no hand-back will come */
+	atomic_uint ping, pong;    /* the watchdog's question, the thread's answer */
 
 	/* Owned by the acceptor thread. */
 	struct client **reading;   /* clients whose request we are reading */
@@ -617,6 +618,7 @@ static void *acceptor_main(void *arg)
 	while (!atomic_load(&a->stopping)) {
 		int64_t now = now_ms();
 
+		atomic_store(&a->pong, atomic_load(&a->ping));
 		if (atomic_load(&a->closing))
 			drain_listeners(a);
 		if (atomic_load(&a->final) && finished(a))
@@ -706,6 +708,18 @@ static void drop_listener(struct acceptor *a, int i)
 	}
 }
 
+bool acceptor_ping(struct acceptor *a)
+{
+	if (!a->started || atomic_load(&a->final))
+		return true;
+	unsigned sent = atomic_load(&a->ping);
+	bool answered = atomic_load(&a->pong) == sent;
+
+	atomic_store(&a->ping, sent + 1);
+	wake(a);
+	return answered;
+}
+
 void acceptor_close(struct acceptor *a)
 {
 	pthread_mutex_lock(&a->mu);
@@ -731,9 +745,35 @@ void acceptor_finish(struct acceptor *a)
 	a->started = false;
 }
 
+/* A name the host no longer has, at a hand-over: the name goes and the
+ * listener refuses new connections at once; the clients already in its
+ * backlog are taken for the successor to answer (they asked the same
+ * host), then the listener is closed.  Called with old's thread
+ * stopped.  Returns the list with the taken clients in front. */
+static struct client *retire_listener(struct acceptor *old, int i,
+				      struct acceptor *succ, struct client *list)
+{
+	int fd = old->listen_fds[i], cfd;
+
+	unlink(old->paths[i]);
+	if (shutdown(fd, SHUT_RD) < 0)
+		log_errno(LOG_WARNING, "host=%s event=listener_shutdown_failed socket=%s",
+			  host_name(old), old->paths[i]);
+	while ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		struct client *c = client_new(cfd, succ, succ->max_request);
+
+		c->deadline = now_ms() + succ->client_timeout_ms;
+		c->next = list;
+		list = c;
+	}
+	close(fd);
+	old->listen_fds[i] = -1;
+	return list;
+}
+
 void acceptor_handover(struct acceptor *old, struct acceptor *succ)
 {
-	struct client *list;
+	struct client *list = NULL, *back;
 
 	/* From now on hand-backs go to succ (even while old's thread
 	 * stops); the old thread ends; what it was reading is not lost. */
@@ -747,15 +787,22 @@ void acceptor_handover(struct acceptor *old, struct acceptor *succ)
 		if (j >= 0 && succ->listen_fds[j] < 0) {
 			succ->listen_fds[j] = old->listen_fds[i];
 			old->listen_fds[i] = -1;
-		} else {
-			drop_listener(old, i);   /* a name the host no longer has */
+		} else if (old->listen_fds[i] >= 0) {
+			list = retire_listener(old, i, succ, list);
 		}
 	}
 	pthread_mutex_lock(&old->mu);
 	old->stopping = false;
-	list = old->returned;
+	back = old->returned;
 	old->returned = NULL;
 	pthread_mutex_unlock(&old->mu);
+	while (back) {
+		struct client *c = back;
+
+		back = c->next;
+		c->next = list;
+		list = c;
+	}
 	for (size_t i = 0; i < old->nreading; i++) {
 		old->reading[i]->next = list;
 		list = old->reading[i];

@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 #include "crypto.h"
-#include "daemon.h"
 #include "delayed.h"
 #include "host.h"
 #include "log.h"
+#include "notify.h"
 #include "outage.h"
 #include "worker.h"
 
@@ -82,21 +82,6 @@ int broker_bind(struct broker *b)
 		if (!h)
 			return -1;
 		b->hosts[b->n_hosts++] = h;
-	}
-	return 0;
-}
-
-int broker_give_sockets(struct broker *b, uid_t uid, gid_t gid)
-{
-	for (size_t i = 0; i < b->n_hosts; i++) {
-		const char *p;
-
-		for (int j = 0; (p = host_socket_path(b->hosts[i], j)); j++) {
-			if (daemon_give(p, uid, gid, b->cfg->socket_mode) < 0) {
-				log_errno(LOG_ERR, "event=start_failed reason=\"cannot give %s to the daemon user\"", p);
-				return -1;
-			}
-		}
 	}
 	return 0;
 }
@@ -411,6 +396,7 @@ int broker_reload(struct broker *b, char *msg, size_t msglen)
 	int rc = 0;
 
 	pthread_mutex_lock(&b->reload_mu);
+	notify("RELOADING=1");
 	if (reload_prepare(b, &r) < 0) {
 		for (size_t i = 0; r.plan && i < r.cfg->n_hosts; i++)
 			host_free(r.plan[i].nh);
@@ -437,6 +423,7 @@ int broker_reload(struct broker *b, char *msg, size_t msglen)
 	atomic_fetch_add(&b->reloads, 1);
 	atomic_store(&b->last_reload_ok, rc == 0);
 	atomic_store(&b->last_reload, (int64_t)time(NULL));
+	notify("READY=1");
 	pthread_mutex_unlock(&b->reload_mu);
 	return rc;
 }
@@ -531,6 +518,34 @@ static void status_one(struct host *h, void *arg)
 		sum->dead++;
 		host_reset(h);
 	}
+}
+
+bool broker_acceptors_alive(struct broker *b)
+{
+	bool all = true;
+
+	pthread_rwlock_rdlock(&b->lock);
+	for (size_t i = 0; i < b->n_hosts; i++)
+		all = host_ping(b->hosts[i]) && all;
+	pthread_rwlock_unlock(&b->lock);
+	return all;
+}
+
+static void sum_one(struct host *h, void *arg)
+{
+	struct broker_summary *s = arg;
+	struct host_status st;
+
+	host_get_status(h, &st);
+	s->hosts++;
+	s->connections += (int)st.v[HOST_G_connections];
+	s->dead += st.v[HOST_G_dead] != 0;
+}
+
+void broker_summary(struct broker *b, struct broker_summary *s)
+{
+	*s = (struct broker_summary){ 0 };
+	broker_foreach(b, sum_one, s);
 }
 
 void broker_log_status(struct broker *b)

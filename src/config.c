@@ -234,6 +234,7 @@ const char *const *config_option_names(void)
 
 struct loader {
 	const char *path;
+	struct config *cfg;             /* being loaded */
 	yaml_document_t doc;
 	char *err;
 	size_t errlen;
@@ -827,6 +828,17 @@ static char *resolve_path(const char *config_path, const char *p)
 
 /* Open the file of option `name` (already resolved to `path`); a
  * failure names the YAML line of the key. */
+/* Remember who may change a file the configuration came from, for
+ * the check lonc makes when it runs as root (fsafe_config_file). */
+static void note_file(struct config *cfg, const char *path, const struct stat *st)
+{
+	if (cfg->n_files >= sizeof(cfg->files) / sizeof(cfg->files[0]))
+		return;
+	struct config_file *f = &cfg->files[cfg->n_files++];
+	f->path = xstrdup(path);
+	f->st = *st;
+}
+
 static FILE *open_import(struct loader *ld, const char *name, const char *path)
 {
 	const struct option *o = find_option(name);
@@ -851,7 +863,9 @@ static FILE *open_import(struct loader *ld, const char *name, const char *path)
 		close(fd);
 		fail_at(ld, w, name, "cannot read '%s': %s", path,
 			strerror(errno));
+		return NULL;
 	}
+	note_file(ld->cfg, path, &st);
 	return f;
 }
 
@@ -1241,8 +1255,8 @@ static int load_root(struct loader *ld, struct config *cfg)
 
 int config_load(const char *path, struct config **out, char *err, size_t errlen)
 {
-	struct loader ld = { .path = path, .err = err, .errlen = errlen };
 	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	struct loader ld = { .path = path, .err = err, .errlen = errlen, .cfg = cfg };
 	yaml_parser_t parser;
 	int rc = -1;
 	FILE *f;
@@ -1255,9 +1269,25 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 		    set_option(&ld, cfg, &options[i], options[i].def,
 			       (struct where){ path, 1 }, options[i].name) < 0)
 			goto out_cfg;
-	f = fopen(path, "r");
-	if (!f) {
+	/* Without blocking (a FIFO named by mistake must not hang lonc -t),
+	 * and only a regular file. */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0) {
 		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		goto out_cfg;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		close(fd);
+		goto out_cfg;
+	}
+	note_file(cfg, path, &st);
+	f = fdopen(fd, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+		close(fd);
 		goto out_cfg;
 	}
 	if (!yaml_parser_initialize(&parser)) {
@@ -1321,6 +1351,8 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < N_OPTIONS; i++)
 		if (options[i].type == T_STR || options[i].type == T_OPTSTR)
 			free(*(char **)((char *)cfg + options[i].offset));
+	for (size_t i = 0; i < cfg->n_files; i++)
+		free(cfg->files[i].path);
 	free(cfg->path);
 	free(cfg);
 }

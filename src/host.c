@@ -167,6 +167,11 @@ void host_free(struct host *h)
 	release_host(h);
 }
 
+bool host_ping(struct host *h)
+{
+	return acceptor_ping(h->acceptor);
+}
+
 void host_reset(struct host *h)
 {
 	manager_reset(h->manager);

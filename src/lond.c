@@ -176,6 +176,9 @@ static int any_step(struct lond_handshake *hs, const char *line, size_t len)
 		/* Refused at the first line: lond may want the other init. */
 		if (step == LOND_STEP_INIT || step == LOND_STEP_INIT_SSL)
 			hs->hint = "init_version";
+		/* Refused at the version: lond may compare the version. */
+		else if (step == LOND_STEP_VERSION)
+			hs->hint = "version_string";
 		return step_fail(hs, "lond refused the connection");
 	}
 	if (is_line(line, len, "unknown_cmd") &&

@@ -109,7 +109,7 @@ static void clear_failures(struct manager *m)
 	}
 }
 
-static const char *kind_of(const struct worker_result *r)
+static const char *kind_of(const struct conn_result *r)
 {
 	return r->refused ? "refused" : r->timed_out ? "timeout" : "error";
 }
@@ -137,7 +137,7 @@ static void count_dead(struct manager *m, int64_t now)
 		own_alarm ? "" : " part_of=local_network_problem");
 }
 
-static void attempt_failed(struct manager *m, const struct worker_result *r)
+static void attempt_failed(struct manager *m, const struct conn_result *r)
 {
 	const struct pool *p = m->p;
 	const struct config *cfg = p->cfg;
@@ -181,7 +181,7 @@ static void judge(struct manager *m)
 		if (!w || m->judged[i] || !worker_handshaken(w))
 			continue;
 		m->judged[i] = true;
-		const struct worker_result *r = worker_result(w);
+		const struct conn_result *r = worker_result(w);
 		if (r->aborted)
 			continue;
 		if (r->ok) {

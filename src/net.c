@@ -237,9 +237,24 @@ int net_listen_unix(const char *path, int mode, int backlog)
 	}
 	if (unlink(path) < 0 && errno != ENOENT)
 		goto fail;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	/* The socket file gets its mode from the umask as bind makes it:
+	 * no chmod by name afterwards, which would follow a symlink put in
+	 * its place meanwhile.  (Every file lonc makes names its own mode,
+	 * so the moment's umask changes nothing else.) */
+	mode_t old = umask(0777 & ~(mode_t)mode);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc < 0)
 		goto fail;
-	if (chmod(path, (mode_t)mode) < 0 || listen(fd, backlog) < 0)
+	/* What is at the path now must be that socket, or nothing we use
+	 * it for is trusted (a racer may have swapped it). */
+	struct stat st;
+	if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+	    (st.st_mode & 0777) != ((mode_t)mode & 0777) || st.st_uid != geteuid()) {
+		errno = EEXIST;
+		goto fail;
+	}
+	if (listen(fd, backlog) < 0)
 		goto fail;
 	return fd;
 fail:

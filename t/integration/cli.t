@@ -7,6 +7,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::More;
+use POSIX ();
 use LoncTest;
 
 watchdog(60);
@@ -48,20 +49,34 @@ ok(-S "$l->{socket_dir}/h1", 'the first instance keeps its socket');
 is(stop_lonc($l), 0, 'first instance stops cleanly');
 ok(!-e "$dir/good.pid", 'pid file removed');
 
-# A pid file naming a live process that holds no lock (loncnew does not
-# lock its pid file): refused, and the file is left alone.
+# A pid file naming a live lonc or loncnew that holds no lock (loncnew
+# does not lock its pid file): refused, and the file is left alone.  One
+# naming any other live process is stale (its pid was reused, e.g. after
+# a reboot) and is taken over.
 {
+    my $fake = fork // die;
+    if (!$fake) { $0 = 'loncnew'; sleep 30; POSIX::_exit(0) }
+    wait_for(sub { log_text("/proc/$fake/cmdline") =~ /^loncnew/ }, 10, 'the fake loncnew');
     open my $pf, '>', "$dir/good.pid" or die;
-    print $pf "$$\n";
+    print $pf "$fake\n";
     close $pf;
     $out = `$lonc -c $good --foreground 2>&1`;
-    isnt($? >> 8, 0, 'a pid file naming a running process stops the start');
-    like($out, qr/names a running process \(pid $$\)/, 'with a clear message');
-    is(log_text("$dir/good.pid"), "$$\n", 'the pid file is untouched');
+    isnt($? >> 8, 0, 'a pid file naming a running loncnew stops the start');
+    like($out, qr/names a running lonc or loncnew \(pid $fake\)/, 'with a clear message');
+    is(log_text("$dir/good.pid"), "$fake\n", 'the pid file is untouched');
+    kill 'KILL', $fake;
+    waitpid $fake, 0;
+    open $pf, '>', "$dir/good.pid" or die;
+    print $pf "$$\n";   # this test: alive, but no lonc
+    close $pf;
+    my $l2 = start_lonc($good);
+    is(log_text("$dir/good.pid"), "$l2->{pid}\n",
+       'a pid file naming a live process that is not lonc is taken over');
+    is(stop_lonc($l2), 0, 'and lonc stops cleanly');
     open $pf, '>', "$dir/good.pid" or die;
     print $pf "999999999\n";
     close $pf;
-    my $l2 = start_lonc($good);
+    $l2 = start_lonc($good);
     is(log_text("$dir/good.pid"), "$l2->{pid}\n", 'a stale pid file (no such process) is replaced by one naming the new lonc');
     is(stop_lonc($l2), 0, 'and lonc stops cleanly');
 }

@@ -32,16 +32,15 @@ my $cfg = write_config(name => 'initscript', pid_file => $pidfile,
     hosts => [ { hostname => 'lond1', port => $lond->{port} } ]);
 my $sock = "$dir/sockets/lond1";
 
-# Every lonc process (not a zombie) started with one of our configs.
+# Every lonc process (not a zombie) of this build.  (Its command line is
+# its process title by now, "lonc: 1 host, ...": the binary tells.)
 my %configs = ($cfg => 1);
+my $daemon_real = Cwd::abs_path($daemon);
 sub lonc_pids {
     my @pids;
     for my $p (glob '/proc/[0-9]*') {
-        open my $fh, '<', "$p/cmdline" or next;
-        my @argv = split /\0/, do { local $/; <$fh> // '' };
-        close $fh;
-        next unless @argv == 3 && $argv[0] eq $daemon && $argv[1] eq '-c'
-            && $configs{ $argv[2] };
+        my $exe = readlink("$p/exe") // next;
+        next unless $exe eq $daemon_real;
         open my $st, '<', "$p/stat" or next;
         my ($state) = (<$st> // '') =~ /\) (\S)/;
         next if !defined $state || $state eq 'Z';

@@ -20,7 +20,8 @@ chown $pw[2], $gid, $dir;
 chmod 0755, tmp_dir(), $dir;
 my %o = (name => 'priv', user => 'nobody', group => 'nogroup', socket_mode => '0660',
     socket_dir => "$dir/sockets", pid_file => "$dir/lonc.pid",
-    admin_socket => "$dir/admin.sock");
+    admin_socket => "$dir/admin.sock", log_dir => "$dir/logs",
+    spool_dir => "$dir/spool");
 my $cfg = write_config(%o, hosts => [ { hostname => 'h', port => $lond->{port} } ]);
 chmod 0644, $cfg;
 my $lonc = start_lonc($cfg);

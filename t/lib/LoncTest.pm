@@ -18,7 +18,7 @@ our @EXPORT = qw(build_dir tmp_dir start_lond lond_ctl lond_stats
     write_config start_lonc stop_lonc wait_lonc request request_raw unix_connect
     wait_for log_text watchdog free_port
     pattern request_bytes read_reply_bytes lonnet_request describe_bytes
-    rss_anon_kb rss_sampler burst);
+    rss_anon_kb rss_sampler kill_wait proc_figures burst);
 
 my @children;
 my $serial = 0;    # unique names for logs and outputs
@@ -391,6 +391,39 @@ sub rss_sampler {
         chomp $max if defined $max;
         return $max ? $max : undef;
     };
+}
+
+# Send $sig to a process the harness started and wait (up to $timeout s)
+# for it to exit; it is then forgotten, so that the clean-up at the end
+# does not signal a pid that may have been reused.  Returns the exit
+# status ($? style) or undef on timeout.
+sub kill_wait {
+    my ($pid, $sig, $timeout) = @_;
+    kill $sig, $pid;
+    my $end = time + ($timeout // 10);
+    while (time < $end) {
+        if (waitpid($pid, WNOHANG) == $pid) {
+            my $st = $?;
+            @children = grep { $_ != $pid } @children;
+            return $st;
+        }
+        sleep 0.01;
+    }
+    return undef;
+}
+
+# What a running process holds, from /proc: open fds, threads, resident
+# memory in KiB.  undef if it is gone.
+sub proc_figures {
+    my ($pid) = @_;
+    opendir(my $fd, "/proc/$pid/fd") or return undef;
+    my $fds = grep { !/^\./ } readdir $fd;
+    closedir $fd;
+    opendir(my $td, "/proc/$pid/task") or return undef;
+    my $threads = grep { !/^\./ } readdir $td;
+    closedir $td;
+    my ($rss) = log_text("/proc/$pid/status") =~ /^VmRSS:\s+(\d+)/m;
+    return { fds => $fds, threads => $threads, rss_kb => $rss // 0 };
 }
 
 # Poll $cond every 20 ms until true or $secs pass (then die naming $what).

@@ -383,6 +383,12 @@ static void check_switches(void)
 	is_str(hs.hint, "version_step", "... notes version_step");
 	is_int(lond_handshake_reply(&hs, "unknown_cmd", 11), -1, "sethost answered unknown_cmd");
 	is_str(hs.hint, "sethost_step", "... hints at sethost_step");
+	lond_handshake_init(&hs, LOND_MODE_LOCAL, "msul1", "msul3", "lonc-x", true, true);
+	hs.local_path = "/k";
+	memcpy(hs.local_key, "00112233445566778899aabbccddeeff", 33);
+	is_int(lond_handshake_reply(&hs, "ok:local", 8), 0, "local: ok");
+	is_int(lond_handshake_reply(&hs, "refused", 7), -1, "version refused");
+	is_str(hs.hint, "version_string", "... hints at version_string");
 
 	/* key_id_order: the IDs swap places in the key. */
 	unsigned char remote[LOND_KEY_LEN], local[LOND_KEY_LEN];

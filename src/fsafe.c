@@ -1,0 +1,370 @@
+/*
+ * fsafe.c - the file system work lonc does as root (fsafe.h): trusted
+ * paths, directory roles, the configuration file's owner, and root
+ * working as the daemon's user.  Main thread only; no locks.  May call:
+ * util.
+ */
+#include "fsafe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static enum fsafe_rc say(char *msg, size_t n, enum fsafe_rc rc, const char *fmt, ...)
+	PRINTF_LIKE(4, 5);
+
+static enum fsafe_rc say(char *msg, size_t n, enum fsafe_rc rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, n, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* Root, or whoever runs lonc when it does not run as root. */
+static bool trusted_owner(uid_t uid)
+{
+	return uid == 0 || uid == geteuid();
+}
+
+/* Writable by someone other than its owner (group or others), and not
+ * sticky: anyone who may write it could swap what is in it. */
+static bool open_to_others(const struct stat *st)
+{
+	return (st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX);
+}
+
+static char *dir_of(const char *path)
+{
+	char *copy = xstrdup(path);
+	char *d = xstrdup(dirname(copy));
+
+	free(copy);
+	return d;
+}
+
+/* Is every step of the way to `path` (path included) something only
+ * root (or we) can change?  Each directory on the way is owned by root
+ * and writable by nobody else (a sticky one, such as /tmp, may be; the
+ * next step must then be root's); a symlink on the way must be root's,
+ * and so must the way to where it points.  A path with ".." is not
+ * judged (false). */
+static bool trusted_path(const char *path, int depth)
+{
+	char prefix[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (path[0] != '/' || len >= sizeof(prefix) || depth > 8 || strstr(path, "/.."))
+		return false;
+	for (size_t i = 1; i <= len; i++) {
+		if (i < len && path[i] != '/')
+			continue;
+		memcpy(prefix, path, i);
+		prefix[i] = '\0';
+		struct stat st;
+		if (lstat(prefix, &st) < 0)
+			return false;
+		if (!trusted_owner(st.st_uid))
+			return false;
+		if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX], abs[2 * PATH_MAX + 2];
+			ssize_t t = readlink(prefix, target, sizeof(target) - 1);
+
+			if (t <= 0)
+				return false;
+			target[t] = '\0';
+			if (target[0] == '/') {
+				snprintf(abs, sizeof(abs), "%s", target);
+			} else {
+				char *d = dir_of(prefix);
+				snprintf(abs, sizeof(abs), "%s/%s", d, target);
+				free(d);
+			}
+			if (!trusted_path(abs, depth + 1))
+				return false;
+		} else if (!S_ISDIR(st.st_mode) && i < len) {
+			return false;
+		} else if (S_ISDIR(st.st_mode) && open_to_others(&st)) {
+			return false;
+		}
+	}
+	/* "/" itself. */
+	struct stat root;
+	return stat("/", &root) == 0 && trusted_owner(root.st_uid) && !open_to_others(&root);
+}
+
+static const char *owner_name(uid_t uid, char *buf, size_t n)
+{
+	snprintf(buf, n, "uid %ld", (long)uid);
+	return buf;
+}
+
+/* Can user u write in (and search) a directory like st? */
+static bool user_can_write(const struct stat *st, const struct fsafe_user *u)
+{
+	if (u->uid == 0)
+		return true;
+	if (st->st_uid == u->uid)
+		return (st->st_mode & (S_IWUSR | S_IXUSR)) == (S_IWUSR | S_IXUSR);
+	if (st->st_gid == u->gid)
+		return (st->st_mode & (S_IWGRP | S_IXGRP)) == (S_IWGRP | S_IXGRP);
+	return (st->st_mode & (S_IWOTH | S_IXOTH)) == (S_IWOTH | S_IXOTH);
+}
+
+/* The rules every role shares, on what the directory really is. */
+static enum fsafe_rc judge(const char *path, const char *what, const struct stat *st,
+			   enum fsafe_role role, const struct fsafe_user *u,
+			   char *msg, size_t n)
+{
+	char who[32];
+
+	if (!S_ISDIR(st->st_mode))
+		return say(msg, n, FSAFE_BAD, "%s %s is not a directory", what, path);
+	if (role == FSAFE_RUN) {
+		if (!trusted_owner(st->st_uid) || (st->st_mode & (S_IWGRP | S_IWOTH)))
+			return say(msg, n, FSAFE_BAD,
+				   "%s %s must belong to root and be writable by root alone (it is %s, mode %04o)",
+				   what, path, owner_name(st->st_uid, who, sizeof(who)),
+				   (unsigned)(st->st_mode & 07777));
+		return FSAFE_OK;
+	}
+	if (!trusted_owner(st->st_uid) && st->st_uid != u->uid)
+		return say(msg, n, FSAFE_BAD, "%s %s belongs to %s, neither root nor %s",
+			   what, path, owner_name(st->st_uid, who, sizeof(who)), u->name);
+	if ((st->st_mode & S_IWOTH) && !(st->st_mode & S_ISVTX))
+		return say(msg, n, FSAFE_BAD,
+			   "%s %s is writable by every user (mode %04o): anyone could put a file or socket of theirs in lonc's place",
+			   what, path, (unsigned)(st->st_mode & 07777));
+	if ((st->st_mode & S_IWGRP) && !(st->st_mode & S_ISVTX) && st->st_gid != 0 &&
+	    st->st_gid != u->gid)
+		return say(msg, n, FSAFE_BAD, "%s %s is writable by group %ld, not %s's",
+			   what, path, (long)st->st_gid, u->name);
+	if (role == FSAFE_SHARED && !user_can_write(st, u))
+		return say(msg, n, FSAFE_WARN, "%s %s is not writable by %s", what, path, u->name);
+	return FSAFE_OK;
+}
+
+/* mkdir -p of the directories above path (mode 0755).  0 or -1. */
+static int make_parents(const char *path)
+{
+	char *p = dir_of(path);
+	int rc = 0;
+
+	for (char *s = p + 1; ; s++) {
+		if (*s == '/' || *s == '\0') {
+			char c = *s;
+
+			*s = '\0';
+			if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+				rc = -1;
+				break;
+			}
+			*s = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	free(p);
+	return rc;
+}
+
+/* Create `path` for its role: root does it where the way there is
+ * trusted (and gives an OWN or SHARED one to the user), the user does
+ * it elsewhere.  0 or -1 (errno). */
+static int create(const char *path, enum fsafe_role role, int mode,
+		  const struct fsafe_user *u)
+{
+	char *parent = dir_of(path);
+	bool as_root = geteuid() != 0 || trusted_path(parent, 0);
+	int rc = -1, fd;
+
+	free(parent);
+	if (role == FSAFE_RUN && !as_root) {
+		errno = EPERM;
+		return -1;
+	}
+	if (!as_root && fsafe_as_user(u) < 0)
+		return -1;
+	if (make_parents(path) == 0 && mkdir(path, 0700) == 0 &&
+	    (fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+		rc = 0;
+		if (role != FSAFE_RUN && geteuid() == 0 && fchown(fd, u->uid, u->gid) < 0)
+			rc = -1;
+		if (rc == 0 && fchmod(fd, (mode_t)(mode >= 0 ? mode : 0755)) < 0)
+			rc = -1;
+		close(fd);
+	}
+	int err = errno;
+	if (!as_root && fsafe_as_root() < 0)
+		rc = -1;
+	errno = err;
+	return rc;
+}
+
+/* An existing OWN directory becomes the user's, with `mode`; through a
+ * descriptor, so that what is changed is what was checked.  A root one
+ * is handed over only where the way there is trusted. */
+static enum fsafe_rc hand_over(const char *path, const char *what, int fd,
+			       const struct stat *st, int mode,
+			       const struct fsafe_user *u, char *msg, size_t n)
+{
+	if (geteuid() != 0)
+		return FSAFE_OK;
+	if (st->st_uid != u->uid) {
+		char *parent = dir_of(path);
+		bool trusted = trusted_path(parent, 0);
+
+		free(parent);
+		if (!trusted)
+			return say(msg, n, FSAFE_BAD,
+				   "%s %s belongs to root but lies where others can write: give it to %s by hand",
+				   what, path, u->name);
+		if (fchown(fd, u->uid, u->gid) < 0)
+			return say(msg, n, FSAFE_BAD, "%s %s: cannot give it to %s: %s",
+				   what, path, u->name, strerror(errno));
+	}
+	if (mode >= 0 && fchmod(fd, (mode_t)mode) < 0)
+		return say(msg, n, FSAFE_BAD, "%s %s: cannot set its mode: %s", what, path,
+			   strerror(errno));
+	return FSAFE_OK;
+}
+
+enum fsafe_rc fsafe_dir(const char *path, const char *what, enum fsafe_role role,
+			int mode, const struct fsafe_user *u, bool prepare,
+			char *msg, size_t n)
+{
+	struct stat st;
+
+	*msg = '\0';
+	if (lstat(path, &st) < 0) {
+		if (errno != ENOENT)
+			return say(msg, n, FSAFE_BAD, "%s %s: %s", what, path, strerror(errno));
+		if (!prepare)
+			return FSAFE_OK;   /* made at start-up */
+		if (create(path, role, mode, u) < 0)
+			return say(msg, n, FSAFE_BAD, "%s %s cannot be created: %s", what, path,
+				   strerror(errno));
+	} else if (S_ISLNK(st.st_mode)) {
+		return say(msg, n, FSAFE_BAD,
+			   "%s %s is a symbolic link: give the real directory", what, path);
+	}
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return say(msg, n, FSAFE_BAD, "%s %s: %s", what, path,
+			   errno == ELOOP ? "is a symbolic link" : strerror(errno));
+	enum fsafe_rc rc = fstat(fd, &st) < 0 ?
+			   say(msg, n, FSAFE_BAD, "%s %s: %s", what, path, strerror(errno)) :
+			   judge(path, what, &st, role, u, msg, n);
+	if (rc == FSAFE_OK && role == FSAFE_RUN && !trusted_path(path, 0))
+		rc = say(msg, n, FSAFE_BAD,
+			 "%s %s lies where users other than root can change the way to it",
+			 what, path);
+	if (rc != FSAFE_BAD && prepare && role == FSAFE_OWN) {
+		enum fsafe_rc h = hand_over(path, what, fd, &st, mode, u, msg, n);
+
+		if (h == FSAFE_BAD)
+			rc = h;
+	}
+	close(fd);
+	return rc;
+}
+
+int fsafe_place_of(const char *file, const char *what, const struct fsafe_user *u,
+		   char *msg, size_t n)
+{
+	char *dir = dir_of(file);
+	struct stat st;
+	int where = -1;
+
+	if (lstat(dir, &st) < 0) {
+		/* Made at start-up, root's own, where the way is trusted. */
+		char *parent = dir_of(dir);
+
+		where = geteuid() != 0 || trusted_path(parent, 0) ? FSAFE_RUN : -1;
+		free(parent);
+		if (where < 0)
+			say(msg, n, FSAFE_BAD, "%s %s: its directory %s does not exist", what,
+			    file, dir);
+	} else if (judge(dir, what, &st, FSAFE_RUN, u, msg, n) == FSAFE_OK &&
+		   !S_ISLNK(st.st_mode) && trusted_path(dir, 0)) {
+		where = FSAFE_RUN;
+	} else if (!S_ISLNK(st.st_mode) && st.st_uid == u->uid &&
+		   judge(dir, what, &st, FSAFE_OWN, u, msg, n) == FSAFE_OK) {
+		where = FSAFE_OWN;
+	} else if (!*msg || S_ISLNK(st.st_mode)) {
+		say(msg, n, FSAFE_BAD,
+		    "%s %s: its directory must be root's alone (or %s's): %s is not",
+		    what, file, u->name, dir);
+	} else {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", msg);
+		say(msg, n, FSAFE_BAD, "%s (it must be root's alone, or %s's)", why, u->name);
+	}
+	free(dir);
+	return where;
+}
+
+enum fsafe_rc fsafe_config_file(const char *path, const struct stat *st,
+				const struct fsafe_user *u, char *msg, size_t n)
+{
+	char who[32];
+
+	if (geteuid() != 0)
+		return FSAFE_OK;
+	if ((st->st_mode & S_IWOTH) ||
+	    ((st->st_mode & S_IWGRP) && st->st_gid != 0 && st->st_gid != u->gid))
+		return say(msg, n, FSAFE_BAD,
+			   "%s is writable by others (mode %04o): lonc runs as root and will not read it",
+			   path, (unsigned)(st->st_mode & 07777));
+	if (st->st_uid != 0 && st->st_uid != u->uid)
+		return say(msg, n, FSAFE_BAD,
+			   "%s belongs to %s, neither root nor %s: lonc runs as root and will not read it",
+			   path, owner_name(st->st_uid, who, sizeof(who)), u->name);
+	return FSAFE_OK;
+}
+
+int fsafe_tmpfile_works(const char *dir)
+{
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+int fsafe_as_user(const struct fsafe_user *u)
+{
+	if (getuid() != 0 || u->uid == 0)
+		return 0;
+	if (setegid(u->gid) < 0)
+		return -1;
+	if (seteuid(u->uid) < 0) {
+		int err = errno;
+
+		if (setegid(0) < 0) {
+			/* still root's gid is not guaranteed: report the first */
+		}
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+int fsafe_as_root(void)
+{
+	if (getuid() != 0 || geteuid() == 0)
+		return 0;
+	if (seteuid(0) < 0 || setegid(0) < 0)
+		return -1;
+	return 0;
+}
