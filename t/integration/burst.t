@@ -24,7 +24,7 @@ use POSIX ();
 
 watchdog(180);
 # After a failure: what lond counted and what lonc logged, to tell why.
-sub explain {
+sub why_failed {
     my ($lond, $lonc) = @_;
     return if Test::More->builder->is_passing;
     diag('lond: ' . (lond_ctl($lond, 'stats') // '?'));
@@ -47,7 +47,7 @@ sub explain {
     cmp_ok($st->{max_active}, '<=', 6, "a: never more connections than max_connections ($st->{max_active})");
     cmp_ok($st->{accepted}, '<=', 6, "a: no more connection attempts than max_connections ($st->{accepted})");
     is($st->{handshakes}, $st->{accepted}, 'a: every attempt finished its handshake');
-    explain($lond, $lonc);
+    why_failed($lond, $lonc);
     is(stop_lonc($lonc), 0, 'a: clean shutdown');
 }
 
@@ -94,7 +94,7 @@ sub explain {
     $st = lond_stats($lond);
     cmp_ok($st->{max_handshaking}, '<=', 4, "b: never more than 4 under way ($st->{max_handshaking})");
     cmp_ok($st->{max_handshaking}, '>', 2, 'b: ... and more than the old bound: the reload took effect');
-    explain($lond, $lonc);
+    why_failed($lond, $lonc);
     is(stop_lonc($lonc), 0, 'b: clean shutdown');
 }
 
@@ -141,7 +141,7 @@ sub explain {
     @r = burst("$d/flaky", 30, 'ping', 60);
     is(scalar(grep { defined && $_ eq 'con_lost' } @r), 30, 'c: then con_lost at once');
     is(lond_stats($lond)->{accepted}, 4, 'c: retry_attempts attempts in all');
-    explain($lond, $lonc);
+    why_failed($lond, $lonc);
     is(stop_lonc($lonc), 0, 'c: clean shutdown');
 }
 done_testing();
