@@ -37,8 +37,12 @@ sub recorded { lond_ctl($lond, "recorded=$_[0]") }
     my $cfg = write_config(%base, hosts => [ { hostname => 'r', port => $lond->{port}, ids => ['rid'] } ]);
     my $ddir = "$dir/sockets/delayed";
     system('mkdir', '-p', $ddir) == 0 or die;
-    # 30 counted files, each behind a slow one (60 ms at lond): the
-    # replay takes about 2 s, long enough for reloads to land inside it.
+    # 30 counted files, each behind a slow one (60 ms at lond), and every
+    # line held 50 ms at lond (the per-line delay): each record: is in
+    # flight for a while, unanswered and so not yet deleted, which is
+    # when a second replayer of the same ID would send it again.  The
+    # replay takes about 5 s, long enough for reloads to land inside it.
+    is(lond_ctl($lond, 'delay=50'), 'ok', 'every line held 50 ms at lond');
     my @files;
     for my $i (1 .. 30) {
         push @files, put($ddir, 1700000000 + 2 * $i, 1, 'rid', "delay:60:pad$i");
@@ -64,6 +68,7 @@ sub recorded { lond_ctl($lond, "recorded=$_[0]") }
     my @s = $perm =~ /:S:rid:record:once\d+:/g;
     is(scalar @s, 30, 'one S: record each');
     is(stop_lonc($lonc), 0, 'clean shutdown');
+    lond_ctl($lond, 'delay=0');
 }
 
 # ---- files lonc may not delete (root, playing the daemon's user) -----

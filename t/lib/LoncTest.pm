@@ -18,7 +18,7 @@ our @EXPORT = qw(build_dir tmp_dir start_lond lond_ctl lond_stats
     write_config start_lonc stop_lonc wait_lonc request request_raw unix_connect
     wait_for log_text watchdog free_port
     pattern request_bytes read_reply_bytes lonnet_request describe_bytes
-    rss_anon_kb rss_sampler kill_wait proc_figures
+    rss_anon_kb rss_sampler kill_wait proc_figures burst
     throwaway_user throwaway_group as_user make_victim fingerprint victim_intact
     try_lonc start_racer stop_racer);
 
@@ -315,6 +315,31 @@ sub lonnet_request {
     close $client;
     die $@ if !$ok && $@ ne "request timeout\n";
     return $ok ? $answer : undef;
+}
+
+# A burst: $n clients send $line to the socket $path at once (every
+# connection is made and its request written before any reply is read),
+# then each reply is read within $timeout seconds in all (default 30).
+# Returns the replies in order, chomped; undef for a client that got
+# nothing (or could not connect).
+sub burst {
+    my ($path, $n, $line, $timeout) = @_;
+    my @s = map { unix_connect($path) } 1 .. $n;
+    for my $s (grep { defined } @s) {
+        print $s "$line\n";
+        $s->flush;
+    }
+    my $end = time + ($timeout // 30);
+    my @r;
+    for my $s (@s) {
+        # alarm() takes whole seconds (0 would switch it off): round up.
+        my $left = $end > time ? int($end - time) + 1 : 0;
+        my ($b, $how) = defined $s && $left > 0 ? read_reply_bytes($s, $left) : (undef, 'none');
+        close $s if defined $s;
+        chomp $b if defined $b && $how eq 'line';
+        push @r, defined $how && $how eq 'line' ? $b : undef;
+    }
+    return @r;
 }
 
 # A short description of raw reply bytes for test names and diagnostics:
