@@ -78,6 +78,7 @@ struct conn {
 	bool sliced;               /* fd blocks, in short receives */
 	char in_force[256];        /* the host ID lond applies ("": unknown) */
 	bool hinted;               /* a hint was logged on this connection */
+	bool enc_worked;           /* an encrypted request got a real answer */
 	bool insecure;             /* its key came from ekey (IDs in the key) */
 	char peer_version[64];     /* what the version step answered */
 	char *wbuf;                /* enc: request buffer */
@@ -128,8 +129,13 @@ const char *conn_timeout_reason(const struct conn_clock *k);
 /* A failed read in a word for the log ("closed_by_lond", ...). */
 const char *conn_read_reason(enum conn_read rc);
 
-/* An answer that points at a protocol switch (lond_answer_hint) is
- * logged with it, once per connection. */
+/* The switch(es) lond's answer (in c->reply) to request `req` points
+ * at (lond_answer_hint), or NULL; notes what the answer shows (an
+ * encrypted request that worked). */
+const char *conn_answer_hint(struct conn *c, const char *req, size_t len);
+
+/* An answer that points at a protocol switch is logged with it, once
+ * per connection. */
 void conn_note_answer(struct conn *c, const char *req, size_t len);
 
 #endif

@@ -121,12 +121,19 @@ enum lond_local {
 /* Also after a sethost:<id>: prefix; an encrypt: request is forwarded. */
 enum lond_local lond_local_command(const char *line, size_t len);
 
-/* The setting that a lond answer to a request may point at (a hint for
- * the log), or NULL: `unknown_cmd` to a request with an in-line
- * sethost: prefix (sethost_mode), `unknown_cmd` or an error to an
- * encrypted one on an insecure-mode connection (key_id_order: lond
- * decrypted garbage). */
-const char *lond_answer_hint(const struct lond_request *r, bool insecure,
+/* An answer that says lond did not do it: unknown_cmd, refused,
+ * rejected, error:... */
+bool lond_is_error(const char *answer, size_t len);
+
+/* The setting(s) that a lond answer to a request may point at (a hint
+ * for the log; several are named with commas, likeliest first), or
+ * NULL.  `unknown_cmd` to a request with an in-line sethost: prefix:
+ * sethost_mode.  `unknown_cmd` or an error to an encrypted request on
+ * an insecure-mode connection: key_id_order (lond decrypted garbage),
+ * unless an encrypted request has worked on the connection (enc_worked:
+ * the key is right, the error is lond's own); both when the request had
+ * both and nothing is known yet. */
+const char *lond_answer_hint(const struct lond_request *r, bool insecure, bool enc_worked,
 			     const char *answer, size_t len);
 
 /* Bytes needed by lond_enc_encode for a command of cmd_len bytes after a

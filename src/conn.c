@@ -363,6 +363,7 @@ static int connect_handshake(struct conn *c)
 	/* The host ID in force on the connection (sethost_mode separate). */
 	str_copy(c->in_force, hc->sethost_step ? hc->ids[0] : "", sizeof(c->in_force));
 	c->hinted = false;
+	c->enc_worked = false;
 	c->insecure = hs.mode == LOND_MODE_INSECURE || hs.fell_back;
 	str_copy(c->peer_version, hs.peer_version, sizeof(c->peer_version));
 	if (c->stats)
@@ -471,19 +472,30 @@ enum conn_read conn_exchange(struct conn *c, const char *req, size_t len,
 	return conn_read(c, k, cfg->max_reply_bytes);
 }
 
-void conn_note_answer(struct conn *c, const char *req, size_t len)
+const char *conn_answer_hint(struct conn *c, const char *req, size_t len)
 {
 	struct lond_request r;
 	size_t alen;
 	const char *a = reply_text(&c->reply, &alen);
 
-	if (c->hinted || !a)
-		return;
+	if (!a)
+		return NULL;
 	lond_parse_request(req, len, &r);
 	if (c->conf->sethost_mode != SETHOST_INLINE)
 		r.prefix_len = 0;   /* the prefix did not go out in line */
-	const char *hint = lond_answer_hint(&r, c->insecure, a, alen);
-	if (hint) {
+	const char *hint = lond_answer_hint(&r, c->insecure, c->enc_worked, a, alen);
+	if (r.encrypt && !hint && !lond_is_error(a, alen))
+		c->enc_worked = true;
+	return hint;
+}
+
+void conn_note_answer(struct conn *c, const char *req, size_t len)
+{
+	size_t alen;
+	const char *a = reply_text(&c->reply, &alen);
+	const char *hint = a ? conn_answer_hint(c, req, len) : NULL;
+
+	if (hint && !c->hinted) {
 		log_msg(LOG_WARNING, "host=%s worker=%u event=suspect_answer answer=\"%.*s\" hint=%s",
 			c->name, c->id, alen > 40 ? 40 : (int)alen, a, hint);
 		c->hinted = true;

@@ -379,13 +379,30 @@ enum lond_local lond_local_command(const char *line, size_t len)
 	return LOND_LOCAL_NONE;
 }
 
-const char *lond_answer_hint(const struct lond_request *r, bool insecure,
+bool lond_is_error(const char *a, size_t len)
+{
+	static const char *const errs[] = { "unknown_cmd", "refused", "rejected", NULL };
+
+	if (len > 0 && a[len - 1] == '\r')
+		len--;
+	for (const char *const *e = errs; *e; e++)
+		if (is_line(a, len, *e))
+			return true;
+	return len >= 6 && !memcmp(a, "error:", 6);
+}
+
+const char *lond_answer_hint(const struct lond_request *r, bool insecure, bool enc_worked,
 			     const char *answer, size_t len)
 {
 	bool unknown = is_line(answer, len, "unknown_cmd");
+	bool error = len >= 6 && !memcmp(answer, "error:", 6);
 
-	if (r->encrypt && insecure && (unknown || (len >= 6 && !memcmp(answer, "error:", 6))))
-		return "key_id_order";
+	if (r->encrypt && insecure && !enc_worked) {
+		if (r->prefix_len && unknown)
+			return "sethost_mode,key_id_order";
+		if (unknown || error)
+			return "key_id_order";
+	}
 	if (r->prefix_len && unknown)
 		return "sethost_mode";
 	return NULL;

@@ -145,12 +145,17 @@ static const struct trial *follow(const char *hint, const struct trial *last, in
 		[P_SETHOST_STEP] = "sethost_step",
 	};
 
-	for (int p = 0; hint && p < P_N; p++) {
-		if (strcmp(hint, names[p]))
-			continue;
-		for (int k = 0; alternative(p, k, last, key_mode, out); k++)
-			if (!was_tried(out, tried, n))
-				return out;
+	/* A hint may name several, likeliest first ("a,b"). */
+	for (const char *h = hint; h && *h; h = strchr(h, ',') ? strchr(h, ',') + 1 : NULL) {
+		size_t len = strcspn(h, ",");
+
+		for (int p = 0; p < P_N; p++) {
+			if (strlen(names[p]) != len || strncmp(h, names[p], len))
+				continue;
+			for (int k = 0; alternative(p, k, last, key_mode, out); k++)
+				if (!was_tried(out, tried, n))
+					return out;
+		}
 	}
 	return NULL;
 }
@@ -178,16 +183,6 @@ static void transcript(void *arg, bool sent, const char *line, size_t len)
 			line, len > 200 ? "..." : "");
 }
 
-static bool is_error(const char *a, size_t len)
-{
-	static const char *const errs[] = { "unknown_cmd", "refused", "rejected", NULL };
-
-	for (const char *const *e = errs; *e; e++)
-		if (len == strlen(*e) && !memcmp(a, *e, len))
-			return true;
-	return len >= 6 && !memcmp(a, "error:", 6);
-}
-
 /* Send `req` and keep lond's answer in ans.  0, or -1 with why and, when
  * the failure points at a switch, *hint. */
 static int ask(struct conn *c, const char *req, char *ans, size_t n, char *why, size_t wn,
@@ -212,11 +207,12 @@ static int ask(struct conn *c, const char *req, char *ans, size_t n, char *why, 
 			*hint = "sethost_mode";
 		return -1;
 	}
+	const char *h = conn_answer_hint(c, req, strlen(req));
 	snprintf(ans, n, "%.*s", (int)len, text);
 	reply_end(&c->reply);
-	if (is_error(ans, strlen(ans))) {
+	if (lond_is_error(ans, strlen(ans))) {
 		snprintf(why, wn, "%s was answered '%s'", req, ans);
-		*hint = lond_answer_hint(&r, c->insecure, ans, strlen(ans));
+		*hint = h;
 		return -1;
 	}
 	return 0;

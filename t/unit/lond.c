@@ -412,16 +412,28 @@ static void check_switches(void)
 	/* Hints from answers to requests. */
 	struct lond_request r;
 	lond_parse_request("sethost:msul3:ping", 18, &r);
-	is_str(lond_answer_hint(&r, true, "unknown_cmd", 11), "sethost_mode",
+	is_str(lond_answer_hint(&r, true, false, "unknown_cmd", 11), "sethost_mode",
 	       "unknown_cmd to an in-line prefix: sethost_mode");
-	is_str(lond_answer_hint(&r, true, "pong", 4), NULL, "a real answer: no hint");
+	is_str(lond_answer_hint(&r, true, false, "pong", 4), NULL, "a real answer: no hint");
 	lond_parse_request("encrypt:passwd:x", 16, &r);
-	is_str(lond_answer_hint(&r, true, "error:bad", 9), "key_id_order",
+	is_str(lond_answer_hint(&r, true, false, "error:bad", 9), "key_id_order",
 	       "an error to an encrypted request, insecure key: key_id_order");
-	is_str(lond_answer_hint(&r, false, "error:bad", 9), NULL,
+	is_str(lond_answer_hint(&r, false, false, "error:bad", 9), NULL,
 	       "... not for a key that names no IDs (ssl, local)");
+	is_str(lond_answer_hint(&r, true, true, "error:bad", 9), NULL,
+	       "... nor once an encrypted request worked (the error is lond's own)");
+	lond_parse_request("sethost:msul3:encrypt:passwd:x", 30, &r);
+	is_str(lond_answer_hint(&r, true, false, "unknown_cmd", 11), "sethost_mode,key_id_order",
+	       "unknown_cmd to an encrypted request with an in-line prefix: both, the prefix first");
+	is_str(lond_answer_hint(&r, true, true, "unknown_cmd", 11), "sethost_mode",
+	       "... the prefix alone once an encrypted request worked");
 	lond_parse_request("ping", 4, &r);
-	is_str(lond_answer_hint(&r, true, "unknown_cmd", 11), NULL, "unknown_cmd to a bare request: no hint");
+	is_str(lond_answer_hint(&r, true, false, "unknown_cmd", 11), NULL,
+	       "unknown_cmd to a bare request: no hint");
+	ok(lond_is_error("unknown_cmd", 11) && lond_is_error("error:x", 7) &&
+	   lond_is_error("refused", 7) && lond_is_error("rejected\r", 9), "lond_is_error: the errors");
+	ok(!lond_is_error("ok", 2) && !lond_is_error("error", 5) && !lond_is_error("refusedx", 8),
+	   "lond_is_error: not others");
 }
 
 /* ---- (c) lond_parse_request ------------------------------------------ */
