@@ -241,13 +241,14 @@ int lond_handshake_reply(struct lond_handshake *hs, const char *line, size_t len
 		/* lond answers with its own version string, whatever it is
 		 * (a Perl lond's may be "$Revision: 1.489 $"): any line is
 		 * taken.  It is kept for the status output, where control
-		 * characters and quotes would garble a line or a field. */
+		 * characters and quotes would garble a line or a field, and a
+		 * byte that is not ASCII might not be UTF-8 (JSON). */
 		if (len >= sizeof(hs->peer_version))
 			len = sizeof(hs->peer_version) - 1;
 		for (size_t i = 0; i < len; i++) {
 			unsigned char ch = (unsigned char)line[i];
 
-			hs->peer_version[i] = ch < 0x20 || ch == 0x7f || ch == '"' ||
+			hs->peer_version[i] = ch < 0x20 || ch >= 0x7f || ch == '"' ||
 					      ch == '\\' ? '?' : (char)ch;
 		}
 		hs->peer_version[len] = '\0';
