@@ -177,23 +177,56 @@ static int make_parents(const char *path)
 	return rc;
 }
 
+/* The nearest directory above path that exists (st: its lstat), or
+ * "/". */
+static char *nearest_existing(const char *path, struct stat *st)
+{
+	char *dir = dir_of(path);
+
+	while (lstat(dir, st) < 0 && strcmp(dir, "/")) {
+		char *up = dir_of(dir);
+
+		free(dir);
+		dir = up;
+	}
+	return dir;
+}
+
+/* Could create() make `path`?  (lonc -t: nothing is made.) */
+static enum fsafe_rc could_create(const char *path, const char *what, enum fsafe_role role,
+				  const struct fsafe_user *u, char *msg, size_t n)
+{
+	struct stat st;
+	char *parent = nearest_existing(path, &st);
+	enum fsafe_rc rc = FSAFE_OK;
+
+	if (geteuid() == 0 && !trusted_path(parent, 0)) {
+		/* Made by the user: it must be able to. */
+		if (role == FSAFE_RUN)
+			rc = say(msg, n, FSAFE_BAD,
+				 "%s %s cannot be made: %s is not root's alone", what, path, parent);
+		else if (!S_ISDIR(st.st_mode) || !user_can_write(&st, u))
+			rc = say(msg, n, FSAFE_BAD,
+				 "%s %s cannot be made: %s is not writable by %s", what, path,
+				 parent, u->name);
+	} else if (geteuid() != 0 && access(parent, W_OK | X_OK) < 0) {
+		rc = say(msg, n, FSAFE_BAD, "%s %s cannot be made: %s: %s", what, path, parent,
+			 strerror(errno));
+	}
+	free(parent);
+	return rc;
+}
+
 /* Create `path` for its role: root does it where the way there is
  * trusted (and gives an OWN or SHARED one to the user), the user does
  * it elsewhere.  0 or -1 (errno). */
 static int create(const char *path, enum fsafe_role role, int mode,
 		  const struct fsafe_user *u)
 {
-	char *parent = dir_of(path);
 	struct stat st;
-
 	/* The way is judged up to the nearest directory that exists (root
 	 * makes the missing ones, 0755, where that way is trusted). */
-	while (lstat(parent, &st) < 0 && errno == ENOENT && strcmp(parent, "/")) {
-		char *up = dir_of(parent);
-
-		free(parent);
-		parent = up;
-	}
+	char *parent = nearest_existing(path, &st);
 	bool as_root = geteuid() != 0 || trusted_path(parent, 0);
 	int rc = -1, fd;
 
@@ -243,8 +276,8 @@ enum fsafe_rc fsafe_dir(const char *path, const char *what, enum fsafe_role role
 	if (lstat(path, &st) < 0) {
 		if (errno != ENOENT)
 			return say(msg, n, FSAFE_BAD, "%s %s: %s", what, path, strerror(errno));
-		if (!prepare)
-			return FSAFE_OK;   /* made at start-up */
+		if (!prepare)      /* made at start-up, if it can be */
+			return could_create(path, what, role, u, msg, n);
 		if (create(path, role, mode, u) < 0)
 			return say(msg, n, FSAFE_BAD, "%s %s cannot be created: %s", what, path,
 				   strerror(errno));

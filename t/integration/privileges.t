@@ -58,4 +58,42 @@ my $bad = write_config(%o, name => 'priv2', pid_file => "$dir/b.pid", user => 'n
 my $out = `@{[build_dir()]}/lonc -c $bad --foreground 2>&1`;
 isnt($? >> 8, 0, 'an unknown user stops the start');
 like($out, qr/user 'no-such-user-x' does not exist/, 'with a clear message');
+# lonc -t says so too (it used to say OK, then the start failed).
+$out = `@{[build_dir()]}/lonc -t -c $bad 2>&1`;
+is($? >> 8, 2, 'lonc -t: an unknown user: exit 2');
+like($out, qr/user 'no-such-user-x' does not exist/, 'lonc -t: with the message');
+
+# A log_dir that is missing where lonc cannot make it (a parent of
+# nobody's, which root does not make things in), and one nobody cannot
+# write: lonc -t refuses both, before a start could lose S: records.
+my $nob = "$dir/nobodys";
+mkdir $nob or die;
+chown $pw[2], $gid, $nob;
+mkdir "$nob/roots", 0755 or die;   # root's, in nobody's: root makes nothing there
+my $t = write_config(%o, name => 'priv3', pid_file => "$dir/c.pid", log_dir => "$nob/roots/a/logs",
+    hosts => [ { hostname => 'h', port => $lond->{port} } ]);
+chmod 0644, $t;
+$out = `@{[build_dir()]}/lonc -t -c $t 2>&1`;
+is($? >> 8, 2, 'lonc -t: a missing log_dir that cannot be made: exit 2');
+like($out, qr{^error: log_dir \Q$nob\E/roots/a/logs cannot be made: \Q$nob\E/roots is not writable by nobody}m,
+    'lonc -t: says why') or diag $out;
+ok(!-e "$nob/roots/a", 'lonc -t made nothing');
+$out = `@{[build_dir()]}/lonc -c $t --foreground 2>&1`;
+isnt($? >> 8, 0, 'and the start fails too');
+$t = write_config(%o, name => 'priv5', pid_file => "$dir/e.pid", log_dir => "$nob/a/b/logs",
+    hosts => [ { hostname => 'h', port => $lond->{port} } ]);
+chmod 0644, $t;
+$out = `@{[build_dir()]}/lonc -t -c $t 2>&1`;
+is($? >> 8, 0, 'lonc -t: a missing log_dir nobody can make: fine') or diag $out;
+my $ro = "$dir/rootlogs";
+mkdir $ro, 0755 or die;
+$t = write_config(%o, name => 'priv4', pid_file => "$dir/d.pid", log_dir => $ro,
+    hosts => [ { hostname => 'h', port => $lond->{port} } ]);
+chmod 0644, $t;
+$out = `@{[build_dir()]}/lonc -t -c $t 2>&1`;
+is($? >> 8, 2, 'lonc -t: a log_dir nobody cannot write: exit 2');
+like($out, qr/^error: log_dir \Q$ro\E is not writable by nobody/m, 'lonc -t: names log_dir');
+$out = `@{[build_dir()]}/lonc -c $t --foreground 2>&1`;
+isnt($? >> 8, 0, 'and the start refuses it');
+like($out, qr/log_dir \Q$ro\E is not writable by nobody/, 'with the same message');
 done_testing();
