@@ -12,6 +12,7 @@
  * bytes (or hang-up), not by the hand-back itself.  Locks: a->mu (the
  * hand-back list and the stopping flag), a leaf taken for a
  * few instructions and at most one epoll_ctl at a time.
+ * May call: client, log, net, util.
  */
 #include "acceptor.h"
 

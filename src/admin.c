@@ -7,6 +7,7 @@
  * polls the listener and a wake pipe; admin_stop wakes and joins it.
  * Locks: none of its own; it reads the broker with broker_foreach (the
  * broker's read lock) and host snapshots (host locks, leaves).
+ * May call: broker, config, host, linebuf, log, net, util.
  */
 #include "admin.h"
 

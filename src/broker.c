@@ -7,6 +7,7 @@
  * reload removed or replaced, then free it.  Locks, in order:
  * reload_mu (one reload or drain at a time) -> lock (rwlock over `hosts`
  * and `cfg`) -> retire_mu (count of retire threads, a leaf).
+ * May call: config, crypto, delayed, host, log, notify, outage, util, worker.
  */
 #include "broker.h"
 

@@ -2,6 +2,7 @@
  * client.c - a local client's socket and request buffer.  Called by the
  * acceptor and worker threads, one at a time per client (see client.h);
  * no locks.
+ * May call: linebuf, net, reply, util.
  */
 #include "client.h"
 

@@ -8,6 +8,7 @@
  * (hosts_tab).  Precedence: table defaults < loncapa_conf < YAML keys.
  * Called from the main thread (start-up, reload on a signal) or the admin
  * thread (reload), one at a time (broker's reload_mu); takes no locks.
+ * May call: loncapa, log, util.
  */
 #include "config.h"
 

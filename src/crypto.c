@@ -5,6 +5,7 @@
  * and an SSL object belong to one worker (one lond connection); an
  * SSL_CTX is shared read-only.  Both libraries are thread-safe once
  * initialised by crypto_init(); no locks of our own.
+ * May call: util.
  */
 #include "crypto.h"
 

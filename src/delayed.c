@@ -6,6 +6,7 @@
  * thread's check for files (broker_check_delayed).  Locks, all leaves:
  * record_mu (the log directory's name), claim_mu (claims and the files
  * set aside).
+ * May call: log, util.
  */
 #include "delayed.h"
 

@@ -9,6 +9,7 @@
  * acceptor (every client answered), free.
  * Threads: the acceptor calls host_request/host_too_long; the main,
  * admin and retire threads the rest.  Locks: none of its own.
+ * May call: acceptor, client, config, crypto, log, lond, manager, outage, queue, stats, util, worker.
  */
 #include "host.h"
 

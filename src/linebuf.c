@@ -4,6 +4,7 @@
  * and a long request costs only what it holds.  `scanned` remembers how
  * far the search for '\n' got, so a line that arrives in many pieces is
  * scanned once in total, not once per piece.
+ * May call: util.
  */
 #include "linebuf.h"
 

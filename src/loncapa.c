@@ -6,6 +6,7 @@
  * booleans) is config.c's business, so every rule lives in one place.
  * Called through config_load (main or admin thread, one at a time); no
  * locks, no globals.
+ * May call: util.
  */
 #include "loncapa.h"
 

@@ -5,6 +5,7 @@
  * lond_handshake_request/reply, so each reconstructed step of
  * protocol.md can be changed or switched off on its own.  The caller
  * (worker.c) does the I/O.  Pure functions; no locks, no globals.
+ * May call: crypto, util.
  */
 #include "lond.h"
 

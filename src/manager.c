@@ -19,7 +19,8 @@
  * `dead` and `retries_left` as atomics, `reset` comes in as one.  Locks:
  * only through other modules, one at a time: queue calls, stats_error,
  * outage_host_dead, and acceptor->mu when it fails queued clients
- * (pool_fail_queued).  May call: worker, queue, stats, outage, log.
+ * (pool_fail_queued).  May call: worker, queue, stats, outage, config,
+ * log, util.
  */
 #include "manager.h"
 

@@ -3,6 +3,7 @@
  * non-blocking sockets, and UNIX listening sockets.  Each call first
  * tries the operation and polls only on EAGAIN, so a ready socket costs
  * one system call.  No locks, no shared state.
+ * May call: util.
  */
 #include "net.h"
 

@@ -7,6 +7,7 @@
  * queue_waiter); a push hands its item to the last one parked.  The
  * condvar `changed` is for the manager, broadcast when its predicate may
  * have become true.
+ * May call: util.
  */
 #include "queue.h"
 

@@ -3,8 +3,8 @@
  * an unnamed spool file beyond it, sent to the client only complete.
  *
  * Called by one worker thread per struct reply (its own); no locks, no
- * shared state.  It may call: lond (the reply reader), net (waiting for
- * a socket to take more), crypto only through lond.
+ * shared state.  May call: lond (the reply reader), net (waiting for a
+ * socket to take more), util; crypto only through lond.
  */
 #include "reply.h"
 

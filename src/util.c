@@ -1,6 +1,7 @@
 /*
  * util.c - monotonic time, checked allocation, safe string copy and a
  * cheap per-thread random generator for timing jitter.  No locks.
+ * May call: nothing (the lowest).
  */
 #include "util.h"
 

@@ -34,13 +34,11 @@
 
 #include "acceptor.h"
 #include "client.h"
-#include "crypto.h"
 #include "delayed.h"
 #include "config.h"
 #include "log.h"
 #include "conn.h"
 #include "lond.h"
-#include "net.h"
 #include "queue.h"
 #include "stats.h"
 
