@@ -5,7 +5,7 @@
  * and an SSL object belong to one worker (one lond connection); an
  * SSL_CTX is shared read-only.  Both libraries are thread-safe once
  * initialised by crypto_init(); no locks of our own.
- * May call: util.
+ * May call: net (waiting on the socket), util.
  */
 #include "crypto.h"
 
@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "net.h"
 
 struct crypto_idea {
 	gcry_cipher_hd_t hd;
@@ -157,25 +159,10 @@ void crypto_tls_free(struct crypto_tls *t)
  * retry, -1 on a real error or the deadline. */
 static int tls_wait(SSL *ssl, int fd, int rc, int64_t deadline)
 {
-	struct pollfd p = { .fd = fd };
-
 	switch (SSL_get_error(ssl, rc)) {
-	case SSL_ERROR_WANT_READ: p.events = POLLIN; break;
-	case SSL_ERROR_WANT_WRITE: p.events = POLLOUT; break;
+	case SSL_ERROR_WANT_READ: return net_wait_readable(fd, deadline);
+	case SSL_ERROR_WANT_WRITE: return net_wait_writable(fd, deadline);
 	default: return -1;
-	}
-	for (;;) {
-		int64_t left = deadline - now_ms();
-
-		if (left <= 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		int r = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
-		if (r > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -1;
 	}
 }
 
