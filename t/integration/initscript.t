@@ -259,6 +259,7 @@ ok(!lonc_pids(), 'no lonc left');
     my $user = getpwuid($>);
     my $yaml = "$dir/derived.yaml";
     my $good = "loncapa_conf: $dir/loncapa.conf\nadmin_socket: $dir/derived-admin.sock\n"
+        . "spool_dir: $dir/derived-spool\nlocal_key_dir: $dir/derived-keys\n"
         . "user: $user\nallow_insecure: true\nhosts:\n"
         . "  - {hostname: lond1, ids: [lond1], address: 127.0.0.1, port: $lond->{port}}\n";
     open $fh, '>', $yaml or die;

@@ -61,6 +61,7 @@ my $common = "loncapa_conf: $dir/loncapa.conf\n"
     . "hosts_tab: hosts.tab\n"                   # relative to the YAML file
     . "lond_port: $lond->{port}\n"
     . "admin_socket: $dir/mig-admin.sock\n"
+    . "spool_dir: $dir/mig-spool\nlocal_key_dir: $dir/mig-keys\n"
     . "user: $user\n";
 my $yaml = "$dir/migration.yaml";
 write_file($yaml, $common . "pid_file: $dir/mig.pid\n");

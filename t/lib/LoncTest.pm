@@ -120,6 +120,7 @@ sub write_config {
         pid_file => "$dir/$name.pid",
         admin_socket => "$dir/$name-admin.sock",
         spool_dir => "$dir/spool",
+        local_key_dir => "$dir/keys",      # never the machine's own
         # Tests run as root or as a user; either way keep that identity
         # (t/integration/privileges.t covers the drop to another user).
         user => scalar(getpwuid($>)),
