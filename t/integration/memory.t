@@ -63,7 +63,12 @@ for my $round (1 .. 3) {
     push @after, settle();
 }
 diag(sprintf 'RSS KiB: baseline %d, settled after rounds %s', $base, join(', ', @after));
-cmp_ok($after[-1] - $base, '<=', 4096, 'RSS settles within 4 MiB of its baseline');
-cmp_ok($after[-1] - $after[0], '<=', 2048, 'and does not creep from round to round');
+SKIP: {
+    # A sanitizer's allocator keeps freed memory in quarantine on purpose:
+    # what lonc's allocator gives back is measured in the normal build.
+    skip 'sanitizer build: its allocator keeps freed memory', 2 if build_dir() =~ /asan|tsan/;
+    cmp_ok($after[-1] - $base, '<=', 4096, 'RSS settles within 4 MiB of its baseline');
+    cmp_ok($after[-1] - $after[0], '<=', 2048, 'and does not creep from round to round');
+}
 is(stop_lonc($lonc), 0, 'clean shutdown');
 done_testing();
