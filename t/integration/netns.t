@@ -84,7 +84,8 @@ cmp_ok(time - $t0, '<', 15, 'by transaction_timeout, not a hang');
 like($log->(), qr/reason=transaction_timeout/, 'logged as a transaction timeout');
 is(request($sock, 'ping', 30), 'con_lost', 'new connection attempts time out') for 1 .. 2;
 like($log->(), qr/event=connect_failed kind=timeout/, 'counted as timeouts, not refusals');
-wait_for(sub { $log->() =~ /host=remote event=host_dead/ }, 20, 'dead');
+ok(eval { wait_for(sub { $log->() =~ /host=remote event=host_dead/ }, 40, 'dead'); 1 },
+    'the host is declared dead') or diag $log->();
 # Refused at once (lonc_rejected_total), not queued for a connection.
 my $admin = $cfg =~ s/\.yaml$/-admin.sock/r;
 my $rejected = sub {
@@ -97,7 +98,8 @@ is($rejected->(), $rej0 + 1, 'at once, without touching the network (counted as 
 
 # Heal the link: the probe after the backoff finds the host again.
 ok(sh("ip netns exec $nsb tc qdisc del dev $vb root"), 'link healed');
-wait_for(sub { $log->() =~ /host=remote event=host_alive/ }, 30, 'recovery');
+ok(eval { wait_for(sub { $log->() =~ /host=remote event=host_alive/ }, 40, 'recovery'); 1 },
+    'and found again after its backoff') or diag $log->();
 is(request($sock, 'ping'), 'pong', 'recovered by itself');
 is(stop_lonc($lonc), 0, 'clean shutdown');
 done_testing();
