@@ -47,10 +47,15 @@ void delayed_free(struct delayed_item *items, size_t n);
 bool delayed_claim(char *const *ids, size_t n) WUR;
 void delayed_release(char *const *ids, size_t n);
 
-/* A file lond has answered but that could not be deleted: remembered
- * (by device and inode) and never sent again by this process; the
- * scans skip it while it exists.  Thread-safe. */
+/* A file lond has answered but that could not be deleted, or one that
+ * must not be sent at all: remembered (by device, inode and name) and
+ * never sent again; the scans skip it while it exists.  Thread-safe. */
 void delayed_set_aside(const struct delayed_item *it);
+
+/* Keep the files set aside in <socket_dir>/.lonc-delayed-set-aside, so
+ * that a restart does not send them again either; reads what an earlier
+ * run left there.  Called once, as the daemon's user, at start-up. */
+void delayed_keep_state(const char *socket_dir);
 
 /* Whether this process may delete files in dir (write and search
  * permission): a file is sent only if it can be removed afterwards.

@@ -80,6 +80,12 @@ enum fsafe_rc fsafe_config_file(const char *path, const char *key, const struct 
 enum fsafe_rc fsafe_import_file(const char *path, const char *what, const struct stat *st,
 				const struct fsafe_user *u, char *msg, size_t n) WUR;
 
+/* One lonc per directory: an exclusive flock on dir/name (made, mode
+ * 0600, by whoever runs now), with this process's pid in it; the
+ * descriptor, kept for the process's life, or -1 with a message
+ * (another lonc holds it). */
+int fsafe_lock_dir(const char *dir, const char *name, char *msg, size_t n) WUR;
+
 /* Is the way to path root's alone (always true when not root)? */
 bool fsafe_trusted_file(const char *path);
 

@@ -122,6 +122,9 @@ void queue_kick(struct queue *q);
 /* Refuse further pushes and wake everyone. */
 void queue_close(struct queue *q);
 
+/* Was it closed (the host is shutting down, or a reload retired it)? */
+bool queue_is_closed(struct queue *q);
+
 /* Manager side: wait until a new worker is wanted (more items than idle
  * and connecting workers, fewer than max_workers, fewer than
  * max_connecting handshakes under way), a handshake ended since

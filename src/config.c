@@ -648,7 +648,8 @@ static int load_strings(struct loader *ld, yaml_node_t *node, const char *key,
 /* A socket name becomes a file name under socket_dir. */
 static bool valid_socket_name(const char *s)
 {
-	if (!*s || !strcmp(s, ".") || !strcmp(s, ".."))
+	/* A leading dot: lonc's own files in socket_dir (and no DNS name). */
+	if (!*s || *s == '.')
 		return false;
 	for (; *s; s++)
 		if (*s == '/' || (unsigned char)*s <= ' ' || *s == 0x7f)

@@ -3,9 +3,10 @@
  * transaction files, and what keeps each delivered once: the per-ID
  * replay claims and the files set aside.  Called by a worker replaying
  * a host's files (holding the claim of its IDs), and by the main
- * thread's check for files (broker_check_delayed).  Locks, all leaves:
- * record_mu (the log directory's name), claim_mu (claims and the files
- * set aside).
+ * thread's check for files (broker_check_delayed).  Locks, all leaves
+ * but one: record_mu (the log directory's name), claim_mu (claims and
+ * the files set aside), state_mu (the file that keeps those across
+ * restarts; taken before claim_mu).
  * May call: log, util.
  */
 #include "delayed.h"
@@ -81,9 +82,98 @@ static size_t n_claims, cap_claims;
 struct aside {
 	dev_t dev;
 	ino_t ino;
+	char name[NAME_MAX + 1];
 };
 static struct aside *asides;     /* delivered, undeletable; claim_mu */
 static size_t n_asides, cap_asides;
+static unsigned asides_changed;  /* claim_mu: bumped at every change */
+
+/* The files set aside outlive the process (a restart must not send them
+ * again): kept in a file of lonc's own in socket_dir, rewritten whole
+ * (a new file renamed over it) under state_mu, which is taken before
+ * claim_mu and held for that small local write. */
+static pthread_mutex_t state_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *state_path;         /* state_mu; NULL: not kept */
+static unsigned state_written;   /* state_mu: asides_changed written */
+
+static void add_aside(dev_t dev, ino_t ino, const char *name)
+{
+	if (n_asides == cap_asides) {
+		cap_asides = cap_asides ? 2 * cap_asides : 8;
+		asides = xrealloc(asides, cap_asides * sizeof(*asides));
+	}
+	struct aside *a = &asides[n_asides++];
+	a->dev = dev;
+	a->ino = ino;
+	str_copy(a->name, name, sizeof(a->name));
+	asides_changed++;
+}
+
+/* Write the list as it is now, if it changed since the last write. */
+static void save_asides(void)
+{
+	pthread_mutex_lock(&state_mu);
+	if (!state_path) {
+		pthread_mutex_unlock(&state_mu);
+		return;
+	}
+	pthread_mutex_lock(&claim_mu);
+	unsigned gen = asides_changed;
+	size_t n = n_asides;
+	struct aside *copy = n ? xmalloc(n * sizeof(*copy)) : NULL;
+	if (n)
+		memcpy(copy, asides, n * sizeof(*copy));
+	pthread_mutex_unlock(&claim_mu);
+	if (gen != state_written) {
+		size_t len = strlen(state_path) + 5;
+		char *tmp = xmalloc(len);
+		snprintf(tmp, len, "%s.new", state_path);
+		FILE *f = fopen(tmp, "we");
+		bool ok = f != NULL;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = fprintf(f, "%llu %llu %s\n", (unsigned long long)copy[i].dev,
+				     (unsigned long long)copy[i].ino, copy[i].name) > 0;
+		if (f && fclose(f) != 0)
+			ok = false;
+		if (ok && rename(tmp, state_path) == 0)
+			state_written = gen;
+		else
+			log_errno(LOG_ERR, "event=delayed_state_failed file=%s action=\"files set aside may be sent again after a restart\"",
+				  state_path);
+		unlink(tmp);
+		free(tmp);
+	}
+	pthread_mutex_unlock(&state_mu);
+	free(copy);
+}
+
+void delayed_keep_state(const char *socket_dir)
+{
+	size_t len = strlen(socket_dir) + sizeof("/.lonc-delayed-set-aside");
+	char *path = xmalloc(len);
+	FILE *f;
+	char line[NAME_MAX + 64], name[NAME_MAX + 1];
+	unsigned long long dev, ino;
+
+	snprintf(path, len, "%s/.lonc-delayed-set-aside", socket_dir);
+	pthread_mutex_lock(&state_mu);
+	free(state_path);
+	state_path = path;
+	/* O_NOFOLLOW: socket_dir is lonc's own, but be plain about it. */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (!f && fd >= 0)
+		close(fd);
+	pthread_mutex_lock(&claim_mu);
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%llu %llu %255s", &dev, &ino, name) == 3)
+			add_aside((dev_t)dev, (ino_t)ino, name);
+	state_written = asides_changed;
+	pthread_mutex_unlock(&claim_mu);
+	if (f)
+		fclose(f);
+	pthread_mutex_unlock(&state_mu);
+}
 
 static bool claimed(const char *id)
 {
@@ -133,42 +223,59 @@ void delayed_release(char *const *ids, size_t n)
 
 void delayed_set_aside(const struct delayed_item *it)
 {
+	const char *slash = strrchr(it->path, '/');
+
 	pthread_mutex_lock(&claim_mu);
-	if (n_asides == cap_asides) {
-		cap_asides = cap_asides ? 2 * cap_asides : 8;
-		asides = xrealloc(asides, cap_asides * sizeof(*asides));
-	}
-	asides[n_asides++] = (struct aside){ it->dev, it->ino };
+	add_aside(it->dev, it->ino, slash ? slash + 1 : it->path);
 	pthread_mutex_unlock(&claim_mu);
+	save_asides();
 }
 
-static bool set_aside(const struct stat *st)
+static bool same(const struct aside *a, const struct stat *st, const char *name)
+{
+	return a->dev == st->st_dev && a->ino == st->st_ino && !strcmp(a->name, name);
+}
+
+static bool set_aside(const struct stat *st, const char *name)
 {
 	bool found = false;
 
 	pthread_mutex_lock(&claim_mu);
 	for (size_t i = 0; i < n_asides && !found; i++)
-		found = asides[i].dev == st->st_dev && asides[i].ino == st->st_ino;
+		found = same(&asides[i], st, name);
 	pthread_mutex_unlock(&claim_mu);
 	return found;
 }
 
+/* A file seen by a full scan. */
+struct seen {
+	struct stat st;
+	char name[NAME_MAX + 1];
+};
+
 /* A full scan forgets the files set aside that are gone (an operator
  * removed them; their inodes may come back as new files). */
-static void forget_gone(const struct stat *seen, size_t n)
+static void forget_gone(const struct seen *seen, size_t n)
 {
+	bool changed = false;
+
 	pthread_mutex_lock(&claim_mu);
 	for (size_t i = 0; i < n_asides;) {
 		bool there = false;
 
 		for (size_t j = 0; j < n && !there; j++)
-			there = seen[j].st_dev == asides[i].dev && seen[j].st_ino == asides[i].ino;
-		if (there)
+			there = same(&asides[i], &seen[j].st, seen[j].name);
+		if (there) {
 			i++;
-		else
+		} else {
 			asides[i] = asides[--n_asides];
+			asides_changed++;
+			changed = true;
+		}
 	}
 	pthread_mutex_unlock(&claim_mu);
+	if (changed)
+		save_asides();
 }
 
 bool delayed_dir_usable(const char *dir)
@@ -220,7 +327,7 @@ int delayed_scan(const char *dir, char *const *ids, size_t n_ids,
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
-	struct stat *seen = NULL;
+	struct seen *seen = NULL;
 	size_t cap = 0, n_seen = 0, cap_seen = 0;
 	time_t now = time(NULL);
 
@@ -243,10 +350,11 @@ int delayed_scan(const char *dir, char *const *ids, size_t n_ids,
 				cap_seen = cap_seen ? 2 * cap_seen : 16;
 				seen = xrealloc(seen, cap_seen * sizeof(*seen));
 			}
-			seen[n_seen++] = st;
+			seen[n_seen].st = st;
+			str_copy(seen[n_seen++].name, e->d_name, sizeof(seen->name));
 		}
 		/* Still young (lonnet reads it back), or delivered already. */
-		if (st.st_mtime > now - DELAYED_MIN_AGE_S || set_aside(&st))
+		if (st.st_mtime > now - DELAYED_MIN_AGE_S || set_aside(&st, e->d_name))
 			continue;
 		add_item(items, n, &cap, dir, e->d_name, hostid, &st);
 	}

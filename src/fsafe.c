@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 static enum fsafe_rc say(char *msg, size_t n, enum fsafe_rc rc, const char *fmt, ...)
@@ -406,6 +407,41 @@ enum fsafe_rc fsafe_import_file(const char *path, const char *what, const struct
 			   "%s %s changed while lonc read it (the way to it can be changed by users other than root)",
 			   what, path);
 	return FSAFE_OK;
+}
+
+int fsafe_lock_dir(const char *dir, const char *name, char *msg, size_t n)
+{
+	size_t len = strlen(dir) + strlen(name) + 2;
+	char *path = xmalloc(len);
+	struct stat st;
+
+	snprintf(path, len, "%s/%s", dir, name);
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		say(msg, n, FSAFE_BAD, "%s: %s", path,
+		    fd < 0 ? strerror(errno) : "not a plain file of lonc's");
+	} else if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		char other[32] = "";
+		ssize_t r = pread(fd, other, sizeof(other) - 1, 0);
+
+		other[r > 0 ? r : 0] = '\0';
+		other[strcspn(other, "\n")] = '\0';
+		say(msg, n, FSAFE_BAD, "another lonc (pid %s) already serves %s",
+		    *other ? other : "unknown", dir);
+	} else {
+		char pid[32];
+		int m = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+
+		if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)m, 0) == m) {
+			free(path);
+			return fd;
+		}
+		say(msg, n, FSAFE_BAD, "%s: %s", path, strerror(errno));
+	}
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return -1;
 }
 
 bool fsafe_trusted_file(const char *path)

@@ -63,6 +63,7 @@ struct lonc {
 	struct crypto_tls *tls;
 	struct broker *b;
 	int pid_fd;
+	int dir_lock;            /* the flock on socket_dir (one lonc there) */
 	int pid_place, admin_place; /* FSAFE_RUN: root's; FSAFE_OWN: the user's */
 	sigset_t set;
 	int status;              /* exit status of a failed start */
@@ -384,9 +385,13 @@ static int bind_sockets(struct lonc *l)
 	const struct config *cfg = l->cfg;
 	int rc;
 
+	char msg[1024];
+
 	if (fsafe_as_user(&l->user) < 0)
 		return fail(l, "cannot act as user %s: %s", l->user.name, strerror(errno));
-	rc = broker_bind(l->b);
+	/* One lonc per socket_dir: two would both replay its delayed files. */
+	l->dir_lock = fsafe_lock_dir(cfg->socket_dir, ".lonc.lock", msg, sizeof(msg));
+	rc = l->dir_lock < 0 ? -1 : broker_bind(l->b);
 	if (rc == 0 && l->admin_place == FSAFE_OWN)
 		rc = admin_open(l->b, cfg->admin_socket);
 	if (fsafe_as_root() < 0)
@@ -395,6 +400,8 @@ static int bind_sockets(struct lonc *l)
 	    (admin_open(l->b, cfg->admin_socket) < 0 ||
 	     (l->root && admin_give(l->user.uid, l->user.gid) < 0)))
 		rc = -1;
+	if (l->dir_lock < 0)
+		return fail(l, "%s", msg);
 	return rc < 0 ? fail(l, "cannot create the sockets (see the log)") : 0;
 }
 
@@ -427,6 +434,7 @@ static int after_drop(struct lonc *l)
 			    cfg->spool_dir, strerror(errno));
 	char *ddir = delayed_dir(cfg->socket_dir);
 	(void)delayed_dir_usable(ddir);   /* says so if lonc may not delete there */
+	delayed_keep_state(cfg->socket_dir);
 	free(ddir);
 	return 0;
 }
@@ -582,7 +590,7 @@ static void stop(struct lonc *l, int status)
 
 int main(int argc, char **argv)
 {
-	struct lonc l = { .pid_fd = -1, .status = 1 };
+	struct lonc l = { .pid_fd = -1, .dir_lock = -1, .status = 1 };
 	char err[1024];
 	int status = 1;
 

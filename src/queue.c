@@ -319,6 +319,14 @@ void queue_close(struct queue *q)
 	unlock(q);
 }
 
+bool queue_is_closed(struct queue *q)
+{
+	lock(q);
+	bool closed = q->closed;
+	unlock(q);
+	return closed;
+}
+
 enum queue_rc queue_wait_demand(struct queue *q, int max_workers, int max_connecting,
 				unsigned *settled, int64_t deadline_ms)
 {

@@ -200,12 +200,18 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
 	memcpy(req + plen, line, len);
 	req[plen + len] = '\n';
 	lond_parse_request(req, plen + len, &parsed);
-	if (parsed.bad_prefix) {
-		/* A line with a sethost: prefix of its own: no form lond
-		 * knows, and an encrypt: in it would go out in clear.  It
-		 * stays, for an operator to look at. */
-		log_msg(LOG_ERR, "host=%s event=delayed_unsendable file=%s reason=bad_sethost_prefix",
-			hname(w), it->path);
+	enum lond_local local = lond_local_command(line, len);
+	if (parsed.bad_prefix || local != LOND_LOCAL_NONE) {
+		/* A line with a sethost: prefix of its own (no form lond
+		 * knows, and an encrypt: in it would go out in clear), or a
+		 * handshake or lonc-local command (it would change the pooled
+		 * connection's key or host, or is not lond's): no transaction
+		 * lonnet writes.  It stays, for an operator to look at, and is
+		 * not tried again by this process. */
+		log_msg(LOG_ERR, "host=%s event=delayed_unsendable file=%s reason=%s",
+			hname(w), it->path, parsed.bad_prefix ? "bad_sethost_prefix" :
+			local == LOND_LOCAL_HANDSHAKE ? "handshake_command" : "lonc_command");
+		delayed_set_aside(it);
 		rc = REPLAY_SKIPPED;
 	} else if ((rr = conn_exchange(&w->conn, req, plen + len, &k)) != CONN_OK) {
 		log_msg(LOG_WARNING, "host=%s worker=%u event=delayed_replay_failed file=%s reason=\"%s\"",
@@ -238,9 +244,10 @@ static int replay_files(struct worker *w, const char *dir)
 		return 0;
 	}
 	for (size_t i = 0; i < n; i++) {
-		/* Once a shutdown began, no new file is started: the rest
-		 * stays for the next start (stop_deadline). */
-		if (stopping())
+		/* Once a shutdown began, or a reload retired this host (its
+		 * IDs may be another host's now), no new file is started: the
+		 * rest stays for the next start or the successor. */
+		if (stopping() || queue_is_closed(w->p->queue))
 			break;
 		enum replay_rc r = replay_one(w, &items[i]);
 

@@ -53,8 +53,7 @@ for my $cmd ('ekey') {
         "the '$cmd' file replayed or refused");
     unlink $f;
     my $after = request($sock, "encrypt:echo:after-$cmd");
-    TODO: {
-        local $TODO = 'worker.c replay_one: a delayed line is not checked for handshake commands (lond_local_command), only for a sethost: prefix';
+    {
         is($after, "after-$cmd", "after a delayed '$cmd' on the pooled connection, encrypt: requests still work")
             or diag("got $after; lonnet.perm.log:\n" . log_text("$dir/lonnet.perm.log"));
     }

@@ -70,8 +70,7 @@ lond_ctl($_, 'delay=100') for $L1, $L2;
     my @total = map { rec($L1, "mv$_") + rec($L2, "mv$_") } 1 .. $N;
     is_deeply(\@total, [ (1) x $N ], "each of the $N files reached a lond exactly once");
     my $late = sum_rec($L1, 'mv') - $at_reload;
-    TODO: {
-        local $TODO = 'worker.c replay_files: a retiring host replays its whole scanned list to its old lond';
+    {
         cmp_ok($late, '<=', 1,
             'after the reload gave xid to B, at most the file in flight still went to L1')
             or diag("L1 got $at_reload files before the reload and $late after it; L2 got "
@@ -107,8 +106,7 @@ lond_ctl($_, 'delay=100') for $L1, $L2;
     my @counts = map { rec($L1, "rm$_") } 1 .. $N;
     ok(!grep({ $_ > 1 } @counts), 'no file reached L1 twice');
     is($left + sum_rec($L1, 'rm'), $N, 'every file is either still there or was delivered once');
-    TODO: {
-        local $TODO = 'worker.c replay_files: a host removed by a reload goes on replaying to its lond';
+    {
         cmp_ok($late, '<=', 1, 'after the reload removed A, at most the file in flight still went to its lond')
             or diag("L1 got $at_reload files before the reload and $late after it; $left files left\n"
                 . delayed_lines(log_text($lonc->{log})));

@@ -139,8 +139,7 @@ SKIP: {
         stop_lonc($lonc) if $round < 3;
     }
     ok(-e $f, 'the undeletable file is still there for an operator');
-    TODO: {
-        local $TODO = 'delayed.c delayed_set_aside: the set-aside list lives in memory only; a restart sends the file again';
+    {
         is_deeply(\@seen, [ 1, 1, 1 ], 'sent once in all, not again after each restart')
             or diag("recorded after each of three starts: @seen\n"
                 . join("\n", grep { /delayed/ } split /\n/, log_text($lonc->{log})));
@@ -161,11 +160,11 @@ SKIP: {
     my $c2 = write_config(%o, name => 'two-b', hosts => [ { hostname => 'A2', port => $lond->{port}, ids => ['tid'] } ]);
     my $l1 = start_lonc($c1);
     my $l2 = eval { start_lonc($c2) };
-    diag('the second lonc ' . ($l2 ? 'started' : "was refused: $@"));
+    ok(!$l2, 'a second lonc on the same socket_dir is refused');
+    like($@, qr/another lonc \(pid $l1->{pid}\) already serves \Q$sdir\E/, '... naming the first');
     wait_for(sub { !grep { -e $_ } @files }, 60, 'every file delivered');
     my @counts = map { rec("two$_") } 1 .. 20;
-    TODO: {
-        local $TODO = 'delayed.c delayed_claim: the claims are per process; nothing keeps a second lonc off the same delayed/';
+    {
         is_deeply(\@counts, [ (1) x 20 ], 'two lonc on one socket_dir: each file sent once')
             or diag("recorded: @counts");
     }
