@@ -36,6 +36,8 @@ struct conn_result {
 	const char *hint;    /* the setting the failure points at, or NULL */
 	bool no_exchange;    /* failed before lond saw a line (no TCP
 			      * connection, no key file): not the settings */
+	bool local;          /* lonc's own resources failed (descriptors,
+			      * memory, disk): not the host's fault */
 	char reason[160];
 };
 

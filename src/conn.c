@@ -148,6 +148,13 @@ static enum conn_read read_reply(struct conn *c, struct conn_clock *k)
 static void set_result(struct conn *c, bool refused, bool timed_out,
 		       const char *fmt, ...) PRINTF_LIKE(4, 5);
 
+/* An errno that says lonc itself ran short, not the host. */
+static bool local_errno(int e)
+{
+	return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM || e == ENOSPC ||
+	       e == EDQUOT;
+}
+
 static void set_result(struct conn *c, bool refused, bool timed_out,
 		       const char *fmt, ...)
 {
@@ -156,6 +163,7 @@ static void set_result(struct conn *c, bool refused, bool timed_out,
 	c->res->ok = false;
 	c->res->hint = NULL;
 	c->res->no_exchange = false;
+	c->res->local = false;
 	c->res->refused = refused;
 	c->res->timed_out = timed_out;
 	va_start(ap, fmt);
@@ -186,8 +194,10 @@ static int write_local_key(struct conn *c, struct lond_handshake *hs,
 		 (long)getpid(), c->id, tag);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		set_result(c, false, false, "local key file %s: %s", path, strerror(errno));
+		int e = errno;
+		set_result(c, false, false, "local key file %s: %s", path, strerror(e));
 		c->res->no_exchange = true;
+		c->res->local = local_errno(e);
 		return -1;
 	}
 	char buf[2 * LOND_KEY_LEN + 1];
@@ -196,8 +206,10 @@ static int write_local_key(struct conn *c, struct lond_handshake *hs,
 	ssize_t wr = write(fd, buf, sizeof(buf));
 	memset(buf, 0, sizeof(buf));
 	if (close(fd) < 0 || wr != (ssize_t)sizeof(buf)) {
+		int e = errno;
 		set_result(c, false, false, "local key file %s: write failed", path);
 		c->res->no_exchange = true;
+		c->res->local = local_errno(e);
 		unlink(path);
 		return -1;
 	}
@@ -329,10 +341,12 @@ static int connect_handshake(struct conn *c)
 	hs.local_first = hc->key_id_order == KEY_ID_LOCAL_FIRST;
 	c->fd = net_connect_tcp(connect_target(c), hc->port, deadline, &why);
 	if (c->fd < 0) {
-		set_result(c, errno == ECONNREFUSED, errno == ETIMEDOUT,
+		int e = errno;
+		set_result(c, e == ECONNREFUSED, e == ETIMEDOUT,
 			   "connect to %s port %d: %s", connect_target(c),
 			   hc->port, why);
 		c->res->no_exchange = true;
+		c->res->local = local_errno(e);
 		return -1;
 	}
 	if (hs.mode == LOND_MODE_LOCAL &&

@@ -145,6 +145,15 @@ static void attempt_failed(struct manager *m, const struct conn_result *r)
 	struct queue_stats qs;
 	int64_t now = now_ms();
 
+	if (r->local) {
+		/* lonc itself ran short (descriptors, memory): the host is
+		 * not to blame and loses no attempt.  Try again later. */
+		stats_error(p->stats, "%s", r->reason);
+		log_msg(LOG_ERR, "host=%s event=connect_failed_locally reason=\"%s\" action=\"not counted against the host; again in %lld ms\"",
+			hname(m), r->reason, (long long)cfg->backoff_initial_ms);
+		m->hold_until = now + cfg->backoff_initial_ms;
+		return;
+	}
 	stats_add(p->stats, STAT_connect_failures, 1);
 	if (r->refused)
 		stats_add(p->stats, STAT_refusals, 1);
@@ -170,11 +179,12 @@ static void attempt_failed(struct manager *m, const struct conn_result *r)
 }
 
 /* Count every handshake that ended since the last look.  When the last
- * attempt failed and no connection is left or coming, nobody can serve
- * what waits: it is answered now rather than later. */
+ * attempt failed (the host's fault, or lonc's own shortage) and no
+ * connection is left or coming, nobody can serve what waits: it is
+ * answered now rather than later. */
 static void judge(struct manager *m)
 {
-	bool failed = false;
+	bool failed = false, local = false;
 
 	for (int i = 0; i < m->nslots; i++) {
 		struct worker *w = m->slots[i];
@@ -191,11 +201,12 @@ static void judge(struct manager *m)
 		} else {
 			attempt_failed(m, r);
 			failed = true;
+			local = local || r->local;
 		}
 	}
 	struct queue_stats qs;
 	queue_get_stats(m->p->queue, &qs);
-	if (failed && m->failures > 0 && qs.workers == 0)
+	if (failed && (m->failures > 0 || local) && qs.workers == 0)
 		pool_fail_queued(m->p);
 }
 

@@ -117,8 +117,10 @@ int net_connect_tcp(const char *host, int port, int64_t deadline,
 		rc = getaddrinfo(host, service, &hints, &res);
 	}
 	if (rc != 0) {
-		*why = gai_strerror(rc);
-		errno = EADDRNOTAVAIL;
+		int e = rc == EAI_SYSTEM ? errno : rc == EAI_MEMORY ? ENOMEM : EADDRNOTAVAIL;
+
+		*why = rc == EAI_SYSTEM ? strerror(e) : gai_strerror(rc);
+		errno = e;
 		return -1;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
