@@ -29,6 +29,10 @@ int net_connect_tcp(const char *host, int port, int64_t deadline,
  * EPIPE, ...). */
 int net_write_all(int fd, const void *buf, size_t len, int64_t deadline) WUR;
 
+/* The same for a reader that may be slow: fails only after idle_ms
+ * without any progress, however long the whole takes. */
+int net_write_steady(int fd, const void *buf, size_t len, int idle_ms) WUR;
+
 /* Read what is there (at most len), waiting until deadline.  Bytes read,
  * 0 at end of file, -1 with errno (ETIMEDOUT, ECONNRESET, ...). */
 ssize_t net_read(int fd, void *buf, size_t len, int64_t deadline) WUR;

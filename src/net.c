@@ -139,7 +139,9 @@ int net_connect_tcp(const char *host, int port, int64_t deadline,
 	return fd;
 }
 
-int net_write_all(int fd, const void *buf, size_t len, int64_t deadline)
+/* Write all of buf; wait for room until deadline, or (idle_ms >= 0)
+ * until idle_ms without progress. */
+static int write_all(int fd, const void *buf, size_t len, int64_t deadline, int idle_ms)
 {
 	const char *p = buf;
 
@@ -162,13 +164,23 @@ int net_write_all(int fd, const void *buf, size_t len, int64_t deadline)
 			}
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (wait_fd(fd, POLLOUT, deadline) < 0)
+			if (wait_fd(fd, POLLOUT, idle_ms >= 0 ? now_ms() + idle_ms : deadline) < 0)
 				return -1;
 			continue;
 		}
 		return -1;
 	}
 	return 0;
+}
+
+int net_write_all(int fd, const void *buf, size_t len, int64_t deadline)
+{
+	return write_all(fd, buf, len, deadline, -1);
+}
+
+int net_write_steady(int fd, const void *buf, size_t len, int idle_ms)
+{
+	return write_all(fd, buf, len, 0, idle_ms < 0 ? 0 : idle_ms);
 }
 
 ssize_t net_read(int fd, void *buf, size_t len, int64_t deadline)

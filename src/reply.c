@@ -17,9 +17,6 @@
 
 #include "net.h"
 
-/* Bytes written to a client per deadline: a client reading steadily is
- * never cut, one that stops is given up after idle_ms. */
-#define SEND_CHUNK (256 * 1024)
 
 void reply_init(struct reply *r, size_t base_cap, size_t limit,
 		const char *spool_dir)
@@ -178,14 +175,9 @@ int reply_send(struct reply *r, int fd, int idle_ms)
 {
 	if (r->spooled && send_spool(r, fd, idle_ms) < 0)
 		return -1;
-	for (size_t done = 0, total = r->len + 1; done < total;) {
-		size_t k = total - done < SEND_CHUNK ? total - done : SEND_CHUNK;
-
-		if (net_write_all(fd, r->buf + done, k, now_ms() + idle_ms) < 0)
-			return -1;
-		done += k;
-	}
-	return 0;
+	/* A client reading, however slowly, is never cut; one that stops
+	 * is given up after idle_ms. */
+	return net_write_steady(fd, r->buf, r->len + 1, idle_ms);
 }
 
 void reply_wipe(struct reply *r)

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "net.h"
@@ -85,6 +86,48 @@ static void check_write(void)
 	       "write: to a closed peer fails");
 	is_int(errno, EPIPE, "write: with EPIPE (and no SIGPIPE)");
 	close(sv[0]);
+}
+
+/* A reader that takes 8 KiB every 20 ms: about 2.5 s for 1 MiB, far
+ * longer than the idle limit, with no pause near it. */
+static void check_write_steady(void)
+{
+	int sv[2];
+	static char big[1 << 20];
+
+	pair(sv);
+	int sz = 16384;
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	pid_t pid = fork();
+	if (pid == 0) {
+		char buf[8192];
+		size_t got = 0;
+		ssize_t r;
+
+		close(sv[0]);
+		while ((r = read(sv[1], buf, sizeof(buf))) > 0) {
+			got += (size_t)r;
+			usleep(20000);
+		}
+		_exit(got == sizeof(big) ? 0 : 1);
+	}
+	close(sv[1]);
+	is_int(net_write_steady(sv[0], big, sizeof(big), 1000), 0,
+	       "write_steady: a slow but steady reader gets all of it, though it takes longer than the idle limit");
+	close(sv[0]);
+	int status = -1;
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "write_steady: the reader got every byte");
+
+	pair(sv);
+	int64_t t0 = now_ms();
+	errno = 0;
+	is_int(net_write_steady(sv[0], big, sizeof(big), SHORT_MS), -1,
+	       "write_steady: a reader that stops: gives up");
+	is_int(errno, ETIMEDOUT, "write_steady: with ETIMEDOUT");
+	ok(now_ms() - t0 < LIMIT_MS, "write_steady: after its idle limit, not blocked");
+	close(sv[0]);
+	close(sv[1]);
 }
 
 static void check_recv_slice(void)
@@ -161,6 +204,7 @@ int main(void)
 	alarm(60);
 	check_read();
 	check_write();
+	check_write_steady();
 	check_recv_slice();
 	check_tcp();
 	done_testing();
