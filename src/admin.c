@@ -433,7 +433,10 @@ void admin_stop(void)
 	if (listen_fd >= 0) {
 		close(listen_fd);
 		listen_fd = -1;
-		unlink(admin_path);
+		/* In root's run directory lonc, no longer root, cannot remove
+		 * it: the next start replaces it (nobody listens there). */
+		if (unlink(admin_path) < 0 && errno != ENOENT)
+			log_errno(LOG_INFO, "event=admin_socket_left path=%s", admin_path);
 	}
 	for (int i = 0; i < 2; i++) {
 		if (wake_pipe[i] >= 0)
