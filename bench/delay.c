@@ -243,7 +243,8 @@ static void push(struct pair *p, int i, enum chunk_kind kind, const char *buf,
 	c->off = 0;
 	c->kind = kind;
 	c->next = NULL;
-	memcpy(c->data, buf, len);
+	if (len)
+		memcpy(c->data, buf, len);
 	if (d->tail)
 		d->tail->next = c;
 	else
