@@ -9,11 +9,13 @@
 BENCH_FLOOR := $(BUILD)/bench/floor
 BENCH_HANDOFF := $(BUILD)/bench/handoff
 BENCH_HOPS  := $(BUILD)/bench/hops
+BENCH_DELAY := $(BUILD)/bench/delay
+BENCH_IDEACOST := $(BUILD)/bench/ideacost
 BENCH_ARGS  ?=
 
 .PHONY: bench bench-tools
 
-all: $(BENCH_FLOOR) $(BENCH_HANDOFF) $(BENCH_HOPS)
+all: $(BENCH_FLOOR) $(BENCH_HANDOFF) $(BENCH_HOPS) $(BENCH_DELAY) $(BENCH_IDEACOST)
 
 $(BENCH_FLOOR): bench/floor.c
 	@mkdir -p $(dir $@)
@@ -23,16 +25,27 @@ $(BENCH_HOPS): bench/hops.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
+# The delaying TCP relay of scenario 10 (network delay without netem).
+$(BENCH_DELAY): bench/delay.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
 # The design floor borrows lonc's deadline-bounded connect and write.
 $(BENCH_HANDOFF): bench/handoff.c $(BUILD)/liblonc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/liblonc.a $(LDFLAGS) $(LDLIBS)
 
+# IDEA's cost per KiB with lonc's own crypto and enc: framing (scenario 8).
+$(BENCH_IDEACOST): bench/ideacost.c $(BUILD)/liblonc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/liblonc.a $(LDFLAGS) $(LDLIBS)
+
 bench-tools: $(BUILD)/lonc $(BUILD)/testlond $(BUILD)/lonc-load $(BENCH_FLOOR) $(BENCH_HANDOFF) \
-	$(BENCH_HOPS)
+	$(BENCH_HOPS) $(BENCH_DELAY) $(BENCH_IDEACOST)
 
 bench: deps
 	@$(MAKE) --no-print-directory bench-tools
 	LONC_BUILD=$(BUILD) bench/run $(BENCH_ARGS)
 
--include $(BENCH_FLOOR).d $(BENCH_HANDOFF).d $(BENCH_HOPS).d
+-include $(BENCH_FLOOR).d $(BENCH_HANDOFF).d $(BENCH_HOPS).d $(BENCH_DELAY).d \
+	$(BENCH_IDEACOST).d
