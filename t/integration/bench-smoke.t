@@ -97,9 +97,12 @@ cmp_ok($mh->{many}{idle_rss_kib} // 0, '>', 0, 'scenario 6: idle RSS measured');
 cmp_ok($mh->{many}{startup_s} // 0, '>', 0, 'scenario 6: start-up time measured');
 is($mh->{active}{hosts}, 5, 'scenario 6: five hosts active at once');
 cmp_ok($mh->{active}{ok} // 0, '>', 0, 'scenario 6: the active hosts answered');
-is(scalar @{ $r->{targets} // [] }, 11, 'eleven targets');
-is(scalar(grep { $_->{status} =~ /^(PASS|FAIL|SKIP)$/ } @{ $r->{targets} // [] }), 11,
+is(scalar @{ $r->{targets} // [] }, 12, 'twelve targets');
+is(scalar(grep { $_->{status} =~ /^(PASS|FAIL|SKIP)$/ } @{ $r->{targets} // [] }), 12,
     'each target has a status');
+my $mem = $r->{memory} // {};
+ok(($mem->{rss_before_kib} // 0) > 0 && ($mem->{rss_after_kib} // 0) > 0,
+    'memory: RSS before and after the load, settled, measured');
 is(scalar(grep { $_->{status} eq 'SKIP' && $_->{name} =~ /scen\. 10|scenario (7|9)/ }
     @{ $r->{targets} // [] }), 0, 'the targets of scenarios 7, 9 and 10 are judged');
 my @started = map { $_->{pid} } @{ $r->{started} // [] };
