@@ -76,6 +76,10 @@ nobody('mkfifo', $planted{fifo});
 nobody('truncate', '-s', '1T', $planted{sparse});
 nobody('mkdir', $planted{dir});
 nobody('ln', "$n/outside", $planted{hardmine});
+# Two names of one file (lonnet never makes them): each name is a
+# transaction of its own.
+nobody('sh', '-c', "echo record:twice > $dd/$t.8.4242.record.h && ln $dd/$t.8.4242.record.h $dd/$t.9.4242.record.h");
+$planted{$_} = "$dd/$t.$_.4242.record.h" for 8, 9;
 my $good = "$dd/$t.7.4242.record.h";
 nobody('sh', '-c', "echo record:good > $good");
 for my $f (values %planted, $good) {
@@ -112,6 +116,8 @@ my $r = try_lonc($c, timeout => 60, while_up => sub {
     $seen{recorded_good} = lond_ctl($lond, 'recorded=good');
     $seen{recorded_secret} = lond_ctl($lond, 'recorded=rootsecret');
     $seen{recorded_outside} = lond_ctl($lond, 'recorded=outside');
+    $seen{twice} = eval { wait_for(sub { !-e $planted{8} && !-e $planted{9} }, 20, 'both names') };
+    $seen{recorded_twice} = lond_ctl($lond, 'recorded=twice');
     # Plenty of log lines for the FIFO nobody never reads.
     kill 'USR1', $pid for 1 .. 200;
     my $t0 = time;
@@ -134,6 +140,8 @@ ok(-l $planted{symlink} && -e $planted{hardroot} && -p $planted{fifo} && -d $pla
 is($seen{recorded_outside}, 1, 'a hard link to a file of nobody\'s: sent (nobody could send it itself)');
 is(log_text("$n/outside"), "record:outside\n", '... and the file it named is intact');
 ok(!-e $planted{hardmine}, '... only the name in delayed/ is gone');
+ok($seen{twice}, 'two names of one file in delayed/: both replayed and gone');
+note "... and lond got it $seen{recorded_twice} time(s) (one per name: lonnet never links)";
 is($seen{ping}, 'pong', 'lonc serves with a log FIFO nobody never reads');
 cmp_ok($seen{ping_s}, '<', 10, '... promptly');
 is($seen{self}, 'local', 'a local-mode host works');

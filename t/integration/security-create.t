@@ -149,6 +149,25 @@ for my $key ('spool_dir', 'log_dir') {
     }
 }
 
+# The probe refuses what the start refuses for local_key_dir: an
+# existing root directory (lonc hands over only what it makes), the
+# user's symlink to one; and makes nothing there.
+{
+    my ($v, $was) = victim_dir();
+    my ($n) = layout();
+    my $lonc = build_dir() . '/lonc';
+    nobody('ln', '-s', $v, "$n/keylink");
+    for my $kd ($v, "$n/keylink", "$n/keylink/keys") {
+        my $c = write_config(name => "probekeys$case", user => 'nobody', group => 'nogroup',
+            local_key_dir => $kd, socket_dir => "$n/sockets", log_dir => "$n/logs",
+            hosts => [ { hostname => 'self', ids => ['lonc-test'], port => free_port(), key_mode => 'local' } ]);
+        chmod 0644, $c;
+        my $out = `timeout 20 $lonc -c $c --probe self 2>&1`;
+        is($? >> 8, 2, "lonc --probe, local_key_dir $kd: refused") or diag $out;
+    }
+    is(fingerprint($v), $was, '... and the root directory is as it was');
+}
+
 # A third user can do the same in a sticky directory: it is not the
 # daemon's user that matters, only who may create names there.
 {
