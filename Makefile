@@ -28,7 +28,8 @@ LIB_SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard t/unit/*.c)
 UNIT_BINS := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/t/unit/%.t)
-TOOLS    := $(BUILD)/testlond $(BUILD)/lonc-load $(BUILD)/symlink-racer
+TOOLS    := $(BUILD)/testlond $(BUILD)/lonc-load $(BUILD)/symlink-racer \
+	    $(BUILD)/flip-racer
 FUZZ_TARGETS := request reply enc config
 FUZZ_REPLAY := $(FUZZ_TARGETS:%=$(BUILD)/t/fuzz/replay-%)
 FUZZ_SECONDS ?= 30
@@ -77,6 +78,10 @@ $(BUILD)/lonc-load: t/tools/lonc-load.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
 $(BUILD)/symlink-racer: t/tools/symlink-racer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+$(BUILD)/flip-racer: t/tools/flip-racer.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
 

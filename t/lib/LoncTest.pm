@@ -20,7 +20,7 @@ our @EXPORT = qw(build_dir tmp_dir start_lond lond_ctl lond_stats
     pattern request_bytes read_reply_bytes lonnet_request describe_bytes
     rss_anon_kb rss_sampler kill_wait proc_figures burst
     throwaway_user throwaway_group as_user make_victim fingerprint victim_intact
-    try_lonc start_racer stop_racer);
+    try_lonc start_racer stop_racer start_flipper stop_flipper);
 
 my @children;
 my $serial = 0;    # unique names for logs and outputs
@@ -526,10 +526,31 @@ sub victim_intact {
 # { pid, out } once it watches.
 sub start_racer {
     my ($user, @args) = @_;
+    return _start_attacker('symlink-racer', $user, @args);
+}
+
+# Start t/tools/flip-racer.c as $user with @args (-l: a name flipped
+# between two symlinks; -m: a directory moved in and out at a name);
+# returns { pid, out } once it flips.
+sub start_flipper {
+    my ($user, @args) = @_;
+    return _start_attacker('flip-racer', $user, @args);
+}
+
+# Stop a flipper; how many flips it made.
+sub stop_flipper {
+    my ($r) = @_;
+    kill_wait($r->{pid}, 'TERM', 5) // kill_wait($r->{pid}, 'KILL', 5);
+    my ($n) = log_text($r->{out}) =~ /^flips=(\d+)$/m;
+    return $n // 0;
+}
+
+sub _start_attacker {
+    my ($tool, $user, @args) = @_;
     my @pw = getpwnam($user) or die "no user $user\n";
     my $out = tmp_dir() . '/racer' . $serial++ . '.out';
     my $pid = _spawn($out, "$out.err", 'setpriv', "--reuid=$pw[2]", "--regid=$pw[3]",
-        '--clear-groups', build_dir() . '/symlink-racer', @args);
+        '--clear-groups', build_dir() . "/$tool", @args);
     wait_for(sub {
         die 'racer exited: ' . log_text("$out.err") . "\n" if waitpid($pid, WNOHANG) == $pid;
         return log_text($out) =~ /^ready$/m;
