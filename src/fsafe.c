@@ -154,28 +154,50 @@ static enum fsafe_rc judge(const char *path, const char *what, const struct stat
 	return FSAFE_OK;
 }
 
-/* mkdir -p of the directories above path (mode 0755).  0 or -1. */
-static int make_parents(const char *path)
+/* Make `path` (0700) and its missing parents (0755), step by step
+ * through directory descriptors from `top` (the nearest directory that
+ * exists, a prefix of path) down, never following a symlink.  With
+ * `roots_only` (root, working where the way to top is trusted), each
+ * step must be a directory of root's that no one else may write before
+ * root goes into it: one that another user put there first (in a
+ * sticky directory, between root's look and its mkdir) is refused
+ * (EPERM).  The descriptor of path, or -1 (errno). */
+static int make_dirs(const char *top, const char *path, bool roots_only)
 {
-	char *p = dir_of(path);
-	int rc = 0;
-
-	for (char *s = p + 1; ; s++) {
-		if (*s == '/' || *s == '\0') {
-			char c = *s;
-
-			*s = '\0';
-			if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-				rc = -1;
-				break;
-			}
-			*s = c;
-			if (c == '\0')
-				break;
-		}
+	size_t tl = strlen(top);
+	if (strncmp(path, top, tl) != 0 || (path[tl] != '/' && strcmp(top, "/"))) {
+		errno = EINVAL;
+		return -1;
 	}
-	free(p);
-	return rc;
+	char *rest = xstrdup(path + tl), *name = rest;
+	int fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	while (fd >= 0) {
+		name += strspn(name, "/");
+		if (!*name)
+			break;
+		char *end = name + strcspn(name, "/");
+		bool last = end[strspn(end, "/")] == '\0';
+		struct stat st;
+		int next = -1;
+
+		*end = '\0';
+		if (mkdirat(fd, name, last ? 0700 : 0755) == 0 || (!last && errno == EEXIST))
+			next = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int err = errno;
+		close(fd);
+		fd = next;
+		if (fd >= 0 && roots_only &&
+		    (fstat(fd, &st) < 0 || !trusted_owner(st.st_uid) || open_to_others(&st))) {
+			close(fd);
+			fd = -1;
+			err = EPERM;
+		}
+		errno = err;
+		name = last ? end + strlen(end) : end + 1;
+	}
+	free(rest);
+	return fd;
 }
 
 /* The nearest directory above path that exists (st: its lstat), or
@@ -231,15 +253,18 @@ static int create(const char *path, enum fsafe_role role, int mode,
 	bool as_root = geteuid() != 0 || trusted_path(parent, 0);
 	int rc = -1, fd;
 
-	free(parent);
 	if (role == FSAFE_RUN && !as_root) {
+		free(parent);
 		errno = EPERM;
 		return -1;
 	}
-	if (!as_root && fsafe_as_user(u) < 0)
+	if (!as_root && fsafe_as_user(u) < 0) {
+		free(parent);
 		return -1;
-	if (make_parents(path) == 0 && mkdir(path, 0700) == 0 &&
-	    (fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+	}
+	fd = make_dirs(parent, path, as_root && geteuid() == 0);
+	free(parent);
+	if (fd >= 0) {
 		rc = 0;
 		if (role != FSAFE_RUN && geteuid() == 0 && fchown(fd, u->uid, u->gid) < 0)
 			rc = -1;

@@ -122,10 +122,7 @@ for my $key ('spool_dir', 'log_dir') {
         delay => 2000, start => sub { try_lonc($c) });
     note "$key: $runs starts, $flips moves" . ($hit ? ', root made a directory in the victim directory' : '');
     note 'the victim directory now: ' . fingerprint($v) if $hit;
-    TODO: {
-        local $TODO = 'fsafe.c create/make_parents: a missing parent in a sticky root directory is made by path (mkdir follows what others put there)';
-        ok(!$hit, "$key with a missing parent in a sticky root directory: root makes nothing where the user's symlink points");
-    }
+    ok(!$hit, "$key with a missing parent in a sticky root directory: root makes nothing where the user's symlink points");
     ok(victim_intact("$v/victim"), "$key: the victim file in it untouched");
 }
 
@@ -143,10 +140,7 @@ for my $key ('spool_dir', 'log_dir') {
     my ($hit, $runs, $flips) = race('nobody', $s, 'P', $v, $was, watch => $c, delay => 15000,
         start => sub { system("timeout 20 $lonc -c $c --probe self >/dev/null 2>&1") });
     note "lonc --probe: $runs runs, $flips moves" . ($hit ? ', root made a directory in the victim directory' : '');
-    TODO: {
-        local $TODO = 'fsafe.c create/make_parents (through main.c probe): local_key_dir\'s missing parent in a sticky root directory';
-        ok(!$hit, 'lonc --probe, local_key_dir with a missing parent in a sticky root directory: root makes nothing where the user\'s symlink points');
-    }
+    ok(!$hit, 'lonc --probe, local_key_dir with a missing parent in a sticky root directory: root makes nothing where the user\'s symlink points');
 }
 
 # The probe refuses what the start refuses for local_key_dir: an
@@ -179,10 +173,7 @@ for my $key ('spool_dir', 'log_dir') {
     my ($hit, $runs, $flips) = race($third->{name}, $s, 'P', $v, $was, watch => "$n/logs",
         delay => 2000, start => sub { try_lonc($c) });
     note "third user: $runs starts, $flips moves" . ($hit ? ', root made a directory in the victim directory' : '');
-    TODO: {
-        local $TODO = 'fsafe.c create/make_parents: as above, for any user who may create names in the sticky directory';
-        ok(!$hit, 'a third user racing in a sticky directory: root makes nothing where its symlink points');
-    }
+    ok(!$hit, 'a third user racing in a sticky directory: root makes nothing where its symlink points');
 }
 
 # ---- a missing ancestor under a directory of the user's ----------------
