@@ -1,6 +1,7 @@
 /*
  * util.h - small helpers shared by every module: monotonic time,
- * checked allocation, and string copying that never overflows.
+ * checked allocation, string copying that never overflows, and opening
+ * regular files only.
  */
 #ifndef LONC_UTIL_H
 #define LONC_UTIL_H
@@ -46,5 +47,22 @@ void thread_name(const char *role, const char *host);
 /* Uniform random integer in [0, n) from a per-thread generator seeded
  * from the OS; for jitter only, not for keys. */
 uint32_t rand_below(uint32_t n);
+
+struct stat;
+
+/* An O_PATH descriptor of `path` if it is a regular file (st: what it
+ * is).  O_PATH opens nothing: a FIFO, a device or a terminal at the end
+ * of someone's symlink is looked at, never opened.  -1 with errno
+ * (EINVAL: not a regular file). */
+int pin_regular(const char *path, struct stat *st) WUR;
+
+/* The name through which the pinned file (and no other) is opened:
+ * /proc/self/fd/N.  buf of at least 32 bytes. */
+const char *pinned_name(int pin, char *buf, size_t n);
+
+/* Open `path` for reading only if it is a regular file (pin_regular,
+ * then opened through its pin, never blocking, O_NOCTTY).  -1 with
+ * errno (EINVAL: not a regular file). */
+int open_regular(const char *path, struct stat *st) WUR;
 
 #endif

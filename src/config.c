@@ -872,8 +872,6 @@ static char *resolve_path(const char *config_path, const char *p)
 	return r;
 }
 
-/* Open the file of option `name` (already resolved to `path`); a
- * failure names the YAML line of the key. */
 /* Remember who may change a file the configuration came from, for
  * the check lonc makes when it runs as root (fsafe_config_file). */
 static void note_file(struct config *cfg, const char *path, const char *key,
@@ -887,6 +885,8 @@ static void note_file(struct config *cfg, const char *path, const char *key,
 	f->st = *st;
 }
 
+/* Open the file of option `name` (already resolved to `path`); a
+ * failure names the YAML line of the key. */
 static FILE *open_import(struct loader *ld, const char *name, const char *path)
 {
 	const struct option *o = find_option(name);
@@ -895,15 +895,14 @@ static FILE *open_import(struct loader *ld, const char *name, const char *path)
 	FILE *f;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	/* Looked at before it is opened: root opens no FIFO or device at
+	 * the end of someone's symlink. */
+	fd = open_regular(path, &st);
 	if (fd < 0) {
-		fail_at(ld, w, name, "cannot open '%s': %s", path,
-			strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		fail_at(ld, w, name, "'%s' is not a regular file", path);
+		if (errno == EINVAL)
+			fail_at(ld, w, name, "'%s' is not a regular file", path);
+		else
+			fail_at(ld, w, name, "cannot open '%s': %s", path, strerror(errno));
 		return NULL;
 	}
 	f = fdopen(fd, "r");
@@ -1329,18 +1328,17 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 		    set_option(&ld, cfg, &options[i], options[i].def,
 			       (struct where){ path, 1 }, options[i].name) < 0)
 			goto out_cfg;
-	/* Without blocking (a FIFO named by mistake must not hang lonc -t),
-	 * and only a regular file. */
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	/* A regular file only, looked at before it is opened (a FIFO named
+	 * by mistake must not hang lonc -t; root opens no device at the end
+	 * of someone's symlink). */
 	struct stat st;
+	int fd = open_regular(path, &st);
 
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-		goto out_cfg;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", path);
-		close(fd);
+		if (errno == EINVAL)
+			snprintf(err, errlen, "%s: not a regular file", path);
+		else
+			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		goto out_cfg;
 	}
 	note_file(cfg, path, NULL, &st);

@@ -17,10 +17,12 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "net.h"
 
@@ -102,39 +104,72 @@ static void ssl_error(char *out, size_t n)
 	ERR_clear_error();
 }
 
+/* Pin each of the n files (pin_regular: a FIFO at the end of someone's
+ * symlink must not hang the start, a device is never opened) and name
+ * it by its pin for OpenSSL.  0, or -1 with a message (pins closed). */
+static int pin_files(const char *const *paths, int *pins, char (*names)[32], int n,
+		     char *err, size_t errlen)
+{
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+
+		pins[i] = pin_regular(paths[i], &st);
+		if (pins[i] < 0) {
+			snprintf(err, errlen, "%s: %s", paths[i],
+				 errno == EINVAL ? "not a regular file" : strerror(errno));
+			while (i-- > 0)
+				close(pins[i]);
+			return -1;
+		}
+		pinned_name(pins[i], names[i], sizeof(names[i]));
+	}
+	return 0;
+}
+
+/* Load the CA, certificate chain and key through their pinned names.
+ * NULL, or the file (or check) that failed. */
+static const char *load_files(SSL_CTX *ctx, const char *const *paths, char (*names)[32])
+{
+	if (SSL_CTX_load_verify_locations(ctx, names[0], NULL) != 1)
+		return paths[0];
+	if (SSL_CTX_use_certificate_chain_file(ctx, names[1]) != 1)
+		return paths[1];
+	if (SSL_CTX_use_PrivateKey_file(ctx, names[2], SSL_FILETYPE_PEM) != 1)
+		return paths[2];
+	if (SSL_CTX_check_private_key(ctx) != 1)
+		return "the key does not match the certificate";
+	return NULL;
+}
+
 struct crypto_tls *crypto_tls_new(const char *ca_file, const char *cert_file,
 				  const char *key_file, bool verify_hostname,
 				  char *err, size_t errlen)
 {
+	const char *const paths[3] = { ca_file, cert_file, key_file };
+	char names[3][32], why[256];
+	int pins[3];
+
+	if (pin_files(paths, pins, names, 3, err, errlen) < 0)
+		return NULL;
+
 	struct crypto_tls *t = xcalloc(1, sizeof(*t));
-	char why[256];
-	const char *what;
+	const char *what = "cannot create a TLS context";
 
 	t->verify_hostname = verify_hostname;
 	atomic_init(&t->refs, 1);
 	t->ctx = SSL_CTX_new(TLS_client_method());
-	what = "cannot create a TLS context";
-	if (!t->ctx)
-		goto fail;
-	SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
-	/* No session tickets or resumption: each key exchange is fresh. */
-	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_options(t->ctx, SSL_OP_NO_TICKET);
-	what = ca_file;
-	if (SSL_CTX_load_verify_locations(t->ctx, ca_file, NULL) != 1)
-		goto fail;
-	what = cert_file;
-	if (SSL_CTX_use_certificate_chain_file(t->ctx, cert_file) != 1)
-		goto fail;
-	what = key_file;
-	if (SSL_CTX_use_PrivateKey_file(t->ctx, key_file, SSL_FILETYPE_PEM) != 1)
-		goto fail;
-	what = "the key does not match the certificate";
-	if (SSL_CTX_check_private_key(t->ctx) != 1)
-		goto fail;
-	return t;
-fail:
+	if (t->ctx) {
+		SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
+		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+		/* No session tickets or resumption: each key exchange is fresh. */
+		SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+		SSL_CTX_set_options(t->ctx, SSL_OP_NO_TICKET);
+		what = load_files(t->ctx, paths, names);
+	}
+	for (int i = 0; i < 3; i++)
+		close(pins[i]);
+	if (!what)
+		return t;
 	ssl_error(why, sizeof(why));
 	snprintf(err, errlen, "%s: %s", what, why);
 	crypto_tls_free(t);

@@ -172,9 +172,20 @@ static int check_config_files(const struct config *cfg, const struct fsafe_user 
 	for (size_t i = 0; i < cfg->n_files; i++) {
 		const struct config_file *f = &cfg->files[i];
 
-		if (fsafe_config_file(f->path, f->key, &f->st, u, err, n) == FSAFE_BAD ||
-		    (f->key && fsafe_import_file(f->path, f->key, &f->st, u, err, n) ==
-		     FSAFE_BAD))
+		/* The YAML file and loncapa_conf say where root works and
+		 * whom it trusts: on root's way alone.  hosts_tab (LON-CAPA
+		 * keeps it in the user's directory): a file the user may open. */
+		bool roots = !f->key || !strcmp(f->key, "loncapa_conf");
+
+		if (fsafe_config_file(f->path, f->key, &f->st, u, err, n) == FSAFE_BAD)
+			return -1;
+		if (roots && !fsafe_trusted_file(f->path)) {
+			snprintf(err, n,
+				 "%s %s: the way to it may be changed by users other than root (a directory or symlink not root's alone); lonc runs as root and takes this file from root alone",
+				 f->key ? f->key : "configuration file", f->path);
+			return -1;
+		}
+		if (f->key && fsafe_import_file(f->path, f->key, &f->st, u, err, n) == FSAFE_BAD)
 			return -1;
 	}
 	return 0;
@@ -299,6 +310,22 @@ static int check_only(struct lonc *l)
 	}
 	if (directories(l, false) < 0)
 		rc = EXIT_CONFIG;
+	/* The TLS files, loaded as the start loads them (a FIFO, a key
+	 * that does not match its certificate, one root may not read). */
+	if (uses_mode(l->cfg, KEY_SSL)) {
+		struct crypto_tls *tls = NULL;
+
+		if (crypto_init() < 0)
+			snprintf(err, sizeof(err), "libgcrypt or OpenSSL failed to initialise");
+		else
+			tls = load_tls(l->cfg, &l->user, err, sizeof(err));
+		if (tls)
+			printf("tls files: OK\n");
+		else
+			printf("error: tls: %s\n", err);
+		rc = tls ? rc : EXIT_CONFIG;
+		crypto_tls_free(tls);
+	}
 	printf(rc ? "config %s: NOT usable\n" : "files and directories: OK (user %s)\n",
 	       rc ? l->cfg->path : l->user.name);
 	return rc;

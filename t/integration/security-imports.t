@@ -19,7 +19,7 @@
 # - a TLS file that is a FIFO in the user's directory (start, lonc -t,
 #   --probe must end);
 # - a reload (as the user) after the user swapped its hosts_tab.
-# Holes are TODO tests naming the code at fault.
+# Holes 7, 8 and 9 of doc/security.md were found here; now closed.
 use strict;
 use warnings;
 use FindBin;
@@ -97,16 +97,10 @@ my $open_tab = spew("$tmp/open.tab", "h:dom:library:h.example:127.0.0.1\n", 0644
     my $seen = '';
     $r = try_lonc("$n/etc/lonc.yaml", while_up => sub { $seen = sockets_seen($n) });
     note "lonc " . ($r->{ready} ? 'ran' : 'refused') . "; nobody saw: $seen";
-    TODO: {
-        local $TODO = 'main.c check_config_files: the YAML file (key NULL) is not given to fsafe_import_file; root reads a root-only file through the user\'s symlink';
-        unlike($seen, qr/topsecret42/, 'the YAML file swapped for a symlink to a root-only configuration: nothing of it reaches the user');
-        ok(!$r->{ready}, 'and lonc refuses to run with it');
-    }
+    unlike($seen, qr/topsecret42/, 'the YAML file swapped for a symlink to a root-only configuration: nothing of it reaches the user');
+    ok(!$r->{ready}, 'and lonc refuses to run with it');
     my $t = try_lonc("$n/etc/lonc.yaml", test => 1);
-    TODO: {
-        local $TODO = 'main.c check_config_files: as above, lonc -t';
-        is($t->{exit}, 2, 'lonc -t refuses it too');
-    }
+    is($t->{exit}, 2, 'lonc -t refuses it too');
 
     # Another of root's configurations, readable by all: the user picks
     # which of root's files is lonc's configuration.
@@ -115,11 +109,8 @@ my $open_tab = spew("$tmp/open.tab", "h:dom:library:h.example:127.0.0.1\n", 0644
     chmod 0644, $other;
     nobody('sh', '-c', "ln -s $other $n/etc/new && mv $n/etc/new $n/etc/lonc.yaml");
     $r = try_lonc("$n/etc/lonc.yaml");
-    TODO: {
-        local $TODO = 'config.c config_load / main.c check_config_files: as root, the YAML file on a way the user can change is used (the user chooses among root\'s files)';
-        ok(!$r->{ready}, 'the YAML file on a way the user can change, pointed at another of root\'s configurations: refused');
-        ok(!-e "$tmp/other-spool$case", 'and nothing of that configuration is made');
-    }
+    ok(!$r->{ready}, 'the YAML file on a way the user can change, pointed at another of root\'s configurations: refused');
+    ok(!-e "$tmp/other-spool$case", 'and nothing of that configuration is made');
 }
 
 # loncapa_conf (PerlSetVar lonSockDir, lonDaemons: where root works) on
@@ -138,10 +129,7 @@ my $open_tab = spew("$tmp/open.tab", "h:dom:library:h.example:127.0.0.1\n", 0644
     note 'loncapa_conf through the user\'s symlink to root\'s file: ' . ($r->{ready} ? 'ran' : 'refused');
     nobody('sh', '-c', "ln -s $other $n/etc/new && mv $n/etc/new $n/etc/loncapa.conf");
     $r = try_lonc($c);
-    TODO: {
-        local $TODO = 'main.c check_config_files / fsafe.c fsafe_import_file: loncapa_conf says where root works, yet its way may be the user\'s (any file the user may read will do)';
-        ok(!-e "$tmp/other-sockets$case", 'loncapa_conf re-pointed by the user at another root file: root does not work where that file says');
-    }
+    ok(!-e "$tmp/other-sockets$case", 'loncapa_conf re-pointed by the user at another root file: root does not work where that file says');
     system('rm', '-rf', "$tmp/other-sockets$case");
 }
 
@@ -186,19 +174,13 @@ sub root_opens {
         chmod 0644, $c;
         return $c;
     }, test => 1);
-    TODO: {
-        local $TODO = 'config.c open_import: root opens the import (O_RDONLY, no O_NOCTTY) before it knows whose way it is; fsafe_import_file checks only after';
-        ok(!$opened, 'hosts_tab on the user\'s way: root opens nothing the user could not open');
-    }
+    ok(!$opened, 'hosts_tab on the user\'s way: root opens nothing the user could not open');
     $opened = root_opens('the YAML file a symlink to a root-only FIFO (start)', sub {
         my ($fifo) = @_;
         nobody('ln', '-sf', $fifo, "$n/etc/fifo.yaml");
         return "$n/etc/fifo.yaml";
     });
-    TODO: {
-        local $TODO = 'config.c config_load: the YAML file is opened as root through any way';
-        ok(!$opened, 'the YAML file on the user\'s way: root opens nothing the user could not open');
-    }
+    ok(!$opened, 'the YAML file on the user\'s way: root opens nothing the user could not open');
 }
 
 # ---- hosts_tab flipped while root reads it ---------------------------------
@@ -348,16 +330,10 @@ SKIP: {
     my $d = try_lonc($c, daemon => 1, timeout => 8);
     my $t = try_lonc($c, test => 1, timeout => 8);
     my $p = system("timeout 8 $lonc -c $c --probe h >/dev/null 2>&1") >> 8;
-    TODO: {
-        local $TODO = 'crypto.c crypto_tls_new (via main.c load_tls): TLS files are opened without O_NONBLOCK or a regular-file check; a FIFO hangs the start as root (and the init script, and boot)';
-        ok(defined $r->{exit}, 'tls key_file a FIFO in the user\'s directory: lonc --foreground ends (refused)');
-        ok(defined $d->{exit}, 'lonc as a daemon ends (refused)');
-        isnt($p, 124, 'lonc --probe ends');
-    }
-    TODO: {
-        local $TODO = 'main.c check_only: lonc -t does not look at the TLS files';
-        is($t->{exit}, 2, 'lonc -t says the key file is not usable');
-    }
+    ok(defined $r->{exit}, 'tls key_file a FIFO in the user\'s directory: lonc --foreground ends (refused)');
+    ok(defined $d->{exit}, 'lonc as a daemon ends (refused)');
+    isnt($p, 124, 'lonc --probe ends');
+    is($t->{exit}, 2, 'lonc -t says the key file is not usable');
     # A lonc still waiting (the detached daemon, whose pid nobody
     # knows) gets an empty key and ends: a writer opens and closes the
     # FIFO while anyone reads it.
