@@ -127,6 +127,21 @@ struct config {
 int config_load(const char *path, struct config **out, char *err,
 		size_t errlen) WUR;
 
+struct stat;
+
+/* How config_load opens an imported file (loncapa_conf, hosts_tab: the
+ * option `key`) for `cfg` as loaded so far (its user and group known):
+ * a descriptor of a regular file (st: what it is), or -1 with a message
+ * in msg.  Without one set, config_open_regular.  lonc started as root
+ * sets one (before any thread starts) that opens a file on a way the
+ * user could change with the user's ids. */
+typedef int config_opener(const char *path, const char *key, const struct config *cfg,
+			  struct stat *st, char *msg, size_t n);
+void config_set_opener(config_opener *fn);
+
+/* open_regular (util.h) with a message naming the file. */
+int config_open_regular(const char *path, struct stat *st, char *msg, size_t n);
+
 /* Free a config from config_load (NULL is fine), whatever its count. */
 void config_free(struct config *cfg);
 

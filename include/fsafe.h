@@ -89,6 +89,11 @@ int fsafe_lock_dir(const char *dir, const char *name, char *msg, size_t n) WUR;
 /* Is the way to path root's alone (always true when not root)? */
 bool fsafe_trusted_file(const char *path);
 
+/* Is the way to the file at path root's alone, whoever owns the file
+ * itself (judged later, with its own message)?  The directories up to
+ * it, and the file if it is a symlink.  Always true when not root. */
+bool fsafe_trusted_way(const char *path);
+
 /* Whether unlinked files can be made in dir (O_TMPFILE), as whoever
  * runs now.  0 or -1 (errno). */
 int fsafe_tmpfile_works(const char *dir) WUR;

@@ -65,4 +65,9 @@ const char *pinned_name(int pin, char *buf, size_t n);
  * errno (EINVAL: not a regular file). */
 int open_regular(const char *path, struct stat *st) WUR;
 
+/* Read all of descriptor fd, at most `max` bytes, into a new buffer
+ * (NUL-terminated; its length in *len).  NULL with errno (EFBIG: more
+ * than max, however the file grew after it was looked at). */
+char *read_all(int fd, size_t max, size_t *len) WUR;
+
 #endif

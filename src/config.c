@@ -885,31 +885,76 @@ static void note_file(struct config *cfg, const char *path, const char *key,
 	f->st = *st;
 }
 
-/* Open the file of option `name` (already resolved to `path`); a
- * failure names the YAML line of the key. */
-static FILE *open_import(struct loader *ld, const char *name, const char *path)
+/* The most lonc reads of any one configuration file: a hosts.tab of
+ * hundreds of hosts is some tens of KiB; a file past this (a sparse
+ * terabyte of someone's) is refused, not read to its end. */
+#define CONFIG_MAX_FILE (4u << 20)
+
+static config_opener *opener;
+
+void config_set_opener(config_opener *fn)
+{
+	opener = fn;
+}
+
+int config_open_regular(const char *path, struct stat *st, char *msg, size_t n)
+{
+	int fd = open_regular(path, st);
+
+	if (fd < 0)
+		snprintf(msg, n, errno == EINVAL ? "'%s' is not a regular file" :
+			 "cannot open '%s': %s", path, strerror(errno));
+	return fd;
+}
+
+/* All of the file fd (closed here), at most CONFIG_MAX_FILE bytes.
+ * NULL with a message. */
+static char *read_config_file(int fd, const char *path, const struct stat *st,
+			      size_t *len, char *msg, size_t n)
+{
+	char *buf = NULL;
+
+	errno = EFBIG;
+	if ((uintmax_t)st->st_size <= CONFIG_MAX_FILE)
+		buf = read_all(fd, CONFIG_MAX_FILE, len);
+	if (!buf && errno == EFBIG)
+		snprintf(msg, n, "'%s' is over %u MiB: not a configuration file", path,
+			 CONFIG_MAX_FILE >> 20);
+	else if (!buf)
+		snprintf(msg, n, "cannot read '%s': %s", path, strerror(errno));
+	close(fd);
+	return buf;
+}
+
+/* Open the file of option `name` (already resolved to `path`), read
+ * whole into *buf (freed by the caller after fclose); a failure names
+ * the YAML line of the key. */
+static FILE *open_import(struct loader *ld, const char *name, const char *path, char **buf)
 {
 	const struct option *o = find_option(name);
 	struct where w = { ld->path, ld->key_line[o - options] };
 	struct stat st;
-	FILE *f;
-	int fd;
-
+	char msg[512];
+	size_t len = 0;
 	/* Looked at before it is opened: root opens no FIFO or device at
-	 * the end of someone's symlink. */
-	fd = open_regular(path, &st);
-	if (fd < 0) {
-		if (errno == EINVAL)
-			fail_at(ld, w, name, "'%s' is not a regular file", path);
-		else
-			fail_at(ld, w, name, "cannot open '%s': %s", path, strerror(errno));
+	 * the end of someone's symlink (and, as root, a file on a way the
+	 * user could change only with the user's ids: opener). */
+	int fd = opener ? opener(path, name, ld->cfg, &st, msg, sizeof(msg)) :
+			  config_open_regular(path, &st, msg, sizeof(msg));
+
+	*buf = fd < 0 ? NULL : read_config_file(fd, path, &st, &len, msg, sizeof(msg));
+	if (!*buf) {
+		fail_at(ld, w, name, "%s", msg);
 		return NULL;
 	}
-	f = fdopen(fd, "r");
+	/* An empty file reads as one blank line (fmemopen wants a size). */
+	if (len == 0)
+		strcpy(*buf, "\n");
+	FILE *f = fmemopen(*buf, len ? len : 1, "r");
 	if (!f) {
-		close(fd);
-		fail_at(ld, w, name, "cannot read '%s': %s", path,
-			strerror(errno));
+		fail_at(ld, w, name, "cannot read '%s': %s", path, strerror(errno));
+		free(*buf);
+		*buf = NULL;
 		return NULL;
 	}
 	note_file(ld->cfg, path, name, &st);
@@ -991,6 +1036,9 @@ static int apply_perl_default(struct loader *ld, struct config *cfg,
 		strcpy(value + n, pd->suffix);
 	} else {
 		value = xstrdup(v->value);
+		/* A directory (lonSockDir) without its trailing '/'. */
+		for (size_t n = strlen(value); value[0] == '/' && n > 1 && value[n - 1] == '/'; n--)
+			value[n - 1] = '\0';
 	}
 	rc = set_option(ld, cfg, o, value, w, v->name);
 	free(value);
@@ -1001,15 +1049,17 @@ static int apply_perl_default(struct loader *ld, struct config *cfg,
 static int apply_loncapa_conf(struct loader *ld, struct config *cfg)
 {
 	struct loncapa_conf conf = { NULL, 0 };
+	char *buf;
 	FILE *f;
 	int rc;
 
 	ld->conf_path = resolve_path(ld->path, cfg->loncapa_conf);
-	if (!(f = open_import(ld, "loncapa_conf", ld->conf_path)))
+	if (!(f = open_import(ld, "loncapa_conf", ld->conf_path, &buf)))
 		return -1;
 	rc = loncapa_read_conf(f, ld->conf_path, perl_vars, &conf, ld->err,
 			       ld->errlen);
 	fclose(f);
+	free(buf);
 	for (size_t i = 0; rc == 0 && i < N_PERL_DEFAULTS; i++) {
 		const struct loncapa_var *v =
 			loncapa_conf_get(&conf, perl_defaults[i].var);
@@ -1060,14 +1110,16 @@ static int import_host(struct loader *ld, const struct config *cfg,
 static int read_hosts_tab(struct loader *ld, struct config *cfg,
 			  struct loncapa_hosts *tab)
 {
+	char *buf;
 	FILE *f;
 	int rc;
 
 	ld->tab_path = resolve_path(ld->path, cfg->hosts_tab);
-	if (!(f = open_import(ld, "hosts_tab", ld->tab_path)))
+	if (!(f = open_import(ld, "hosts_tab", ld->tab_path, &buf)))
 		return -1;
 	rc = loncapa_read_hosts_tab(f, ld->tab_path, tab, ld->err, ld->errlen);
 	fclose(f);
+	free(buf);
 	return rc;
 }
 
@@ -1318,7 +1370,6 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	struct loader ld = { .path = path, .err = err, .errlen = errlen, .cfg = cfg };
 	yaml_parser_t parser;
 	int rc = -1;
-	FILE *f;
 
 	cfg->path = xstrdup(path);
 	atomic_init(&cfg->refs, 1);
@@ -1330,29 +1381,27 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 			goto out_cfg;
 	/* A regular file only, looked at before it is opened (a FIFO named
 	 * by mistake must not hang lonc -t; root opens no device at the end
-	 * of someone's symlink). */
+	 * of someone's symlink), and read whole, within bounds. */
 	struct stat st;
+	char msg[512];
+	size_t len = 0;
 	int fd = open_regular(path, &st);
 
-	if (fd < 0) {
-		if (errno == EINVAL)
-			snprintf(err, errlen, "%s: not a regular file", path);
-		else
-			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	if (fd < 0)
+		snprintf(msg, sizeof(msg), errno == EINVAL ? "%s: not a regular file" :
+			 "%s: cannot open: %s", path, strerror(errno));
+	char *text = fd < 0 ? NULL : read_config_file(fd, path, &st, &len, msg, sizeof(msg));
+
+	if (!text) {
+		snprintf(err, errlen, "%s", msg);
 		goto out_cfg;
 	}
 	note_file(cfg, path, NULL, &st);
-	f = fdopen(fd, "r");
-	if (!f) {
-		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-		close(fd);
-		goto out_cfg;
-	}
 	if (!yaml_parser_initialize(&parser)) {
 		snprintf(err, errlen, "%s: cannot initialise the YAML parser", path);
 		goto out_file;
 	}
-	yaml_parser_set_input_file(&parser, f);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &ld.doc)) {
 		if (parser.context)
 			snprintf(err, errlen, "%s:%lu: YAML syntax error: %s (%s at line %lu)",
@@ -1371,7 +1420,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 out_parser:
 	yaml_parser_delete(&parser);
 out_file:
-	fclose(f);
+	free(text);
 out_cfg:
 	free(ld.conf_path);
 	free(ld.tab_path);

@@ -12,10 +12,12 @@
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static enum fsafe_rc say(char *msg, size_t n, enum fsafe_rc rc, const char *fmt, ...)
@@ -42,6 +44,34 @@ static bool trusted_owner(uid_t uid)
 static bool open_to_others(const struct stat *st)
 {
 	return (st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX);
+}
+
+/* Does the POSIX access ACL of `path` let a named user or group other
+ * than root, ok_uid and ok_gid write it?  With an ACL the mode's group
+ * bits are only the mask, so the mode alone cannot tell. */
+static bool acl_lets_others_write(const char *path, uid_t ok_uid, gid_t ok_gid)
+{
+	unsigned char acl[4 + 8 * 64];
+	ssize_t len = getxattr(path, "system.posix_acl_access", acl, sizeof(acl));
+	unsigned mask = 7;
+
+	if (len < 0)
+		return errno == ERANGE;     /* more entries than anyone needs */
+	for (ssize_t o = 4; o + 8 <= len; o += 8)
+		if ((acl[o] | acl[o + 1] << 8) == 0x10)     /* ACL_MASK */
+			mask = acl[o + 2];
+	for (ssize_t o = 4; o + 8 <= len; o += 8) {
+		unsigned tag = acl[o] | acl[o + 1] << 8, perm = acl[o + 2];
+		uint32_t id = (uint32_t)acl[o + 4] | (uint32_t)acl[o + 5] << 8 |
+			      (uint32_t)acl[o + 6] << 16 | (uint32_t)acl[o + 7] << 24;
+
+		if (!(perm & mask & 2))
+			continue;
+		if ((tag == 0x02 && id != 0 && id != ok_uid) ||     /* ACL_USER */
+		    (tag == 0x08 && id != 0 && id != ok_gid))       /* ACL_GROUP */
+			return true;
+	}
+	return false;
 }
 
 static char *dir_of(const char *path)
@@ -149,6 +179,10 @@ static enum fsafe_rc judge(const char *path, const char *what, const struct stat
 	    st->st_gid != u->gid)
 		return say(msg, n, FSAFE_BAD, "%s %s is writable by group %ld, not %s's",
 			   what, path, (long)st->st_gid, u->name);
+	if (acl_lets_others_write(path, u->uid, u->gid))
+		return say(msg, n, FSAFE_BAD,
+			   "%s %s may be written by another user or group (a POSIX ACL entry)",
+			   what, path);
 	if (role == FSAFE_SHARED && !user_can_write(st, u))
 		return say(msg, n, FSAFE_WARN, "%s %s is not writable by %s", what, path, u->name);
 	return FSAFE_OK;
@@ -292,6 +326,27 @@ static enum fsafe_rc hand_over(const char *path, const char *what, int fd,
 	return FSAFE_OK;
 }
 
+/* Absolute, without a trailing '/' and without '.', '..' or empty
+ * steps: "dir/" would follow a last-step symlink that "dir" refuses,
+ * and ".." would have root make steps it then walks out of. */
+static bool plain_path(const char *path)
+{
+	if (path[0] != '/')
+		return false;
+	if (!strcmp(path, "/"))
+		return true;
+	for (const char *s = path; *s; ) {
+		const char *step = s + 1;
+		size_t len = strcspn(step, "/");
+
+		if (len == 0 || (len == 1 && step[0] == '.') ||
+		    (len == 2 && step[0] == '.' && step[1] == '.'))
+			return false;
+		s = step + len;
+	}
+	return true;
+}
+
 enum fsafe_rc fsafe_dir(const char *path, const char *what, enum fsafe_role role,
 			int mode, const struct fsafe_user *u, bool prepare,
 			char *msg, size_t n)
@@ -299,6 +354,10 @@ enum fsafe_rc fsafe_dir(const char *path, const char *what, enum fsafe_role role
 	struct stat st;
 
 	*msg = '\0';
+	if (!plain_path(path))
+		return say(msg, n, FSAFE_BAD,
+			   "%s %s: give a plain absolute path (no trailing '/', no '.', '..' or empty steps)",
+			   what, path);
 	if (lstat(path, &st) < 0) {
 		if (errno != ENOENT)
 			return say(msg, n, FSAFE_BAD, "%s %s: %s", what, path, strerror(errno));
@@ -390,11 +449,17 @@ enum fsafe_rc fsafe_config_file(const char *path, const char *key, const struct 
 			   "%s belongs to %s, not root: lonc runs as root and takes %s from root alone",
 			   path, owner_name(st->st_uid, who, sizeof(who)),
 			   key ? key : "its configuration");
+	/* The user's group may write hosts.tab, never root's own files. */
+	gid_t ok_gid = roots ? 0 : u->gid;
 	if ((st->st_mode & S_IWOTH) ||
-	    ((st->st_mode & S_IWGRP) && st->st_gid != 0 && st->st_gid != u->gid))
+	    ((st->st_mode & S_IWGRP) && st->st_gid != 0 && st->st_gid != ok_gid))
 		return say(msg, n, FSAFE_BAD,
 			   "%s is writable by others (mode %04o): lonc runs as root and will not read it",
 			   path, (unsigned)(st->st_mode & 07777));
+	if (acl_lets_others_write(path, roots ? 0 : u->uid, ok_gid))
+		return say(msg, n, FSAFE_BAD,
+			   "%s may be written by another user or group (a POSIX ACL entry): lonc runs as root and will not read it",
+			   path);
 	if (st->st_uid != 0 && st->st_uid != u->uid)
 		return say(msg, n, FSAFE_BAD,
 			   "%s belongs to %s, neither root nor %s: lonc runs as root and will not read it",
@@ -472,6 +537,19 @@ int fsafe_lock_dir(const char *dir, const char *name, char *msg, size_t n)
 bool fsafe_trusted_file(const char *path)
 {
 	return !path || geteuid() != 0 || trusted_path(path, 0);
+}
+
+bool fsafe_trusted_way(const char *path)
+{
+	if (!path || geteuid() != 0)
+		return true;
+	struct stat st;
+	char *dir = dir_of(path);
+	bool ok = trusted_path(dir, 0) &&
+		  (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode) || trusted_path(path, 0));
+
+	free(dir);
+	return ok;
 }
 
 int fsafe_tmpfile_works(const char *dir)

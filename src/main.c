@@ -179,7 +179,7 @@ static int check_config_files(const struct config *cfg, const struct fsafe_user 
 
 		if (fsafe_config_file(f->path, f->key, &f->st, u, err, n) == FSAFE_BAD)
 			return -1;
-		if (roots && !fsafe_trusted_file(f->path)) {
+		if (roots && !fsafe_trusted_way(f->path)) {
 			snprintf(err, n,
 				 "%s %s: the way to it may be changed by users other than root (a directory or symlink not root's alone); lonc runs as root and takes this file from root alone",
 				 f->key ? f->key : "configuration file", f->path);
@@ -299,15 +299,13 @@ static int check_only(struct lonc *l)
 	char err[1024];
 	int rc = 0;
 
-	config_print(l->cfg, stdout);
-	if (find_user(l->cfg, &l->user, err, sizeof(err)) < 0) {
-		printf("error: %s\n", err);
+	/* The files first: nothing of one that is refused is printed. */
+	if (find_user(l->cfg, &l->user, err, sizeof(err)) < 0 ||
+	    check_config_files(l->cfg, &l->user, err, sizeof(err)) < 0) {
+		printf("error: %s\nconfig %s: NOT usable\n", err, l->cfg->path);
 		return EXIT_CONFIG;
 	}
-	if (check_config_files(l->cfg, &l->user, err, sizeof(err)) < 0) {
-		printf("error: %s\n", err);
-		rc = EXIT_CONFIG;
-	}
+	config_print(l->cfg, stdout);
 	if (directories(l, false) < 0)
 		rc = EXIT_CONFIG;
 	/* The TLS files, loaded as the start loads them (a FIFO, a key
@@ -600,6 +598,69 @@ static int signal_loop(struct lonc *l)
 	}
 }
 
+/* An imported file as root (config_opener): where the way to it is
+ * root's alone, opened as root; hosts_tab elsewhere with the user's ids
+ * (the configuration's user and group), so that root reads, parses and
+ * quotes nothing through a symlink the user planted that the user could
+ * not read itself; loncapa_conf says where root works: root's way only. */
+static int open_import_as_fit(const char *path, const char *key, const struct config *cfg,
+			      struct stat *st, char *msg, size_t n)
+{
+	bool roots = strcmp(key, "hosts_tab") != 0;
+
+	if (geteuid() != 0 || fsafe_trusted_file(path) || (roots && fsafe_trusted_way(path)))
+		return config_open_regular(path, st, msg, n);
+	if (roots) {
+		snprintf(msg, n, "'%s' lies where users other than root can change the way to it: lonc runs as root and takes %s from root alone",
+			 path, key);
+		return -1;
+	}
+	struct fsafe_user u = { .name = cfg->user };
+
+	if (daemon_lookup_user(cfg->user, cfg->group, &u.uid, &u.gid, msg, n) < 0)
+		return -1;
+	if (fsafe_as_user(&u) < 0) {
+		snprintf(msg, n, "cannot act as user %s: %s", u.name, strerror(errno));
+		return -1;
+	}
+	int fd = config_open_regular(path, st, msg, n), err = errno;
+
+	if (fsafe_as_root() < 0) {
+		snprintf(msg, n, "cannot act as root again: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (fd < 0 && (err == EACCES || err == EPERM))
+		snprintf(msg, n, "'%s' lies on a way %s may change, and %s cannot read it: lonc reads it with %s's rights",
+			 path, u.name, u.name, u.name);
+	return fd;
+}
+
+/* Load the configuration.  As root, the YAML file only on root's way
+ * alone (a relative name judged from the working directory), checked
+ * before it is read: root parses and quotes nothing the user chose. */
+static int load_config(struct lonc *l, char *err, size_t n)
+{
+	const char *path = l->o.path;
+
+	if (geteuid() == 0) {
+		char cwd[4096], abs[8192];
+
+		if (path[0] != '/' && getcwd(cwd, sizeof(cwd))) {
+			snprintf(abs, sizeof(abs), "%s/%s", cwd, path);
+			path = abs;
+		}
+		if (!fsafe_trusted_way(path)) {
+			snprintf(err, n, "configuration file %s: the way to it may be changed by users other than root (a directory or symlink not root's alone); lonc runs as root and takes its configuration from root alone",
+				 l->o.path);
+			return -1;
+		}
+		config_set_opener(open_import_as_fit);
+	}
+	return config_load(l->o.path, &l->cfg, err, n);
+}
+
 /* Everything start-up made, in reverse. */
 static void stop(struct lonc *l, int status)
 {
@@ -625,7 +686,7 @@ int main(int argc, char **argv)
 	int go = parse_args(argc, argv, &l.o);
 	if (go <= 0)
 		return go == 0 ? 0 : EXIT_CONFIG;
-	if (config_load(l.o.path, &l.cfg, err, sizeof(err)) < 0) {
+	if (load_config(&l, err, sizeof(err)) < 0) {
 		/* One line per error. */
 		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
 			fprintf(stderr, "lonc: %s\n", line);

@@ -71,7 +71,10 @@ refused(config_as($third->{uid}, $third->{gid}, 0644), 'a config owned by a thir
     qr/belongs to uid $third->{uid}, not root: lonc runs as root and takes its configuration from root alone/);
 accepted(config_as(0, 0, 0644), 'root\'s config, 0644');
 accepted(config_as(0, 0, 0664), 'root\'s config, group root may write');
-accepted(config_as(0, $gid, 0664), 'root\'s config, the daemon\'s group may write');
+# The daemon's group is the attacker's (a web application taken over
+# runs with it): it may write hosts_tab, never root's configuration.
+refused(config_as(0, $gid, 0664), 'root\'s config, the daemon\'s group may write',
+    qr/writable by others \(mode 0664\)/);
 # The YAML file says where root works (below): the daemon's user may not
 # write it.
 refused(config_as($pw[2], $gid, 0644), 'the daemon user\'s config',
