@@ -29,7 +29,7 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard t/unit/*.c)
 UNIT_BINS := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/t/unit/%.t)
 TOOLS    := $(BUILD)/testlond $(BUILD)/lonc-load $(BUILD)/symlink-racer \
-	    $(BUILD)/flip-racer
+	    $(BUILD)/flip-racer $(BUILD)/fake-lonc
 FUZZ_TARGETS := request reply enc config
 FUZZ_REPLAY := $(FUZZ_TARGETS:%=$(BUILD)/t/fuzz/replay-%)
 FUZZ_SECONDS ?= 30
@@ -82,6 +82,10 @@ $(BUILD)/symlink-racer: t/tools/symlink-racer.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
 $(BUILD)/flip-racer: t/tools/flip-racer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+$(BUILD)/fake-lonc: t/tools/fake-lonc.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
 

@@ -1459,6 +1459,8 @@ void config_print(const struct config *cfg, FILE *out)
 	if (*cfg->admin_socket)
 		fprintf(out, "admin_socket %s\n", cfg->admin_socket);
 	fprintf(out, "log_dir %s\n", cfg->log_dir);
+	fprintf(out, "socket_dir %s\n", cfg->socket_dir);
+	fprintf(out, "user %s\n", cfg->user);
 	if (*cfg->loncapa_conf) {
 		char *p = resolve_path(cfg->path, cfg->loncapa_conf);
 

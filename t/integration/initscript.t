@@ -1,7 +1,11 @@
 #!/usr/bin/perl
 # scripts/lonc.init against a temporary prefix: every action and its LSB
 # exit status, the pid file, a broken config, stale pid files (a dead pid
-# and a live process that is not lonc), and a lonc that ignores SIGTERM.
+# and a live process that is not lonc; one in a directory others may
+# write, left there), the pid file emptied or naming another program
+# while lonc runs (lonc found by its process), a second lonc with
+# another configuration (never taken for this one), and a lonc that
+# ignores SIGTERM.
 use strict;
 use warnings;
 use FindBin;
@@ -200,9 +204,66 @@ is($rc, 0, 'start over a stale pid file: 0') or diag $out;
 $pid = pidfile_pid();
 is_deeply([ lonc_pids() ], [$pid], 'lonc runs and rewrote the pid file');
 is(request($sock, 'ping'), 'pong', 'and serves');
+
+# The pid file emptied, or naming another program, while lonc runs
+# (whoever may write its directory can do that): lonc is found by its
+# process, which holds that pid file open.
+{
+    open my $fh, '>', $pidfile or die "$pidfile: $!";
+    close $fh;
+}
+($rc, $out) = init('status');
+is($rc, 0, 'an emptied pid file, lonc running: status 0') or diag $out;
+like($out, qr/running \(pid $pid\)/, '... naming lonc');
+write_pidfile($$);
+($rc, $out) = init('status');
+is($rc, 0, 'a pid file naming another program, lonc running: status 0') or diag $out;
+like($out, qr/running \(pid $pid\)/, '... naming lonc');
+write_pidfile($pid);
+
+# A second lonc (this binary, this user) with a configuration of its
+# own: it is not this configuration's lonc.
+my $other_pidfile = "$dir/other.pid";
+my $other = write_config(name => 'other', pid_file => $other_pidfile,
+    socket_dir => "$dir/other-sockets", spool_dir => "$dir/other-spool",
+    hosts => [ { hostname => 'lond1', port => $lond->{port} } ]);
+($rc, $out) = init('start', CONFIG => $other, PIDFILE => $other_pidfile);
+is($rc, 0, 'a second lonc with another configuration starts') or diag $out;
+my ($opid) = log_text($other_pidfile) =~ /^(\d+)/;
 ($rc) = init('stop');
 is($rc, 0, 'stop: 0');
+is_deeply([ lonc_pids() ], [$opid], 'lonc is gone, the other runs on');
+($rc, $out) = init('status');
+is($rc, 3, 'status: 3, though the other runs') or diag $out;
+{
+    open my $fh, '>', $pidfile or die "$pidfile: $!";
+    close $fh;
+}
+($rc, $out) = init('status');
+is($rc, 3, 'an empty pid file, lonc not running: status 3 (the other is not taken for it)') or diag $out;
+($rc, $out) = init('stop');
+is($rc, 0, '... stop: 0') or diag $out;
+like($out, qr/not running/, '... not running');
+is_deeply([ lonc_pids() ], [$opid], '... and the other still runs');
+($rc) = init('stop', CONFIG => $other, PIDFILE => $other_pidfile);
+is($rc, 0, 'the other stops');
 ok(!lonc_pids(), 'lonc is gone');
+unlink $pidfile;
+
+# A stale pid file in a directory that is not root's alone: left there
+# (a name in such a directory may lead anywhere).
+{
+    my $open = "$dir/open";
+    mkdir $open;
+    chmod 0777, $open;
+    open my $fh, '>', "$open/lonc.pid" or die;
+    print $fh "$dead\n";
+    close $fh;
+    ($rc, $out) = init('stop', PIDFILE => "$open/lonc.pid");
+    is($rc, 0, 'a stale pid file in a directory others may write: stop 0') or diag $out;
+    ok(-e "$open/lonc.pid", '... leaves it there');
+    like($out, qr/left/, '... and says so');
+}
 
 # A relative CONFIG: lonc works in / once detached, and a reload must
 # still find the file.
@@ -292,23 +353,13 @@ like($out, qr/Usage: .*start\|stop/, 'with the usage');
 is($rc, 2, 'no action: 2');
 
 # A lonc that ignores SIGTERM: stop waits STOP_TIMEOUT, kills it, fails.
-{
-    my $fake = "$dir/fake/lonc";
-    mkdir "$dir/fake";
-    open my $fh, '>', $fake or die "$fake: $!";
-    print $fh <<"EOF";
-#!/bin/sh
-# Pretends to be lonc: -t succeeds; otherwise detach a process (named
-# lonc, as this script is) that ignores SIGTERM and writes the pid file.
-[ "\$1" = -t ] && exit 0
-trap '' TERM
-( while :; do sleep 1; done ) </dev/null >/dev/null 2>&1 &
-# The child is this shell's copy; its pid is \$!.
-echo \$! > '$pidfile'
-exit 0
-EOF
-    close $fh;
-    chmod 0755, $fake;
+# The script counts a process as lonc only when it runs DAEMON: the fake
+# is a binary (t/tools/fake-lonc.c; -t succeeds, otherwise it detaches a
+# process that ignores SIGTERM and writes its pid to the pid file).
+SKIP: {
+    my $fake = abs_path(build_dir()) . '/fake-lonc';
+    skip "no $fake (make builds it)", 6 unless -x $fake;
+    local $ENV{FAKE_LONC_PID_FILE} = $pidfile;
     ($rc, $out) = init('start', DAEMON => $fake);
     is($rc, 0, 'a stubborn fake lonc starts') or diag $out;
     my $fpid = pidfile_pid();
