@@ -174,91 +174,62 @@ static int check_peer(int fd, const char *path, long want_pid, char *why, size_t
 	return -1;
 }
 
-int main(int argc, char **argv)
-{
-	const char *path = getenv("LONC_ADMIN_SOCKET");
-	const char *tenv = getenv("LONC_CTL_TIMEOUT");
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char line[1024] = "", buf[65536], why[PATH_MAX * 2 + 256];
-	size_t len = 0;
-	long want_pid = 0, timeout = DEFAULT_TIMEOUT;
-	int i = 1, fd;
+struct args {
+	const char *path;       /* the admin socket */
+	long want_pid;          /* 0: any lonc */
+	long timeout;           /* seconds, the whole exchange */
+	char line[1024];        /* the command, with its newline */
+	size_t len;
+};
 
-	if (!path)
-		path = "/var/run/lonc/admin.sock";
-	if (tenv && *tenv && (timeout = number(tenv, 86400)) < 0) {
-		fprintf(stderr, "lonc-ctl: LONC_CTL_TIMEOUT must be whole seconds (1 to 86400)\n");
-		return 2;
-	}
-	/* The options may stand anywhere (lonc-ctl status -s X); the other
-	 * words make the command. */
-	for (; i < argc; i++) {
+/* The options may stand anywhere (lonc-ctl status -s X); the other
+ * words make the command.  Exits on a bad one. */
+static void parse_args(int argc, char **argv, struct args *a)
+{
+	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-s")) {
 			if (++i >= argc)
 				usage();
-			path = argv[i];
-			continue;
-		}
-		if (!strcmp(argv[i], "-p")) {
-			if (++i >= argc || (want_pid = number(argv[i], LONG_MAX)) < 0) {
+			a->path = argv[i];
+		} else if (!strcmp(argv[i], "-p")) {
+			if (++i >= argc || (a->want_pid = number(argv[i], LONG_MAX)) < 0) {
 				fprintf(stderr, "lonc-ctl: -p needs lonc's pid\n");
 				usage();
 			}
-			continue;
-		}
-		if (!strcmp(argv[i], "-t")) {
-			if (++i >= argc || (timeout = number(argv[i], 86400)) < 0) {
+		} else if (!strcmp(argv[i], "-t")) {
+			if (++i >= argc || (a->timeout = number(argv[i], 86400)) < 0) {
 				fprintf(stderr, "lonc-ctl: -t needs whole seconds (1 to 86400)\n");
 				usage();
 			}
-			continue;
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage();
+		} else {
+			int n = snprintf(a->line + a->len, sizeof(a->line) - a->len, "%s%s",
+					 a->len ? " " : "", argv[i]);
+			if (n < 0 || (size_t)n >= sizeof(a->line) - a->len - 1)
+				usage();
+			a->len += (size_t)n;
 		}
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
-			usage();
-		int n = snprintf(line + len, sizeof(line) - len, "%s%s",
-				 len ? " " : "", argv[i]);
-		if (n < 0 || (size_t)n >= sizeof(line) - len - 1)
-			usage();
-		len += (size_t)n;
 	}
-	if (len == 0)
+	if (a->len == 0)
 		usage();
-	line[len++] = '\n';
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "lonc-ctl: socket path too long\n");
-		return 2;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
+	a->line[a->len++] = '\n';
+}
 
-	/* The whole exchange is bounded: whatever listens there may never
-	 * answer, or answer a byte at a time. */
-	snprintf(timeout_msg, sizeof(timeout_msg),
-		 "lonc-ctl: no complete answer from %s within %ld s\n", path, timeout);
-	struct sigaction act = { .sa_handler = on_alarm };
+/* Send the command, print the whole answer.  0, 1 (an "error" answer)
+ * or EXIT_UNREACHABLE. */
+static int exchange(int fd, const struct args *a)
+{
+	char buf[65536];
 
-	sigemptyset(&act.sa_mask);
-	sigaction(SIGALRM, &act, NULL);
-	alarm((unsigned)timeout);
-
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "lonc-ctl: cannot reach lonc at %s: %s\n", path,
-			strerror(errno));
-		return 2;
-	}
-	if (check_peer(fd, path, want_pid, why, sizeof(why)) < 0) {
-		fprintf(stderr, "lonc-ctl: %s is not lonc's admin socket: %s; nothing sent\n",
-			path, why);
-		return EXIT_NOT_LONC;
-	}
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(fd, line + off, len - off);
+	for (size_t off = 0; off < a->len;) {
+		ssize_t w = write(fd, a->line + off, a->len - off);
 
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
 			fprintf(stderr, "lonc-ctl: write: %s\n", strerror(errno));
-			return 2;
+			return EXIT_UNREACHABLE;
 		}
 		off += (size_t)w;
 	}
@@ -271,18 +242,65 @@ int main(int argc, char **argv)
 			if (errno == EINTR)
 				continue;
 			fprintf(stderr, "lonc-ctl: read: %s\n", strerror(errno));
-			return 2;
+			return EXIT_UNREACHABLE;
 		}
 		if (first && n >= 5 && !memcmp(buf, "error", 5))
 			rc = 1;
 		first = false;
 		fwrite(buf, 1, (size_t)n, stdout);
 	}
-	alarm(0);
 	if (first) {
 		fprintf(stderr, "lonc-ctl: no answer from lonc\n");
+		return EXIT_UNREACHABLE;
+	}
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *tenv = getenv("LONC_CTL_TIMEOUT");
+	struct args a = { .path = getenv("LONC_ADMIN_SOCKET"), .timeout = DEFAULT_TIMEOUT };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char why[PATH_MAX * 2 + 256];
+	int fd;
+
+	if (!a.path)
+		a.path = "/var/run/lonc/admin.sock";
+	if (tenv && *tenv && (a.timeout = number(tenv, 86400)) < 0) {
+		fprintf(stderr, "lonc-ctl: LONC_CTL_TIMEOUT must be whole seconds (1 to 86400)\n");
 		return 2;
 	}
+	parse_args(argc, argv, &a);
+	if (strlen(a.path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "lonc-ctl: socket path too long\n");
+		return 2;
+	}
+	memcpy(sa.sun_path, a.path, strlen(a.path) + 1);
+
+	/* The whole exchange is bounded: whatever listens there may never
+	 * answer, or answer a byte at a time. */
+	snprintf(timeout_msg, sizeof(timeout_msg),
+		 "lonc-ctl: no complete answer from %s within %ld s\n", a.path, a.timeout);
+	struct sigaction act = { .sa_handler = on_alarm };
+
+	sigemptyset(&act.sa_mask);
+	sigaction(SIGALRM, &act, NULL);
+	alarm((unsigned)a.timeout);
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "lonc-ctl: cannot reach lonc at %s: %s\n", a.path,
+			strerror(errno));
+		return 2;
+	}
+	if (check_peer(fd, a.path, a.want_pid, why, sizeof(why)) < 0) {
+		fprintf(stderr, "lonc-ctl: %s is not lonc's admin socket: %s; nothing sent\n",
+			a.path, why);
+		return EXIT_NOT_LONC;
+	}
+	int rc = exchange(fd, &a);
+
+	alarm(0);
 	close(fd);
 	return rc;
 }
