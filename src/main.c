@@ -682,6 +682,10 @@ int main(int argc, char **argv)
 	char err[1024];
 	int status = 1;
 
+	/* Nothing inherited but the standard three: a descriptor handed
+	 * down (the lock file, a socket) would make another process look
+	 * like this lonc, or keep one of its files open. */
+	close_range(3, ~0U, 0);
 	proctitle_init(argc, argv);
 	int go = parse_args(argc, argv, &l.o);
 	if (go <= 0)

@@ -20,8 +20,10 @@
 # - a configuration file of exactly 4 MiB and one byte more;
 # - a non-plain lonSockDir from loncapa_conf;
 # - hosts_tab on the user's way when the configured user does not exist.
-# Every run is bounded; every process started here is stopped by its
-# pid; the victim file and directory are checked at the end.
+# Holes 15 (the decoy) and 16 (stop's SIGKILL) of doc/security.md were
+# found here; now closed as far as they can be (what stays is said
+# there).  Every run is bounded; every process started here is stopped
+# by its pid; the victim file and directory are checked at the end.
 use strict;
 use warnings;
 use FindBin;
@@ -260,7 +262,9 @@ sub decoy {
     $mine{$server} = 'the decoy\'s listener' if $server;
     wait_for(sub { -S "$d/s/x" && (readlink("/proc/$p/exe") // '') eq $daemon }, 10, 'the decoy');
     my $holds = grep { (readlink($_) // '') eq "$n/sockets/.lonc.lock" } glob "/proc/$p/fd/*";
-    ok($holds, "nobody's own run of the lonc binary (pid $p) holds lonc's lock file open");
+    # lonc closes what it inherits: the lock file opened before the exec
+    # is not kept, so the decoy cannot pass for this configuration's lonc.
+    ok(!$holds, "lonc keeps no descriptor it inherited: nobody's own run of the lonc binary (pid $p) does not hold lonc's lock file open");
     return ($p, $server);
 }
 
@@ -277,16 +281,10 @@ sub says_why {
     my ($dp) = decoy($n);
     put_pid($n, $dp);
     my ($rc, $out) = init('status', CONFIG => $c);
-    TODO: {
-        local $TODO = 'lonc.init get_status: a pid from the pid file is taken for lonc on exe and uid alone (pid_holds_ours not asked, nor could it tell)';
-        like($out, qr/running \(pid $real\)/, 'the pid file names nobody\'s own run of the lonc binary: status names lonc') or diag $out;
-    }
+    like($out, qr/running \(pid $real\)/, 'the pid file names nobody\'s own run of the lonc binary: status names lonc') or diag $out;
     ($rc, $out) = init('stop', CONFIG => $c);
     ok(defined $rc, 'stop ends');
-    TODO: {
-        local $TODO = 'lonc.init get_status: the decoy is stopped instead of lonc';
-        ok(!alive($real), 'stop stops lonc, not the decoy') or diag $out;
-    }
+    ok(!alive($real), 'stop stops lonc, not the decoy') or diag $out;
     note "stop said: $out";
     stop_mine($dp);
     stop_mine($real);
@@ -299,17 +297,11 @@ sub says_why {
     my ($dp) = decoy($n);
     nobody('truncate', '-s', '0', "$n/logs/lonc.pid");
     my ($rc, $out) = init('status', CONFIG => $c);
-    TODO: {
-        local $TODO = 'lonc.init pid_holds_ours: a descriptor of the user\'s own lock file is no sign of lonc (the decoy inherits one)';
-        is($rc, 0, 'the pid file emptied, the decoy holds .lonc.lock: status still finds lonc') or diag $out;
-    }
+    is($rc, 0, 'the pid file emptied, the decoy holds .lonc.lock: status still finds lonc') or diag $out;
     ($rc, $out) = init('stop', CONFIG => $c);
     ok(defined $rc, 'stop ends');
     like($out, qr/\S/, '... and says what it did') or diag $out;
-    TODO: {
-        local $TODO = 'lonc.init find_by_process: two holders, status 4, stop gives up';
-        ok(!alive($real), '... and stops lonc') or diag $out;
-    }
+    ok(!alive($real), '... and stops lonc') or diag $out;
     stop_mine($dp);
     stop_mine($real);
 }
@@ -322,10 +314,7 @@ sub says_why {
     put_pid($n, $dp);
     my ($rc, $out) = init('reload', CONFIG => $c);
     ok(defined $rc, 'the decoy named in the pid file, its listener at the admin socket: reload ends');
-    TODO: {
-        local $TODO = 'lonc.init do_reload: lonc-ctl -p gets the pid file\'s decoy (get_status), whose own listen() passes SO_PEERCRED';
-        unlike($out, qr/Reloaded/, '... and does not report a reload lonc never got') or diag $out;
-    }
+    unlike($out, qr/Reloaded/, '... and does not report a reload lonc never got') or diag $out;
     note "reload said: $out";
     # The timeout holds even against a listener that passes the peer
     # check and trickles a byte a second.
@@ -417,10 +406,7 @@ SKIP: {
     note "a root process (sleep) took lonc's pid $real; it ended by signal $sig; stop said: $sout";
     like($sout, qr/^rc=\d/, 'stop ends');
     like($sout, qr/\S+\n\S/, '... and says what it did');
-    TODO: {
-        local $TODO = 'lonc.init do_stop: pid_alive in the wait and kill -KILL follow the number, pid_is_lonc is not asked again';
-        ok($alive, 'stop does not SIGKILL the root process that took lonc\'s pid after SIGTERM') or diag $sout;
-    }
+    ok($alive, 'stop does not SIGKILL the root process that took lonc\'s pid after SIGTERM') or diag $sout;
 }
 
 # ---- 5. the 4 MiB bound, at the byte ---------------------------------------------
