@@ -21,17 +21,12 @@ use Test::More;
 use LoncTest;
 use POSIX ();
 
-plan skip_all => 'needs root' if $> != 0;
-my @pw = getpwnam('nobody') or plan skip_all => 'no user nobody';
-my $gid = getgrnam('nogroup') // plan skip_all => 'no group nogroup';
-watchdog(240);
+my ($gid, @pw) = attacker_setup(240);
 
 my $tmp = tmp_dir();
 chmod 0755, $tmp;
 my $victim = make_victim("$tmp/victim");
 my $lond = start_lond(host_id => 'lonc-test', client_id => 'lonc-test');
-
-sub nobody { as_user('nobody', @_) == 0 or die "as nobody: @_ failed\n" }
 
 my $n = "$tmp/n";
 mkdir $n or die;

@@ -16,10 +16,7 @@ use lib "$FindBin::Bin/../lib";
 use Test::More;
 use LoncTest;
 
-plan skip_all => 'needs root' if $> != 0;
-my @pw = getpwnam('nobody') or plan skip_all => 'no user nobody';
-my $gid = getgrnam('nogroup') // plan skip_all => 'no group nogroup';
-watchdog(240);
+my ($gid, @pw) = attacker_setup(240);
 
 my $tmp = tmp_dir();
 chmod 0755, $tmp;

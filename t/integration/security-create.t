@@ -20,10 +20,7 @@ use lib "$FindBin::Bin/../lib";
 use Test::More;
 use LoncTest;
 
-plan skip_all => 'needs root' if $> != 0;
-my @pw = getpwnam('nobody') or plan skip_all => 'no user nobody';
-my $gid = getgrnam('nogroup') // plan skip_all => 'no group nogroup';
-watchdog(400);
+my ($gid, @pw) = attacker_setup(400);
 
 my $tmp = tmp_dir();
 chmod 0755, $tmp;
@@ -31,8 +28,6 @@ my $victim = make_victim("$tmp/victim");
 my $third = throwaway_user('k');
 my $TRIES = 40;
 my $case = 0;
-
-sub nobody { as_user('nobody', @_) == 0 or die "as nobody: @_ failed\n" }
 
 # A root directory with a victim in it, which root must never be made to
 # add anything to; and its fingerprint.

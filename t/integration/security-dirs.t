@@ -15,17 +15,12 @@ use lib "$FindBin::Bin/../lib";
 use Test::More;
 use LoncTest;
 
-plan skip_all => 'needs root' if $> != 0;
-my @pw = getpwnam('nobody') or plan skip_all => 'no user nobody';
-my $gid = getgrnam('nogroup') // plan skip_all => 'no group nogroup';
-watchdog(300);
+my ($gid, @pw) = attacker_setup(300);
 
 my $tmp = tmp_dir();
 chmod 0755, $tmp;
 my $third = throwaway_user('d');
 my $case = 0;
-
-sub nobody { as_user('nobody', @_) == 0 or die "as nobody: @_ failed\n" }
 
 # Every directory's key, where it lies in the layout (relative to the
 # user's directory), the word lonc's messages name it by.

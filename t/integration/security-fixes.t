@@ -28,10 +28,7 @@ use LoncTest;
 use POSIX ();
 use Time::HiRes qw(time sleep);
 
-plan skip_all => 'needs root' if $> != 0;
-my @pw = getpwnam('nobody') or plan skip_all => 'no user nobody';
-my $gid = getgrnam('nogroup') // plan skip_all => 'no group nogroup';
-watchdog(150);
+my ($gid, @pw) = attacker_setup(150);
 
 my $tmp = tmp_dir();
 chmod 0755, $tmp;
@@ -44,17 +41,6 @@ my $lond = start_lond();
 my $lonc = build_dir() . '/lonc';
 my $case = 0;
 my $t0 = time;
-
-sub nobody { as_user('nobody', @_) == 0 or die "as nobody: @_ failed\n" }
-
-sub spew {
-    my ($path, $text, $mode) = @_;
-    open my $fh, '>', $path or die "$path: $!";
-    print $fh $text;
-    close $fh;
-    chmod $mode, $path if defined $mode;
-    return $path;
-}
 
 # A directory of nobody's with lonc's places in it (as LON-CAPA lays
 # them out): the configuration keys.

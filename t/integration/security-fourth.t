@@ -35,10 +35,7 @@ use Time::HiRes qw(time);
 use Test::More;
 use LoncTest;
 
-plan skip_all => 'needs root' if $> != 0;
-my @pw = getpwnam('nobody') or plan skip_all => 'no user nobody';
-my $gid = getgrnam('nogroup') // plan skip_all => 'no group nogroup';
-watchdog(150);
+my ($gid, @pw) = attacker_setup(150);
 
 my $tmp = tmp_dir();
 chmod 0755, $tmp;
@@ -67,8 +64,6 @@ sub reap {
         $reaped{$p} = $?;
     }
 }
-
-sub nobody { as_user('nobody', @_) == 0 or die "as nobody: @_ failed\n" }
 
 sub alive {
     my ($p) = @_;
@@ -172,12 +167,6 @@ sub layout {
         hosts => [ { hostname => 'h', port => $lond->{port} } ]);
     chmod 0644, $c;
     return ($n, $c);
-}
-
-sub pid_in {
-    my ($f) = @_;
-    my ($p) = log_text($f) =~ /^(\d+)/;
-    return $p;
 }
 
 sub started {

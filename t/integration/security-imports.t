@@ -28,10 +28,7 @@ use Test::More;
 use LoncTest;
 use POSIX ();
 
-plan skip_all => 'needs root' if $> != 0;
-my @pw = getpwnam('nobody') or plan skip_all => 'no user nobody';
-my $gid = getgrnam('nogroup') // plan skip_all => 'no group nogroup';
-watchdog(300);
+my ($gid, @pw) = attacker_setup(300);
 
 my $tmp = tmp_dir();
 chmod 0755, $tmp;
@@ -41,17 +38,6 @@ my $lond = start_lond();
 my $lonc = build_dir() . '/lonc';
 my $ctl = build_dir() . '/lonc-ctl';
 my $case = 0;
-
-sub nobody { as_user('nobody', @_) == 0 or die "as nobody: @_ failed\n" }
-
-sub spew {
-    my ($path, $text, $mode) = @_;
-    open my $fh, '>', $path or die "$path: $!";
-    print $fh $text;
-    close $fh;
-    chmod $mode, $path if defined $mode;
-    return $path;
-}
 
 # The user's directory; the keys of a configuration with lonc's places
 # in it.

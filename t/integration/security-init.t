@@ -30,10 +30,7 @@ use POSIX ();
 use Test::More;
 use LoncTest;
 
-plan skip_all => 'needs root' if $> != 0;
-my @pw = getpwnam('nobody') or plan skip_all => 'no user nobody';
-my $gid = getgrnam('nogroup') // plan skip_all => 'no group nogroup';
-watchdog(400);
+my ($gid, @pw) = attacker_setup(400);
 
 # The daemons the script starts detach: reaped here (a subreaper), their
 # exit statuses kept for whoever asks.
@@ -66,8 +63,6 @@ END {
     reap();
     $? = $status;
 }
-
-sub nobody { as_user('nobody', @_) == 0 or die "as nobody: @_ failed\n" }
 
 # Is process $p there and not a zombie?
 sub alive {
@@ -201,12 +196,6 @@ sub layout {
         hosts => [ { hostname => 'h', port => $lond->{port} } ], %more);
     chmod 0644, $c;
     return ($n, $c);
-}
-
-sub pid_in {
-    my ($f) = @_;
-    my ($p) = log_text($f) =~ /^(\d+)/;
-    return $p;
 }
 
 # Start lonc with the script; its pid (remembered, to stop it by pid).

@@ -13,10 +13,7 @@ use LoncTest;
 use IO::Socket::UNIX;
 use POSIX ();
 
-plan skip_all => 'needs root' if $> != 0;
-my @pw = getpwnam('nobody') or plan skip_all => 'no user nobody';
-my $gid = getgrnam('nogroup') // plan skip_all => 'no group nogroup';
-watchdog(240);
+my ($gid, @pw) = attacker_setup(240);
 
 my $tmp = tmp_dir();
 chmod 0755, $tmp;
@@ -26,8 +23,6 @@ my $lond = start_lond();
 my $case = 0;
 my @squatters;
 END { kill 'KILL', @squatters if @squatters; waitpid $_, 0 for @squatters }
-
-sub nobody { as_user('nobody', @_) == 0 or die "as nobody: @_ failed\n" }
 
 # The user's directory, with lonc's files in it; %more overrides keys
 # ("%N" in a value stands for the user's directory).

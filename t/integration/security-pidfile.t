@@ -15,10 +15,7 @@ use lib "$FindBin::Bin/../lib";
 use Test::More;
 use LoncTest;
 
-plan skip_all => 'needs root' if $> != 0;
-my @pw = getpwnam('nobody') or plan skip_all => 'no user nobody';
-my $gid = getgrnam('nogroup') // plan skip_all => 'no group nogroup';
-watchdog(240);
+my ($gid, @pw) = attacker_setup(240);
 
 my $tmp = tmp_dir();
 chmod 0755, $tmp;
@@ -37,7 +34,7 @@ my $cfg = write_config(%o);
 chmod 0644, $cfg;
 my $pid = "$n/lonc.pid";
 
-sub nobody { as_user('nobody', @_) == 0 }
+sub as_nobody { as_user('nobody', @_) == 0 }
 sub clear_pid { unlink $pid; ok(!-e $pid && !-l $pid, 'pid file path cleared') }
 
 # ---- a good start first: the user's pid file, removed at shutdown ----
@@ -52,7 +49,7 @@ is($r->{exit}, 0, 'and stops cleanly');
 ok(!-e $pid, 'its pid file removed at shutdown');
 
 # ---- a symlink to the victim at the pid file's path ------------------
-ok(nobody('ln', '-s', $victim, $pid), 'nobody plants a symlink to the victim at the pid file');
+ok(as_nobody('ln', '-s', $victim, $pid), 'nobody plants a symlink to the victim at the pid file');
 for my $mode ('foreground', 'daemon') {
     $r = try_lonc($cfg, daemon => $mode eq 'daemon');
     ok(!$r->{ready} && $r->{exit}, "$mode: start refused (exit $r->{exit})");
@@ -65,13 +62,13 @@ clear_pid();
 
 # ---- the same, swapped in while lonc runs; then a restart ------------
 $r = try_lonc($cfg, while_up => sub {
-    ok(nobody('sh', '-c', "ln -s $victim $n/.x && mv -T $n/.x $pid"),
+    ok(as_nobody('sh', '-c', "ln -s $victim $n/.x && mv -T $n/.x $pid"),
         'while lonc runs, nobody swaps its pid file for a symlink to the victim');
 });
 ok($r->{ready}, 'lonc had started');
 ok(victim_intact($victim), 'victim untouched after the shutdown (only the name was removed)');
 ok(!-e $pid && !-l $pid, 'the planted symlink went with the name');
-ok(nobody('ln', '-s', $victim, $pid), 'planted again');
+ok(as_nobody('ln', '-s', $victim, $pid), 'planted again');
 $r = try_lonc($cfg);
 ok(!$r->{ready} && $r->{exit}, 'restart refused');
 ok(victim_intact($victim), 'victim untouched');
@@ -83,7 +80,7 @@ clear_pid();
 sub victim_state { my @st = stat $victim; join ' ', @st[2, 4, 5, 7, 9], log_text($victim) }
 my $state = victim_state();
 SKIP: {
-    my $made = nobody('ln', $victim, $pid);
+    my $made = as_nobody('ln', $victim, $pid);
     if ((log_text('/proc/sys/fs/protected_hardlinks') // '') =~ /1/) {
         ok(!$made, 'protected_hardlinks: nobody cannot hard-link the victim');
     } else {
@@ -105,14 +102,14 @@ is(victim_state(), $state, 'victim untouched once the link is gone');
 make_victim($victim);   # a fresh one (its change time moved with the link)
 
 # A file of the user's own with a second name: refused too.
-ok(nobody('sh', '-c', "echo 1 > $n/other && ln $n/other $pid"), 'nobody: a pid file with two names');
+ok(as_nobody('sh', '-c', "echo 1 > $n/other && ln $n/other $pid"), 'nobody: a pid file with two names');
 $r = try_lonc($cfg);
 ok(!$r->{ready} && $r->{exit}, 'refused');
 like($r->{out}, qr/it has other names/, 'because it has other names') or diag $r->{out};
 unlink $pid, "$n/other";
 
 # ---- a FIFO ----------------------------------------------------------
-ok(nobody('mkfifo', $pid), 'nobody makes a FIFO at the pid file');
+ok(as_nobody('mkfifo', $pid), 'nobody makes a FIFO at the pid file');
 $r = try_lonc($cfg, timeout => 10);
 ok(defined $r->{exit}, 'lonc does not hang on it');
 ok(!$r->{ready} && $r->{exit}, 'start refused');
@@ -140,7 +137,7 @@ mkdir $run, 0755 or die;
 my %root_run = (%o, name => 'pidrun', pid_file => "$run/lonc.pid", admin_socket => "$run/admin.sock");
 my $cfg_run = write_config(%root_run);
 chmod 0644, $cfg_run;
-ok(!nobody('ln', '-s', $victim, "$run/lonc.pid"), 'nobody cannot plant anything in root\'s run directory');
+ok(!as_nobody('ln', '-s', $victim, "$run/lonc.pid"), 'nobody cannot plant anything in root\'s run directory');
 for my $round (1, 2) {
     $r = try_lonc($cfg_run, while_up => sub {
         my ($p) = @_;
@@ -153,7 +150,7 @@ for my $round (1, 2) {
         like($ctl, qr/\bh\b/, 'lonc-ctl answers through it');
         # lonc, now nobody, still holds the root pid file open: nobody
         # must not reach that descriptor (lonc is not dumpable).
-        ok(!nobody('sh', '-c', "ls /proc/$p/fd/ >/dev/null 2>&1"), 'nobody cannot look into lonc\'s descriptors');
+        ok(!as_nobody('sh', '-c', "ls /proc/$p/fd/ >/dev/null 2>&1"), 'nobody cannot look into lonc\'s descriptors');
         as_user('nobody', 'sh', '-c', "for f in /proc/$p/fd/*; do echo 1 > \$f; done 2>/dev/null");
         is(log_text("$run/lonc.pid"), "$p\n", 'nor write the pid file through them');
     });

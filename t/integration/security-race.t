@@ -15,11 +15,8 @@ use lib "$FindBin::Bin/../lib";
 use Test::More;
 use LoncTest;
 
-plan skip_all => 'needs root' if $> != 0;
-my @pw = getpwnam('nobody') or plan skip_all => 'no user nobody';
-my $gid = getgrnam('nogroup') // plan skip_all => 'no group nogroup';
+my ($gid, @pw) = attacker_setup(400);
 plan skip_all => 'no racer (make)' unless -x build_dir() . '/symlink-racer';
-watchdog(400);
 
 my $tmp = tmp_dir();
 chmod 0755, $tmp;

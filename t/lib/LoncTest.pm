@@ -20,7 +20,8 @@ our @EXPORT = qw(build_dir tmp_dir start_lond lond_ctl lond_stats
     pattern request_bytes read_reply_bytes lonnet_request describe_bytes
     rss_anon_kb rss_sampler kill_wait proc_figures burst
     throwaway_user throwaway_group as_user make_victim fingerprint victim_intact
-    try_lonc start_racer stop_racer start_flipper stop_flipper);
+    try_lonc start_racer stop_racer start_flipper stop_flipper attacker_setup
+    nobody spew pid_in);
 
 my @children;
 my $serial = 0;    # unique names for logs and outputs
@@ -31,6 +32,38 @@ my $tmp;
 sub tmp_dir {
     $tmp //= tempdir('lonc-test-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     return $tmp;
+}
+
+# The security tests' start: root is needed and the attacker is nobody
+# (group nogroup); skips the whole file otherwise.  Bounded by a
+# watchdog of $secs.  Returns (nogroup's gid, nobody's getpwnam list).
+sub attacker_setup {
+    my ($secs) = @_;
+    Test::More::plan(skip_all => 'needs root') if $> != 0;
+    my @pw = getpwnam('nobody') or Test::More::plan(skip_all => 'no user nobody');
+    my $gid = getgrnam('nogroup') // Test::More::plan(skip_all => 'no group nogroup');
+    watchdog($secs);
+    return ($gid, @pw);
+}
+
+# Run a command as nobody; dies if it fails.
+sub nobody { as_user('nobody', @_) == 0 or die "as nobody: @_ failed\n" }
+
+# Write $text to $path (mode $mode if given); returns $path.
+sub spew {
+    my ($path, $text, $mode) = @_;
+    open my $fh, '>', $path or die "$path: $!";
+    print $fh $text;
+    close $fh;
+    chmod $mode, $path if defined $mode;
+    return $path;
+}
+
+# The pid on the first line of file $f, or undef.
+sub pid_in {
+    my ($f) = @_;
+    my ($p) = log_text($f) =~ /^(\d+)/;
+    return $p;
 }
 
 # Kill the test after $secs whatever happens (bounded tests).
