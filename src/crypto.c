@@ -126,6 +126,25 @@ static int pin_files(const char *const *paths, int *pins, char (*names)[32], int
 	return 0;
 }
 
+/* OpenSSL fills a certificate's cached extensions (key IDs, flags)
+ * the first time a verification needs them, under the certificate's
+ * lock, and reads them afterwards without it: workers verifying at once
+ * would race on the CA's.  Filled here, before any worker runs. */
+static void cache_extensions(SSL_CTX *ctx)
+{
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+	X509 *own = SSL_CTX_get0_certificate(ctx);
+
+	for (int i = 0; objs && i < sk_X509_OBJECT_num(objs); i++) {
+		X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+
+		if (x)
+			(void)X509_check_purpose(x, -1, 0);
+	}
+	if (own)
+		(void)X509_check_purpose(own, -1, 0);
+}
+
 /* Load the CA, certificate chain and key through their pinned names.
  * NULL, or the file (or check) that failed. */
 static const char *load_files(SSL_CTX *ctx, const char *const *paths, char (*names)[32])
@@ -138,6 +157,7 @@ static const char *load_files(SSL_CTX *ctx, const char *const *paths, char (*nam
 		return paths[2];
 	if (SSL_CTX_check_private_key(ctx) != 1)
 		return "the key does not match the certificate";
+	cache_extensions(ctx);
 	return NULL;
 }
 
