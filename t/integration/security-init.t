@@ -79,37 +79,14 @@ sub alive {
 sub init {
     my ($action, %env) = @_;
     my $out = sprintf '%s/init%03d.out', $tmp, ++$case;
-    my $pid = fork // die;
-    if ($pid == 0) {
-        POSIX::setsid();
-        $ENV{DAEMON} = $daemon;
-        $ENV{CONFIG} = $env{CONFIG};
-        $ENV{STOP_TIMEOUT} = $env{STOP_TIMEOUT} // 5;
-        $ENV{LONC_DEFAULTS} = '/nonexistent/lonc-defaults';
-        delete $ENV{PIDFILE};
-        delete $ENV{LONC_CTL};
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $out or POSIX::_exit(1);
-        open STDERR, '>&', \*STDOUT;
-        # Memory bounded (a script that read a sparse terabyte would
-        # fail, not fill the machine); not under a sanitizer, whose
-        # shadow memory needs terabytes of address space.
-        my $limit = build_dir() =~ /asan|tsan/ ? '' : 'ulimit -v 1000000; ';
-        exec('sh', '-c', $limit . 'exec "$@"', 'sh', $init, $action) or POSIX::_exit(127);
-    }
-    my $end = time + 20;
-    my $rc;
-    while (time < $end) {
-        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
-            $rc = $? >> 8;
-            last;
-        }
-        select undef, undef, undef, 0.05;
-    }
-    if (!defined $rc) {
-        kill 'KILL', -$pid;
-        waitpid $pid, 0;
-    }
+    # Memory bounded (a script that read a sparse terabyte would fail,
+    # not fill the machine); not under a sanitizer, whose shadow memory
+    # needs terabytes of address space.
+    my $limit = build_dir() =~ /asan|tsan/ ? '' : 'ulimit -v 1000000; ';
+    my $rc = run_bounded(20, $out, { setsid => 1, env => { DAEMON => $daemon,
+            CONFIG => $env{CONFIG}, STOP_TIMEOUT => $env{STOP_TIMEOUT} // 5,
+            LONC_DEFAULTS => '/nonexistent/lonc-defaults', PIDFILE => undef, LONC_CTL => undef } },
+        'sh', '-c', $limit . 'exec "$@"', 'sh', $init, $action);
     reap();
     return ($rc, log_text($out));
 }
@@ -119,26 +96,7 @@ sub init {
 sub bounded {
     my (@cmd) = @_;
     my $out = sprintf '%s/cmd%03d.out', $tmp, ++$case;
-    my $pid = fork // die;
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $out or POSIX::_exit(1);
-        open STDERR, '>&', \*STDOUT;
-        exec(@cmd) or POSIX::_exit(127);
-    }
-    my $end = time + 20;
-    my $rc;
-    while (time < $end) {
-        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
-            $rc = $? >> 8;
-            last;
-        }
-        select undef, undef, undef, 0.05;
-    }
-    if (!defined $rc) {
-        kill 'KILL', $pid;
-        waitpid $pid, 0;
-    }
+    my $rc = run_bounded(20, $out, {}, @cmd);
     return ($rc, log_text($out));
 }
 

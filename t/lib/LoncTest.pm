@@ -21,7 +21,7 @@ our @EXPORT = qw(build_dir tmp_dir start_lond lond_ctl lond_stats
     rss_anon_kb rss_sampler kill_wait proc_figures burst
     throwaway_user throwaway_group as_user make_victim fingerprint victim_intact
     try_lonc start_racer stop_racer start_flipper stop_flipper attacker_setup
-    nobody spew pid_in);
+    nobody spew pid_in run_bounded);
 
 my @children;
 my $serial = 0;    # unique names for logs and outputs
@@ -64,6 +64,40 @@ sub pid_in {
     my ($f) = @_;
     my ($p) = log_text($f) =~ /^(\d+)/;
     return $p;
+}
+
+# Run @cmd, stdin /dev/null, stdout and stderr to file $out, for at
+# most $secs.  Its exit status, or undef when it had to be killed (its
+# whole process group with setsid).  $o: setsid => 1; env => { NAME =>
+# value, or undef to remove it }.
+sub run_bounded {
+    my ($secs, $out, $o, @cmd) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        POSIX::setsid() if $o->{setsid};
+        my $env = $o->{env} // {};
+        for my $k (keys %$env) {
+            if (defined $env->{$k}) { $ENV{$k} = $env->{$k} } else { delete $ENV{$k} }
+        }
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', $out or POSIX::_exit(1);
+        open STDERR, '>&', \*STDOUT;
+        exec(@cmd) or POSIX::_exit(127);
+    }
+    my $end = time + $secs;
+    my $rc;
+    while (time < $end) {
+        if (waitpid($pid, WNOHANG) == $pid) {
+            $rc = $? >> 8;
+            last;
+        }
+        sleep 0.05;
+    }
+    if (!defined $rc) {
+        kill 'KILL', $o->{setsid} ? -$pid : $pid;
+        waitpid $pid, 0;
+    }
+    return $rc;
 }
 
 # Kill the test after $secs whatever happens (bounded tests).
