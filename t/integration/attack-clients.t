@@ -41,24 +41,6 @@ my $lonc = start_lonc($cfg);
 my $log = sub { log_text($lonc->{log}) };
 my $PAT = pattern(300_000);
 
-sub read_line {
-    my ($s, $buf, $secs) = @_;
-    my $how;
-    local $SIG{ALRM} = sub { die "timeout\n" };
-    alarm $secs;
-    eval {
-        while (index($$buf, "\n") < 0) {
-            my $n = sysread($s, $$buf, 1 << 20, length $$buf);
-            if (!defined $n) { next if $!{EINTR}; $how = "error:$!"; last }
-            if ($n == 0) { $how = 'eof'; last }
-        }
-        1;
-    } or $how = 'timeout';
-    alarm 0;
-    my $i = index($$buf, "\n");
-    return (undef, $how // 'eof') if $i < 0;
-    return (substr($$buf, 0, $i + 1, ''), 'line');
-}
 sub vis {
     my ($x) = @_;
     return 'nothing' unless defined $x;
@@ -105,13 +87,13 @@ sub run_batch {
     }
     my ($buf, @bad, $lost) = ('');
     for my $q (@b) {
-        my ($got, $how) = read_line($s, \$buf, 30);
+        my ($got, $how) = read_buffered_line($s, \$buf, 30);
         if (defined $got && $got eq "$q->[1]\n") { next }
         if (defined $got && $got eq "con_lost\n" && $lost_ok && $q->[2]) { $lost++; next }
         push @bad, 'line ' . vis(substr($q->[0], 0, 40)) . ': got ' . vis($got) . " ($how)";
         last;
     }
-    my ($rest, $how) = read_line($s, \$buf, 10);
+    my ($rest, $how) = read_buffered_line($s, \$buf, 10);
     # lonc closes with the rest of the over-long line unread: end of
     # file, or (AF_UNIX) a reset once the answer has been read.
     push @bad, 'after the over-long line: ' . vis($rest) . " ($how), not end of file"
@@ -191,8 +173,8 @@ sub half_closed {
     $s->flush;
     shutdown($s, SHUT_WR);
     my $buf = '';
-    my ($got, $how) = read_line($s, \$buf, 30);
-    my ($more, $how2) = read_line($s, \$buf, 10);
+    my ($got, $how) = read_buffered_line($s, \$buf, 30);
+    my ($more, $how2) = read_buffered_line($s, \$buf, 10);
     close $s;
     return ($got, $how2 eq 'eof' && $buf eq '' ? 'eof' : "then $how2 " . vis($more // $buf));
 }

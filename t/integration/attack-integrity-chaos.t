@@ -71,27 +71,6 @@ sub gen {
     return [ "encmid:$n:" . (1 + int rand $wire), undef ];
 }
 
-# Read one line from $s into $$buf's first line (a buffered reader, so
-# that pipelined replies are not lost).  Returns (line, how).
-sub read_line {
-    my ($s, $buf, $secs) = @_;
-    my $how;
-    local $SIG{ALRM} = sub { die "timeout\n" };
-    alarm $secs;
-    eval {
-        while (index($$buf, "\n") < 0) {
-            my $n = sysread($s, $$buf, 1 << 20, length $$buf);
-            if (!defined $n) { next if $!{EINTR}; $how = "error:$!"; last }
-            if ($n == 0) { $how = 'eof'; last }
-        }
-        1;
-    } or $how = 'timeout';
-    alarm 0;
-    my $i = index($$buf, "\n");
-    return (undef, $how // 'eof') if $i < 0;
-    return (substr($$buf, 0, $i + 1, ''), 'line');
-}
-
 sub describe {
     my ($got) = @_;
     return 'nothing' unless defined $got;
@@ -126,7 +105,7 @@ sub client {
                 last;
             }
             $n{lines}++;
-            my ($got, $how) = read_line($s, \$buf, 30);
+            my ($got, $how) = read_buffered_line($s, \$buf, 30);
             if (defined $got && $got eq "con_lost\n") {
                 $n{lost}++;
             } elsif (defined $got && defined $q->[1] && $got eq "$q->[1]\n") {

@@ -21,7 +21,7 @@ our @EXPORT = qw(build_dir tmp_dir start_lond lond_ctl lond_stats
     rss_anon_kb rss_sampler kill_wait proc_figures burst
     throwaway_user throwaway_group as_user make_victim fingerprint victim_intact
     try_lonc start_racer stop_racer start_flipper stop_flipper attacker_setup
-    nobody spew pid_in run_bounded);
+    nobody spew pid_in run_bounded read_buffered_line);
 
 my @children;
 my $serial = 0;    # unique names for logs and outputs
@@ -98,6 +98,31 @@ sub run_bounded {
         waitpid $pid, 0;
     }
     return $rc;
+}
+
+# One line from socket $s through the buffer $$buf (pipelined replies
+# stay in it for the next call), waiting at most $secs (the watchdog's
+# alarm is put back).  (line with its newline, 'line'), or (undef, how:
+# 'eof', 'timeout' or 'error:...').
+sub read_buffered_line {
+    my ($s, $buf, $secs) = @_;
+    my $how;
+    my $t0 = time;
+    local $SIG{ALRM} = sub { die "timeout\n" };
+    my $left = alarm $secs;
+    eval {
+        while (index($$buf, "\n") < 0) {
+            my $n = sysread($s, $$buf, 1 << 20, length $$buf);
+            if (!defined $n) { next if $!{EINTR}; $how = "error:$!"; last }
+            if ($n == 0) { $how = 'eof'; last }
+        }
+        1;
+    } or $how = 'timeout';
+    alarm 0;
+    alarm(($left - int(time - $t0)) > 0 ? $left - int(time - $t0) : 1) if $left;
+    my $i = index($$buf, "\n");
+    return (undef, $how // 'eof') if $i < 0;
+    return (substr($$buf, 0, $i + 1, ''), 'line');
 }
 
 # Kill the test after $secs whatever happens (bounded tests).
