@@ -73,13 +73,6 @@ int fsafe_place_of(const char *file, const char *what, const struct fsafe_user *
 enum fsafe_rc fsafe_config_file(const char *path, const char *key, const struct stat *st,
 				const struct fsafe_user *u, char *msg, size_t n) WUR;
 
-/* A file root read (st: what it opened) at a path `what` names: where
- * the way to it is not root's alone, the daemon's user must be able to
- * open that same file itself, so that root reads nothing through a
- * symlink the user planted that the user could not read. */
-enum fsafe_rc fsafe_import_file(const char *path, const char *what, const struct stat *st,
-				const struct fsafe_user *u, char *msg, size_t n) WUR;
-
 /* One lonc per directory: an exclusive flock on dir/name (made, mode
  * 0600, by whoever runs now), with this process's pid in it; the
  * descriptor, kept for the process's life, or -1 with a message

@@ -467,38 +467,6 @@ enum fsafe_rc fsafe_config_file(const char *path, const char *key, const struct 
 	return FSAFE_OK;
 }
 
-enum fsafe_rc fsafe_import_file(const char *path, const char *what, const struct stat *st,
-				const struct fsafe_user *u, char *msg, size_t n)
-{
-	struct stat mine;
-	int fd = -1, err = 0;
-
-	if (geteuid() != 0 || u->uid == 0 || trusted_path(path, 0))
-		return FSAFE_OK;
-	if (fsafe_as_user(u) < 0)
-		return say(msg, n, FSAFE_BAD, "%s %s: cannot act as %s: %s", what, path, u->name,
-			   strerror(errno));
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	err = errno;
-	if (fd >= 0 && fstat(fd, &mine) < 0) {
-		err = errno;
-		close(fd);
-		fd = -1;
-	}
-	if (fsafe_as_root() < 0)
-		return say(msg, n, FSAFE_BAD, "cannot act as root again: %s", strerror(errno));
-	if (fd < 0)
-		return say(msg, n, FSAFE_BAD,
-			   "%s %s lies where users other than root can change the way to it, and %s cannot read it (%s): lonc will not read it for them",
-			   what, path, u->name, strerror(err));
-	close(fd);
-	if (mine.st_dev != st->st_dev || mine.st_ino != st->st_ino)
-		return say(msg, n, FSAFE_BAD,
-			   "%s %s changed while lonc read it (the way to it can be changed by users other than root)",
-			   what, path);
-	return FSAFE_OK;
-}
-
 int fsafe_lock_dir(const char *dir, const char *name, char *msg, size_t n)
 {
 	size_t len = strlen(dir) + strlen(name) + 2;

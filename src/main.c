@@ -163,29 +163,16 @@ static int find_user(const struct config *cfg, struct fsafe_user *u, char *err, 
 	return 0;
 }
 
-/* The files the configuration came from, as root: nobody else's, and
- * none reached through a way the user could have changed to make root
- * read what the user cannot. */
+/* The files the configuration came from, as root: nobody else's.
+ * (Where they may lie, and with whose ids an import is opened, was
+ * settled before they were read: load_config, open_import_as_fit.) */
 static int check_config_files(const struct config *cfg, const struct fsafe_user *u,
 			      char *err, size_t n)
 {
 	for (size_t i = 0; i < cfg->n_files; i++) {
 		const struct config_file *f = &cfg->files[i];
 
-		/* The YAML file and loncapa_conf say where root works and
-		 * whom it trusts: on root's way alone.  hosts_tab (LON-CAPA
-		 * keeps it in the user's directory): a file the user may open. */
-		bool roots = !f->key || !strcmp(f->key, "loncapa_conf");
-
 		if (fsafe_config_file(f->path, f->key, &f->st, u, err, n) == FSAFE_BAD)
-			return -1;
-		if (roots && !fsafe_trusted_way(f->path)) {
-			snprintf(err, n,
-				 "%s %s: the way to it may be changed by users other than root (a directory or symlink not root's alone); lonc runs as root and takes this file from root alone",
-				 f->key ? f->key : "configuration file", f->path);
-			return -1;
-		}
-		if (f->key && fsafe_import_file(f->path, f->key, &f->st, u, err, n) == FSAFE_BAD)
 			return -1;
 	}
 	return 0;
