@@ -51,7 +51,7 @@ struct conn_clock {
 
 enum conn_read {
 	CONN_OK,         /* the line is whole in c->reply */
-	CONN_TIMEOUT,    /* a deadline of the clock (conn_timeout_reason) */
+	CONN_TIMEOUT,    /* a deadline of the clock (conn_read_reason) */
 	CONN_CLOSED,     /* lond closed the connection */
 	CONN_FAILED,     /* the socket failed (errno) */
 	CONN_BAD,        /* a malformed enc: line */
@@ -124,12 +124,11 @@ struct conn_clock conn_clock(int64_t silence_ms, int64_t whole_ms);
 /* The next deadline of a clock (a shutdown may bring it closer). */
 int64_t conn_deadline(const struct conn_clock *k);
 
-/* Which limit a timed-out exchange ran into: "transaction_timeout",
- * "max_transaction_time" or "shutdown_timeout". */
-const char *conn_timeout_reason(const struct conn_clock *k);
-
-/* A failed read in a word for the log ("closed_by_lond", ...). */
-const char *conn_read_reason(enum conn_read rc);
+/* A failed read in a word for the log ("closed_by_lond", ...); for a
+ * timeout with its clock k, the limit it ran into:
+ * "transaction_timeout", "max_transaction_time" or "shutdown_timeout"
+ * (without one, "timed out"). */
+const char *conn_read_reason(enum conn_read rc, const struct conn_clock *k);
 
 /* The switch(es) lond's answer (in c->reply) to request `req` points
  * at (lond_answer_hint), or NULL; notes what the answer shows (an

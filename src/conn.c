@@ -63,7 +63,7 @@ static int64_t within_shutdown(int64_t deadline)
 }
 
 
-static struct conn_clock clock_start(int64_t silence_ms, int64_t whole_ms)
+struct conn_clock conn_clock(int64_t silence_ms, int64_t whole_ms)
 {
 	int64_t now = now_ms();
 
@@ -71,7 +71,7 @@ static struct conn_clock clock_start(int64_t silence_ms, int64_t whole_ms)
 			       .last = now };
 }
 
-static int64_t clock_deadline(const struct conn_clock *k)
+int64_t conn_deadline(const struct conn_clock *k)
 {
 	int64_t d = k->last + k->silence_ms;
 
@@ -96,7 +96,7 @@ static ssize_t recv_some(struct conn *c, void *buf, size_t len,
 			 const struct conn_clock *k)
 {
 	for (;;) {
-		int64_t now = now_ms(), stop = clock_deadline(k);
+		int64_t now = now_ms(), stop = conn_deadline(k);
 
 		if (now >= stop) {
 			errno = ETIMEDOUT;
@@ -414,16 +414,27 @@ static int select_id(struct conn *c, const char *id, size_t idlen, int64_t deadl
 	struct conn_clock k = { .silence_ms = INT64_MAX / 4, .end = deadline, .last = now_ms() };
 	reply_begin(&c->reply, NULL, LOND_LINE_MAX);
 	enum conn_read rc = read_reply(c, &k);
+	int err = errno;
 	const char *text = rc == CONN_OK ? reply_text(&c->reply, &len) : NULL;
 	if (text)
 		trace(c, false, text, len, false);
 	bool ok = text && len == 2 && !memcmp(text, "ok", 2) && !c->reply.extra;
 	reply_end(&c->reply);
 	c->in_force[0] = '\0';
-	if (!ok) {
+	if (!ok && text) {
+		/* lond answered, but not ok: the switch is the suspect. */
 		log_msg(LOG_WARNING, "host=%s worker=%u event=sethost_failed id=%.*s hint=sethost_mode",
 			c->name, c->id, (int)idlen, id);
-		errno = rc == CONN_CLOSED ? ECONNRESET : rc == CONN_TIMEOUT ? ETIMEDOUT : EPROTO;
+		errno = EPROTO;
+		return -1;
+	}
+	if (!ok) {
+		/* No answer: the connection's failure, as any read's (a reset
+		 * keeps its errno, so the request may go on a fresh one). */
+		log_msg(LOG_WARNING, "host=%s worker=%u event=sethost_failed id=%.*s reason=%s",
+			c->name, c->id, (int)idlen, id, conn_read_reason(rc, &k));
+		errno = rc == CONN_CLOSED ? ECONNRESET : rc == CONN_TIMEOUT ? ETIMEDOUT :
+			rc == CONN_FAILED ? err : EPROTO;
 		return -1;
 	}
 	memcpy(c->in_force, id, idlen);
@@ -480,8 +491,8 @@ enum conn_read conn_exchange(struct conn *c, const char *req, size_t len,
 {
 	const struct config *cfg = c->cfg;
 
-	*k = clock_start(cfg->transaction_timeout_ms, cfg->max_transaction_ms);
-	if (send_line(c, req, len, clock_deadline(k)) < 0)
+	*k = conn_clock(cfg->transaction_timeout_ms, cfg->max_transaction_ms);
+	if (send_line(c, req, len, conn_deadline(k)) < 0)
 		return errno == ETIMEDOUT ? CONN_TIMEOUT : CONN_FAILED;
 	return conn_read(c, k, cfg->max_reply_bytes);
 }
@@ -583,22 +594,7 @@ enum conn_read conn_read(struct conn *c, struct conn_clock *k, size_t max_line)
 	return rc;
 }
 
-struct conn_clock conn_clock(int64_t silence_ms, int64_t whole_ms)
+const char *conn_read_reason(enum conn_read rc, const struct conn_clock *k)
 {
-	return clock_start(silence_ms, whole_ms);
-}
-
-int64_t conn_deadline(const struct conn_clock *k)
-{
-	return clock_deadline(k);
-}
-
-const char *conn_timeout_reason(const struct conn_clock *k)
-{
-	return timeout_reason(k);
-}
-
-const char *conn_read_reason(enum conn_read rc)
-{
-	return read_reasons[rc];
+	return rc == CONN_TIMEOUT && k ? timeout_reason(k) : read_reasons[rc];
 }

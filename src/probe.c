@@ -200,7 +200,7 @@ static int ask(struct conn *c, const char *req, char *ans, size_t n, char *why, 
 	const char *text = rc == CONN_OK ? reply_text(&c->reply, &len) : NULL;
 	if (!text) {
 		snprintf(why, wn, "%s: no answer (%s)", req,
-			 rc == CONN_TIMEOUT ? "timed out" : conn_read_reason(rc));
+			 conn_read_reason(rc, NULL));
 		reply_end(&c->reply);
 		/* A separate sethost: transaction lond did not answer ok. */
 		if (r.prefix_len && c->conf->sethost_mode == SETHOST_SEPARATE)

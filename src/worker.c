@@ -215,9 +215,9 @@ static enum replay_rc replay_one(struct worker *w, const struct delayed_item *it
 		rc = REPLAY_SKIPPED;
 	} else if ((rr = conn_exchange(&w->conn, req, plen + len, &k)) != CONN_OK) {
 		log_msg(LOG_WARNING, "host=%s worker=%u event=delayed_replay_failed file=%s reason=\"%s\"",
-			hname(w), w->id, it->path, rr == CONN_TIMEOUT ? conn_timeout_reason(&k) :
+			hname(w), w->id, it->path,
 			rr == CONN_FAILED || rr == CONN_SPOOL ? strerror(errno) :
-			conn_read_reason(rr));
+			conn_read_reason(rr, &k));
 		rc = REPLAY_BROKEN;
 	} else {
 		conn_note_answer(&w->conn, req, plen + len);
@@ -429,10 +429,9 @@ static int send_with_resend(struct worker *w, struct client *c, bool stale,
 static void reply_failed(struct worker *w, struct client *c, enum conn_read rc,
 			 const struct conn_clock *k)
 {
-	const char *what = conn_read_reason(rc), *detail = NULL;
+	const char *what = conn_read_reason(rc, k), *detail = NULL;
 
 	if (rc == CONN_TIMEOUT) {
-		what = conn_timeout_reason(k);
 		/* A deadline a shutdown brought closer is no fault of lond's. */
 		if (strcmp(what, "shutdown_timeout"))
 			stats_add(w->p->stats, STAT_timeouts, 1);
