@@ -51,19 +51,9 @@ struct host_conf {
 				   an imported host: its hosts.tab line) */
 };
 
-/* A file the configuration was read from, as it was opened. */
-struct config_file {
-	char *path;
-	const char *key;        /* NULL: the YAML file; else the key naming it
-				 * ("loncapa_conf", "hosts_tab") */
-	struct stat st;
-};
-
 struct config {
 	atomic_int refs;        /* config_ref/config_unref; 1 after loading */
 	char *path;
-	struct config_file files[3];  /* the YAML file, loncapa_conf, hosts_tab */
-	size_t n_files;
 	char *host_id;
 	char *socket_dir;
 	char *pid_file;

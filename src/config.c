@@ -872,19 +872,6 @@ static char *resolve_path(const char *config_path, const char *p)
 	return r;
 }
 
-/* Remember who may change a file the configuration came from, for
- * the check lonc makes when it runs as root (fsafe_config_file). */
-static void note_file(struct config *cfg, const char *path, const char *key,
-		      const struct stat *st)
-{
-	if (cfg->n_files >= sizeof(cfg->files) / sizeof(cfg->files[0]))
-		return;
-	struct config_file *f = &cfg->files[cfg->n_files++];
-	f->path = xstrdup(path);
-	f->key = key;
-	f->st = *st;
-}
-
 /* The most lonc reads of any one configuration file: a hosts.tab of
  * hundreds of hosts is some tens of KiB; a file past this (a sparse
  * terabyte of someone's) is refused, not read to its end. */
@@ -957,7 +944,6 @@ static FILE *open_import(struct loader *ld, const char *name, const char *path, 
 		*buf = NULL;
 		return NULL;
 	}
-	note_file(ld->cfg, path, name, &st);
 	return f;
 }
 
@@ -1396,7 +1382,6 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", msg);
 		goto out_cfg;
 	}
-	note_file(cfg, path, NULL, &st);
 	if (!yaml_parser_initialize(&parser)) {
 		snprintf(err, errlen, "%s: cannot initialise the YAML parser", path);
 		goto out_file;
@@ -1443,8 +1428,6 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < N_OPTIONS; i++)
 		if (options[i].type == T_STR || options[i].type == T_OPTSTR)
 			free(*(char **)((char *)cfg + options[i].offset));
-	for (size_t i = 0; i < cfg->n_files; i++)
-		free(cfg->files[i].path);
 	free(cfg->path);
 	free(cfg);
 }

@@ -163,21 +163,6 @@ static int find_user(const struct config *cfg, struct fsafe_user *u, char *err, 
 	return 0;
 }
 
-/* The files the configuration came from, as root: nobody else's.
- * (Where they may lie, and with whose ids an import is opened, was
- * settled before they were read: load_config, open_import_as_fit.) */
-static int check_config_files(const struct config *cfg, const struct fsafe_user *u,
-			      char *err, size_t n)
-{
-	for (size_t i = 0; i < cfg->n_files; i++) {
-		const struct config_file *f = &cfg->files[i];
-
-		if (fsafe_config_file(f->path, f->key, &f->st, u, err, n) == FSAFE_BAD)
-			return -1;
-	}
-	return 0;
-}
-
 /* The TLS context, as root where the way to every file is root's alone,
  * else with the user's ids (a symlink the user planted gets nothing the
  * user could not read).  NULL with a message in err. */
@@ -287,8 +272,7 @@ static int check_only(struct lonc *l)
 	int rc = 0;
 
 	/* The files first: nothing of one that is refused is printed. */
-	if (find_user(l->cfg, &l->user, err, sizeof(err)) < 0 ||
-	    check_config_files(l->cfg, &l->user, err, sizeof(err)) < 0) {
+	if (find_user(l->cfg, &l->user, err, sizeof(err)) < 0) {
 		printf("error: %s\nconfig %s: NOT usable\n", err, l->cfg->path);
 		return EXIT_CONFIG;
 	}
@@ -324,8 +308,7 @@ static int probe(struct lonc *l)
 	char err[512];
 
 	log_open("lonc", l->cfg->syslog_facility, true, l->cfg->log_level);
-	if (find_user(l->cfg, &l->user, err, sizeof(err)) < 0 ||
-	    check_config_files(l->cfg, &l->user, err, sizeof(err)) < 0) {
+	if (find_user(l->cfg, &l->user, err, sizeof(err)) < 0) {
 		fprintf(stderr, "lonc: %s\n", err);
 		return EXIT_CONFIG;
 	}
@@ -365,8 +348,7 @@ static int prepare(struct lonc *l)
 	const struct config *cfg = l->cfg;
 	char err[1024];
 
-	if (find_user(cfg, &l->user, err, sizeof(err)) < 0 ||
-	    check_config_files(cfg, &l->user, err, sizeof(err)) < 0)
+	if (find_user(cfg, &l->user, err, sizeof(err)) < 0)
 		return fail(l, "%s", err);
 	if (crypto_init() < 0)
 		return fail(l, "libgcrypt or OpenSSL failed to initialise");
@@ -589,38 +571,45 @@ static int signal_loop(struct lonc *l)
  * root's alone, opened as root; hosts_tab elsewhere with the user's ids
  * (the configuration's user and group), so that root reads, parses and
  * quotes nothing through a symlink the user planted that the user could
- * not read itself; loncapa_conf says where root works: root's way only. */
+ * not read itself; loncapa_conf says where root works: root's way only.
+ * Who may write the file (fsafe_config_file) is judged on what was
+ * opened, before a byte of it is read. */
 static int open_import_as_fit(const char *path, const char *key, const struct config *cfg,
 			      struct stat *st, char *msg, size_t n)
 {
 	bool roots = strcmp(key, "hosts_tab") != 0;
+	struct fsafe_user u = { .name = cfg->user };
 
-	if (geteuid() != 0 || fsafe_trusted_file(path) || (roots && fsafe_trusted_way(path)))
+	if (geteuid() != 0)
 		return config_open_regular(path, st, msg, n);
-	if (roots) {
+	if (daemon_lookup_user(cfg->user, cfg->group, &u.uid, &u.gid, msg, n) < 0)
+		return -1;
+	bool as_user = !(roots ? fsafe_trusted_way(path) : fsafe_trusted_file(path));
+
+	if (as_user && roots) {
 		snprintf(msg, n, "'%s' lies where users other than root can change the way to it: lonc runs as root and takes %s from root alone",
 			 path, key);
 		return -1;
 	}
-	struct fsafe_user u = { .name = cfg->user };
-
-	if (daemon_lookup_user(cfg->user, cfg->group, &u.uid, &u.gid, msg, n) < 0)
-		return -1;
-	if (fsafe_as_user(&u) < 0) {
+	if (as_user && fsafe_as_user(&u) < 0) {
 		snprintf(msg, n, "cannot act as user %s: %s", u.name, strerror(errno));
 		return -1;
 	}
 	int fd = config_open_regular(path, st, msg, n), err = errno;
 
-	if (fsafe_as_root() < 0) {
+	if (as_user && fsafe_as_root() < 0) {
 		snprintf(msg, n, "cannot act as root again: %s", strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
 	}
-	if (fd < 0 && (err == EACCES || err == EPERM))
+	if (fd < 0 && as_user && (err == EACCES || err == EPERM))
 		snprintf(msg, n, "'%s' lies on a way %s may change, and %s cannot read it: lonc reads it with %s's rights",
 			 path, u.name, u.name, u.name);
+	if (fd >= 0 && fsafe_config_file(path, key, st, &u, msg, n) == FSAFE_BAD) {
+		close(fd);
+		return -1;
+	}
 	return fd;
 }
 
@@ -630,9 +619,9 @@ static int open_import_as_fit(const char *path, const char *key, const struct co
 static int load_config(struct lonc *l, char *err, size_t n)
 {
 	const char *path = l->o.path;
+	char cwd[4096], abs[8192];
 
 	if (geteuid() == 0) {
-		char cwd[4096], abs[8192];
 
 		if (path[0] != '/' && getcwd(cwd, sizeof(cwd))) {
 			snprintf(abs, sizeof(abs), "%s/%s", cwd, path);
@@ -643,9 +632,18 @@ static int load_config(struct lonc *l, char *err, size_t n)
 				 l->o.path);
 			return -1;
 		}
+		/* Who may write it, before it is read (the way is root's:
+		 * what stat sees is what config_load opens).  The daemon's
+		 * user plays no part for the YAML file. */
+		struct stat st;
+		struct fsafe_user none = { .name = "-" };
+
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    fsafe_config_file(path, NULL, &st, &none, err, n) == FSAFE_BAD)
+			return -1;
 		config_set_opener(open_import_as_fit);
 	}
-	return config_load(l->o.path, &l->cfg, err, n);
+	return config_load(path, &l->cfg, err, n);
 }
 
 /* Everything start-up made, in reverse. */
@@ -678,9 +676,12 @@ int main(int argc, char **argv)
 	if (go <= 0)
 		return go == 0 ? 0 : EXIT_CONFIG;
 	if (load_config(&l, err, sizeof(err)) < 0) {
-		/* One line per error. */
+		/* One line per error; lonc -t says it as it says the rest. */
 		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
-			fprintf(stderr, "lonc: %s\n", line);
+			fprintf(l.o.test ? stdout : stderr, "%s%s\n", l.o.test ? "error: " : "lonc: ",
+				line);
+		if (l.o.test)
+			printf("config %s: NOT usable\n", l.o.path);
 		return EXIT_CONFIG;
 	}
 	/* Reloads read the file again after the daemon moved to "/". */

@@ -25,6 +25,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::More;
 use LoncTest;
+use Cwd ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
 
@@ -300,6 +301,38 @@ SKIP: {
     unlike("@seen", qr/leak42|s42/, 'a reload after the user made hosts_tab a FIFO, then a symlink to a root-only file: nothing of it reaches the user');
     unlike("@seen", qr/gone/, 'and lonc stays up');
     like($r->{out}, qr/reload_failed/, 'each reload refused with a reason') or diag $r->{out};
+}
+
+# ---- 7. who may write a file is judged before root reads it ---------
+# A YAML file the daemon's group may write (root's, 0664) names a
+# root-only file as hosts_tab (one whose error would quote it): it is
+# refused before anything is read,
+# so nothing of the root-only file appears in what lonc says.
+{
+    my ($n, %o) = place();
+    my $etc = "$tmp/etc-g$case";
+    mkdir $etc, 0755 or die;
+    my $secret = spew("$etc/secret.tab", "top sec42ret:dom:library:leaked-g.example:127.0.0.1\n", 0600);
+    my $c = write_config(name => "gw$case", %o, hosts => undef, hosts_tab => $secret);
+    system('cp', $c, "$etc/lonc.yaml") == 0 or die;
+    chown 0, $gid, "$etc/lonc.yaml";
+    chmod 0664, "$etc/lonc.yaml";
+    my $t = try_lonc("$etc/lonc.yaml", test => 1);
+    my $r = try_lonc("$etc/lonc.yaml");
+    ok($t->{exit} && !$r->{ready}, 'a YAML file the daemon\'s group may write: refused') or diag $t->{out};
+    like($t->{out}, qr/^error: .*writable by others/m, '... saying why');
+    unlike($t->{out} . $r->{out}, qr/sec42ret|leaked-g/, '... before root read what it names');
+    # The same file, root's alone, by a relative name: its relative
+    # hosts_tab is taken from its directory, on root's way.
+    chmod 0644, "$etc/lonc.yaml";
+    chown 0, 0, "$etc/lonc.yaml";
+    spew("$etc/hosts.tab", "h:dom:library:h.example:127.0.0.1\n", 0644);
+    my $rel = write_config(name => "rel$case", %o, hosts => undef, hosts_tab => 'hosts.tab');
+    system('cp', $rel, "$etc/rel.yaml") == 0 or die;
+    chmod 0644, "$etc/rel.yaml";
+    my $abs_lonc = Cwd::abs_path($lonc);
+    my $out = `cd $etc && timeout 10 $abs_lonc -t -c rel.yaml 2>&1`;
+    like($out, qr/hosts_tab \Q$etc\E\/hosts\.tab: 1 host/, 'lonc -t -c RELATIVE as root: a relative hosts_tab from its directory, as root') or diag $out;
 }
 
 is(fingerprint($vdir), $vdir_was, 'the victim directory is untouched');
