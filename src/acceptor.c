@@ -47,7 +47,7 @@ struct acceptor {
 	char **paths;
 	int wake_fd;
 	pthread_t thread;
-	bool started;
+	atomic_bool started;       /* the watchdog reads it (acceptor_ping) */
 
 	int epfd;
 
@@ -683,20 +683,20 @@ int acceptor_start(struct acceptor *a)
 			host_name(a), strerror(rc));
 		return -1;
 	}
-	a->started = true;
+	atomic_store(&a->started, true);
 	return 0;
 }
 
 static void stop_thread(struct acceptor *a)
 {
-	if (!a->started)
+	if (!atomic_load(&a->started))
 		return;
 	pthread_mutex_lock(&a->mu);
 	a->stopping = true;
 	pthread_mutex_unlock(&a->mu);
 	wake(a);
 	pthread_join(a->thread, NULL);
-	a->started = false;
+	atomic_store(&a->started, false);
 }
 
 /* Close listener i and remove its socket file. */
@@ -711,7 +711,7 @@ static void drop_listener(struct acceptor *a, int i)
 
 bool acceptor_ping(struct acceptor *a)
 {
-	if (!a->started || atomic_load(&a->final))
+	if (!atomic_load(&a->started) || atomic_load(&a->final))
 		return true;
 	unsigned sent = atomic_load(&a->ping);
 	bool answered = atomic_load(&a->pong) == sent;
@@ -738,12 +738,12 @@ void acceptor_close(struct acceptor *a)
 void acceptor_finish(struct acceptor *a)
 {
 	acceptor_close(a);
-	if (!a->started)
+	if (!atomic_load(&a->started))
 		return;
 	atomic_store(&a->final, true);
 	wake(a);
 	pthread_join(a->thread, NULL);
-	a->started = false;
+	atomic_store(&a->started, false);
 }
 
 /* A name the host no longer has, at a hand-over: the name goes and the

@@ -396,6 +396,8 @@ bool lond_is_error(const char *a, size_t len)
 const char *lond_answer_hint(const struct lond_request *r, bool insecure, bool enc_worked,
 			     const char *answer, size_t len)
 {
+	if (len > 0 && answer[len - 1] == '\r')     /* as lond_is_error */
+		len--;
 	bool unknown = is_line(answer, len, "unknown_cmd");
 	bool error = len >= 6 && !memcmp(answer, "error:", 6);
 

@@ -19,17 +19,14 @@
 #include "worker.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "acceptor.h"
@@ -98,10 +95,9 @@ static bool slot_take(const struct pool *p)
 		}
 		pthread_cond_timedwait(&slots_cv, &slots_mu, &ts);
 		pthread_mutex_unlock(&slots_mu);
-		struct queue_stats qs;
-		queue_get_stats(p->queue, &qs);
+		bool closed = queue_is_closed(p->queue);
 		pthread_mutex_lock(&slots_mu);
-		if (qs.closed)
+		if (closed)
 			break;
 	}
 	pthread_mutex_unlock(&slots_mu);
@@ -360,7 +356,10 @@ static int reconnect(struct worker *w)
 	struct conn_result again;
 	int rc = handshake(w, &again);
 	if (rc < 0) {
-		stats_add(w->p->stats, STAT_connect_failures, 1);
+		/* lonc's own shortage is not the host's failure (as the
+		 * manager counts it). */
+		if (!again.local)
+			stats_add(w->p->stats, STAT_connect_failures, 1);
 		log_msg(LOG_WARNING, "host=%s worker=%u event=reconnect_failed reason=\"%s\"%s%s",
 			hname(w), w->id, again.reason, again.hint ? " hint=" : "",
 			again.hint ? again.hint : "");
