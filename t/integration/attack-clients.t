@@ -199,7 +199,6 @@ sub half_closed {
 
 # ---- 4. clients that vanish -----------------------------------------------------
 {
-    my $before = () = $log->() =~ /event=client_write_failed/g;
     for my $i (1 .. 10) {
         # Half a line, gone.
         my $s = unix_connect("$sdir/h") or next;

@@ -137,7 +137,9 @@ is(request($sock, 'ping'), 'pong', 'lonc is up, spool_dir on a 768 KiB tmpfs');
     is($ask->('bytes:200000', 200000), 'whole', 'a big reply through a plain spool_dir');
     # Connections that kept a spool file open are gone after idle_timeout.
     request($s2, 'close_connection_exit');
-    sleep 0.5;
+    # Until no descriptor of lonc's points into the spool directory.
+    wait_for(sub { !grep { (readlink($_) // '') =~ m{^\Q$plain\E/} } glob("/proc/$lonc2->{pid}/fd/*") },
+        10, 'the old connections to drop their spool files');
     rename $plain, "$plain.away" or die "rename: $!";
     my %seen;
     $seen{ $ask->('bytes:200000', 200000) }++ for 1 .. 3;

@@ -116,6 +116,7 @@ for my $key ('spool_dir', 'log_dir') {
     my ($hit, $runs, $flips) = race('nobody', $s, 'P', $v, $was, watch => "$n/$before{$key}",
         delay => 2000, start => sub { try_lonc($c) });
     note "$key: $runs starts, $flips moves" . ($hit ? ', root made a directory in the victim directory' : '');
+    cmp_ok($flips, '>', 0, "$key: the attacker's directory was moved in (the race was run)");
     note 'the victim directory now: ' . fingerprint($v) if $hit;
     ok(!$hit, "$key with a missing parent in a sticky root directory: root makes nothing where the user's symlink points");
     ok(victim_intact("$v/victim"), "$key: the victim file in it untouched");
@@ -135,6 +136,7 @@ for my $key ('spool_dir', 'log_dir') {
     my ($hit, $runs, $flips) = race('nobody', $s, 'P', $v, $was, watch => $c, delay => 15000,
         start => sub { system("timeout 20 $lonc -c $c --probe self >/dev/null 2>&1") });
     note "lonc --probe: $runs runs, $flips moves" . ($hit ? ', root made a directory in the victim directory' : '');
+    cmp_ok($flips, '>', 0, "lonc --probe: the attacker's directory was moved in (the race was run)");
     ok(!$hit, 'lonc --probe, local_key_dir with a missing parent in a sticky root directory: root makes nothing where the user\'s symlink points');
 }
 
@@ -168,6 +170,7 @@ for my $key ('spool_dir', 'log_dir') {
     my ($hit, $runs, $flips) = race($third->{name}, $s, 'P', $v, $was, watch => "$n/logs",
         delay => 2000, start => sub { try_lonc($c) });
     note "third user: $runs starts, $flips moves" . ($hit ? ', root made a directory in the victim directory' : '');
+    cmp_ok($flips, '>', 0, "third user: its directory was moved in (the race was run)");
     ok(!$hit, 'a third user racing in a sticky directory: root makes nothing where its symlink points');
 }
 

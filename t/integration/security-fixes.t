@@ -271,9 +271,9 @@ SKIP: {
         hosts => [ { hostname => 'h', port => $lond->{port}, key_mode => 'ssl' } ]);
     my $t = try_lonc($c, test => 1, timeout => 6);
     ok(defined $t->{exit} && $t->{out} =~ /^error: tls: /m, 'a sparse terabyte CA file: lonc -t ends, refusing it') or diag $t->{out};
-    my $start = time;
     my $out = `timeout 6 $lonc -c $c --probe h 2>&1`;
-    ok(time - $start < 5.5 && $out =~ /tls: /, '--probe too') or diag $out;
+    my $ended = ($? >> 8) != 124;    # not stopped by timeout
+    ok($ended && $out =~ /tls: /, '--probe too') or diag $out;
     unlink "$n/tls/big.pem";
 }
 

@@ -132,6 +132,9 @@ sub root_opens {
     my $link = $config->($fifo);
     my $w = fork // die;
     if ($w == 0) {
+        # Not the watchdog's handler: a die here would end the test's
+        # servers with this child.
+        $SIG{ALRM} = sub { POSIX::_exit(1) };
         alarm 8;
         open my $fh, '>', $fifo or POSIX::_exit(1);
         POSIX::_exit(0);
@@ -189,6 +192,7 @@ sub root_opens {
     }
     my $flips = stop_flipper($f);
     note "hosts_tab flipped $flips times: " . join ', ', map { "$_: $how{$_}" } sort keys %how;
+    cmp_ok($flips, '>', 0, 'the flipper flipped hosts_tab (the race was run)');
     unlike($seen // '', qr/topsecret42|leaked-by-root/, 'hosts_tab flipped between the user\'s and a root-only file: the secret never reaches the user');
     ok(!$how{other}, 'every refusal says why');
     ok(!$how{'-t hung'}, 'lonc -t always ends');
@@ -290,6 +294,7 @@ SKIP: {
     }
     my $flips = stop_flipper($f);
     note "key_file flipped $flips times: " . join ', ', map { "$_: $how{$_}" } sort keys %how;
+    cmp_ok($flips, '>', 0, 'the flipper flipped key_file (the race was run)');
     ok(!$how{ran}, 'the TLS key flipped between the user\'s and a root-only one: lonc never runs with the root-only key');
     # The control: the fitting key, readable by nobody, does start lonc.
     system('cp', "$certs/lonc.key", "$n/tls/fits.key") == 0 or die;

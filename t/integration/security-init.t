@@ -363,7 +363,8 @@ SKIP: {
     ($rc, $out) = bounded($ctl, '-p', $p, '-t', 1, '-s', "$n/admin.sock", 'status');
     is($rc, 2, 'lonc-ctl -t 1 against a listener that never answers: status 2') or diag $out;
     like($out, qr/no complete answer .* within 1 s/, '... saying so');
-    cmp_ok(time - $t0, '<=', 5, '... after about a second');
+    # About a second; bounded kills at 20 s (a margin for a busy machine).
+    cmp_ok(time - $t0, '<', 15, '... after about a second, not at the kill');
     stop_mine($p);
     $p = $fake->(1);
     ($rc, $out) = bounded($ctl, '-s', "$n/admin.sock", 'reload');

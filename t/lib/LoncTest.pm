@@ -107,8 +107,8 @@ sub run_bounded {
 sub read_buffered_line {
     my ($s, $buf, $secs) = @_;
     my $how;
-    my $t0 = time;
     local $SIG{ALRM} = sub { die "timeout\n" };
+    my $t0 = time;
     my $left = alarm $secs;
     eval {
         while (index($$buf, "\n") < 0) {
@@ -119,10 +119,19 @@ sub read_buffered_line {
         1;
     } or $how = 'timeout';
     alarm 0;
-    alarm(($left - int(time - $t0)) > 0 ? $left - int(time - $t0) : 1) if $left;
+    rearm($left, $t0);
     my $i = index($$buf, "\n");
     return (undef, $how // 'eof') if $i < 0;
     return (substr($$buf, 0, $i + 1, ''), 'line');
+}
+
+# Put back an alarm that was $left seconds off when a wait began at
+# $t0 (the watchdog's), less the time the wait took.
+sub rearm {
+    my ($left, $t0) = @_;
+    return unless $left;
+    my $rest = $left - int(time - $t0);
+    alarm($rest > 0 ? $rest : 1);
 }
 
 # Kill the test after $secs whatever happens (bounded tests).
@@ -309,13 +318,14 @@ sub request_raw {
     my $s = unix_connect($path) or return undef;
     local $SIG{ALRM} = sub { die "request timeout\n" };
     my $reply;
+    my $t0 = time;
     my $left = alarm($timeout // 15);
     eval {
         print $s $bytes;
         $reply = <$s>;
     };
     alarm 0;
-    alarm $left if $left;
+    rearm($left, $t0);
     close $s;
     chomp $reply if defined $reply;
     return $reply;
@@ -342,6 +352,7 @@ sub read_reply_bytes {
     my ($s, $timeout) = @_;
     my ($buf, $how) = ('', undef);
     local $SIG{ALRM} = sub { die "request timeout\n" };
+    my $t0 = time;
     my $left = alarm($timeout // 30);
     eval {
         for (;;) {
@@ -370,7 +381,7 @@ sub read_reply_bytes {
         $how = 'timeout';
     };
     alarm 0;
-    alarm $left if $left;
+    rearm($left, $t0);
     return wantarray ? ($buf, $how) : $buf;
 }
 
@@ -395,6 +406,7 @@ sub lonnet_request {
     my $client = unix_connect($path) or return 'con_lost';
     local $SIG{ALRM} = sub { die "request timeout\n" };
     my $answer;
+    my $t0 = time;
     my $left = alarm($timeout // 30);
     my $ok = eval {
         print $client "$line\n";
@@ -404,7 +416,7 @@ sub lonnet_request {
         1;
     };
     alarm 0;
-    alarm $left if $left;
+    rearm($left, $t0);
     close $client;
     die $@ if !$ok && $@ ne "request timeout\n";
     return $ok ? $answer : undef;
@@ -734,11 +746,13 @@ sub wait_for {
 
 END {
     my $status = $?;
-    for my $pid (@children) {
-        kill 'KILL', $pid;
-        waitpid $pid, 0;
-    }
+    # Only the test itself: a child it forked that ends (by die, say)
+    # must not kill the test's servers.
     if ($$ == $main_pid) {
+        for my $pid (@children) {
+            kill 'KILL', $pid;
+            waitpid $pid, 0;
+        }
         system('userdel', '-f', $_) for @made_users;
         system('groupdel', $_) for @made_groups;
     }
