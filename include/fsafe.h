@@ -65,12 +65,13 @@ enum fsafe_rc fsafe_dir(const char *path, const char *what, enum fsafe_role role
 int fsafe_place_of(const char *file, const char *what, const struct fsafe_user *u,
 		   char *msg, size_t n) WUR;
 
-/* A file lonc reads its configuration from, as fstat describes it; key
- * is NULL for the YAML file, else the key that named it.  As root: one
+/* A file lonc reads its configuration from, as fstat describes it (fd:
+ * its descriptor, for its ACL; -1: by path, on root's way); key is NULL
+ * for the YAML file, else the key that named it.  As root: one
  * that others can write is refused (as sshd does with its keys); the
  * YAML file and loncapa_conf must be root's, hosts_tab root's or the
  * daemon user's. */
-enum fsafe_rc fsafe_config_file(const char *path, const char *key, const struct stat *st,
+enum fsafe_rc fsafe_config_file(const char *path, int fd, const char *key, const struct stat *st,
 				const struct fsafe_user *u, char *msg, size_t n) WUR;
 
 /* One lonc per directory: an exclusive flock on dir/name (made, mode

@@ -46,13 +46,16 @@ static bool open_to_others(const struct stat *st)
 	return (st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX);
 }
 
-/* Does the POSIX access ACL of `path` let a named user or group other
- * than root, ok_uid and ok_gid write it?  With an ACL the mode's group
+/* Does the POSIX access ACL of the file (its descriptor fd, or when
+ * fd < 0 `path`) let a named user or group other than root, ok_uid and
+ * ok_gid write it?  With an ACL the mode's group
  * bits are only the mask, so the mode alone cannot tell. */
-static bool acl_lets_others_write(const char *path, uid_t ok_uid, gid_t ok_gid)
+static bool acl_lets_others_write(int fd, const char *path, uid_t ok_uid, gid_t ok_gid)
 {
+	static const char name[] = "system.posix_acl_access";
 	unsigned char acl[4 + 8 * 64];
-	ssize_t len = getxattr(path, "system.posix_acl_access", acl, sizeof(acl));
+	ssize_t len = fd >= 0 ? fgetxattr(fd, name, acl, sizeof(acl)) :
+		      getxattr(path, name, acl, sizeof(acl));
 	unsigned mask = 7;
 
 	if (len < 0)
@@ -152,7 +155,7 @@ static bool user_can_write(const struct stat *st, const struct fsafe_user *u)
 }
 
 /* The rules every role shares, on what the directory really is. */
-static enum fsafe_rc judge(const char *path, const char *what, const struct stat *st,
+static enum fsafe_rc judge(const char *path, int fd, const char *what, const struct stat *st,
 			   enum fsafe_role role, const struct fsafe_user *u,
 			   char *msg, size_t n)
 {
@@ -179,7 +182,7 @@ static enum fsafe_rc judge(const char *path, const char *what, const struct stat
 	    st->st_gid != u->gid)
 		return say(msg, n, FSAFE_BAD, "%s %s is writable by group %ld, not %s's",
 			   what, path, (long)st->st_gid, u->name);
-	if (acl_lets_others_write(path, u->uid, u->gid))
+	if (acl_lets_others_write(fd, path, u->uid, u->gid))
 		return say(msg, n, FSAFE_BAD,
 			   "%s %s may be written by another user or group (a POSIX ACL entry)",
 			   what, path);
@@ -376,7 +379,7 @@ enum fsafe_rc fsafe_dir(const char *path, const char *what, enum fsafe_role role
 			   errno == ELOOP ? "is a symbolic link" : strerror(errno));
 	enum fsafe_rc rc = fstat(fd, &st) < 0 ?
 			   say(msg, n, FSAFE_BAD, "%s %s: %s", what, path, strerror(errno)) :
-			   judge(path, what, &st, role, u, msg, n);
+			   judge(path, fd, what, &st, role, u, msg, n);
 	if (rc == FSAFE_OK && role == FSAFE_RUN && !trusted_path(path, 0))
 		rc = say(msg, n, FSAFE_BAD,
 			 "%s %s lies where users other than root can change the way to it",
@@ -414,11 +417,11 @@ int fsafe_place_of(const char *file, const char *what, const struct fsafe_user *
 		if (where < 0)
 			say(msg, n, FSAFE_BAD, "%s %s: its directory %s does not exist", what,
 			    file, dir);
-	} else if (judge(dir, what, &st, FSAFE_RUN, u, msg, n) == FSAFE_OK &&
+	} else if (judge(dir, -1, what, &st, FSAFE_RUN, u, msg, n) == FSAFE_OK &&
 		   !S_ISLNK(st.st_mode) && trusted_path(dir, 0)) {
 		where = FSAFE_RUN;
 	} else if (!S_ISLNK(st.st_mode) && st.st_uid == u->uid &&
-		   judge(dir, what, &st, FSAFE_OWN, u, msg, n) == FSAFE_OK) {
+		   judge(dir, -1, what, &st, FSAFE_OWN, u, msg, n) == FSAFE_OK) {
 		where = FSAFE_OWN;
 	} else if (!*msg || S_ISLNK(st.st_mode)) {
 		say(msg, n, FSAFE_BAD,
@@ -434,7 +437,7 @@ int fsafe_place_of(const char *file, const char *what, const struct fsafe_user *
 	return where;
 }
 
-enum fsafe_rc fsafe_config_file(const char *path, const char *key, const struct stat *st,
+enum fsafe_rc fsafe_config_file(const char *path, int fd, const char *key, const struct stat *st,
 				const struct fsafe_user *u, char *msg, size_t n)
 {
 	char who[32];
@@ -456,7 +459,7 @@ enum fsafe_rc fsafe_config_file(const char *path, const char *key, const struct 
 		return say(msg, n, FSAFE_BAD,
 			   "%s is writable by others (mode %04o): lonc runs as root and will not read it",
 			   path, (unsigned)(st->st_mode & 07777));
-	if (acl_lets_others_write(path, roots ? 0 : u->uid, ok_gid))
+	if (acl_lets_others_write(fd, path, roots ? 0 : u->uid, ok_gid))
 		return say(msg, n, FSAFE_BAD,
 			   "%s may be written by another user or group (a POSIX ACL entry): lonc runs as root and will not read it",
 			   path);

@@ -606,7 +606,7 @@ static int open_import_as_fit(const char *path, const char *key, const struct co
 	if (fd < 0 && as_user && (err == EACCES || err == EPERM))
 		snprintf(msg, n, "'%s' lies on a way %s may change, and %s cannot read it: lonc reads it with %s's rights",
 			 path, u.name, u.name, u.name);
-	if (fd >= 0 && fsafe_config_file(path, key, st, &u, msg, n) == FSAFE_BAD) {
+	if (fd >= 0 && fsafe_config_file(path, fd, key, st, &u, msg, n) == FSAFE_BAD) {
 		close(fd);
 		return -1;
 	}
@@ -639,7 +639,7 @@ static int load_config(struct lonc *l, char *err, size_t n)
 		struct fsafe_user none = { .name = "-" };
 
 		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-		    fsafe_config_file(path, NULL, &st, &none, err, n) == FSAFE_BAD)
+		    fsafe_config_file(path, -1, NULL, &st, &none, err, n) == FSAFE_BAD)
 			return -1;
 		config_set_opener(open_import_as_fit);
 	}
