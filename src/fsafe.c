@@ -551,9 +551,10 @@ int fsafe_as_user(const struct fsafe_user *u)
 	if (seteuid(u->uid) < 0) {
 		int err = errno;
 
-		if (setegid(0) < 0) {
-			/* still root's gid is not guaranteed: report the first */
-		}
+		/* Back to root's group and groups, as far as that goes; the
+		 * error reported is seteuid's. */
+		if (setegid(0) == 0)
+			(void)setgroups((size_t)n_root_groups, root_groups);
 		errno = err;
 		return -1;
 	}
